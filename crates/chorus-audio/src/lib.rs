@@ -1,0 +1,1 @@
+//! Audio output: sample encodings, resampling, WAV and MP3, all streaming-safe.

@@ -1,0 +1,76 @@
+//! Chorus wire types, shared by every crate: output formats, synthesis parameters and timestamps.
+//!
+//! serde only: no async runtime, no HTTP, no model runtime. Field names follow the Cartesia API where one exists,
+//! so that the API server can pass these types through without renaming.
+
+mod format;
+mod timestamps;
+
+pub use format::{Container, Encoding, FormatError, MP3_BIT_RATES, OutputFormat, SUPPORTED_SAMPLE_RATES};
+pub use timestamps::{PhonemeTimestamps, WordTimestamps};
+
+/// Synthesis controls that a request may set. Values outside the documented ranges are rejected by
+/// [`SynthesisParams::validate`], never silently clamped.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SynthesisParams {
+    /// Speaking rate: 1.0 is the voice's natural rate, 1.5 is 50% faster (Cartesia `generation_config.speed`).
+    pub speed: f32,
+    /// Linear gain applied to the audio (Cartesia `generation_config.volume`).
+    pub volume: f32,
+    /// VITS noise scale (prosody variation); `None` takes the voice's default.
+    pub noise_scale: Option<f32>,
+    /// VITS duration noise; `None` takes the voice's default.
+    pub noise_w: Option<f32>,
+}
+
+impl Default for SynthesisParams {
+    fn default() -> Self {
+        Self {
+            speed: 1.0,
+            volume: 1.0,
+            noise_scale: None,
+            noise_w: None,
+        }
+    }
+}
+
+/// Accepted range of [`SynthesisParams::speed`] (Cartesia documents 0.6-1.5).
+pub const SPEED_RANGE: (f32, f32) = (0.5, 2.0);
+/// Accepted range of [`SynthesisParams::volume`] (Cartesia documents 0.5-2.0).
+pub const VOLUME_RANGE: (f32, f32) = (0.0, 4.0);
+
+impl SynthesisParams {
+    /// Checks every field against its documented range.
+    pub fn validate(&self) -> Result<(), FormatError> {
+        let in_range = |v: f32, (lo, hi): (f32, f32)| v.is_finite() && v >= lo && v <= hi;
+        if !in_range(self.speed, SPEED_RANGE) {
+            return Err(FormatError::OutOfRange {
+                field: "speed",
+                value: f64::from(self.speed),
+                min: f64::from(SPEED_RANGE.0),
+                max: f64::from(SPEED_RANGE.1),
+            });
+        }
+        if !in_range(self.volume, VOLUME_RANGE) {
+            return Err(FormatError::OutOfRange {
+                field: "volume",
+                value: f64::from(self.volume),
+                min: f64::from(VOLUME_RANGE.0),
+                max: f64::from(VOLUME_RANGE.1),
+            });
+        }
+        for (field, v) in [("noise_scale", self.noise_scale), ("noise_w", self.noise_w)] {
+            if let Some(v) = v
+                && !in_range(v, (0.0, 2.0))
+            {
+                return Err(FormatError::OutOfRange {
+                    field,
+                    value: f64::from(v),
+                    min: 0.0,
+                    max: 2.0,
+                });
+            }
+        }
+        Ok(())
+    }
+}
