@@ -1,3 +1,19 @@
-//! The text front end: normalization, segmentation, phonemization and offset maps back to the original text.
+//! The text front end: normalization, segmentation, espeak-ng phonemization and the offset maps that let
+//! timestamps name the words the user wrote.
+//!
+//! ```text
+//! original text -> normalize (offset map) -> espeak-ng clauses (one thread) -> align words -> chunks of ids
+//! ```
 
+mod error;
+mod espeak;
+mod frontend;
 pub mod normalize;
+mod phonemes;
+mod words;
+
+pub use error::TextError;
+pub use espeak::{Clause, EspeakConfig, Phonemizer};
+pub use frontend::{ChunkStream, ChunkWord, Frontend, FrontendConfig, PhonemeChunk, PhonemeSlot, TextInput};
+pub use phonemes::PhonemeIdMap;
+pub use words::{Token, tokenize};

@@ -1,0 +1,51 @@
+/// Errors of the text front end.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TextError {
+    /// The espeak-ng library could not be loaded or initialised.
+    #[error("espeak-ng: {0}")]
+    Espeak(String),
+    /// The espeak-ng voice (language) is unknown to the library.
+    #[error("espeak-ng has no voice '{0}'")]
+    UnknownEspeakVoice(String),
+    /// The phonemizer thread has stopped.
+    #[error("the phonemizer is not running")]
+    PhonemizerGone,
+    /// The text is empty, or only whitespace.
+    #[error("the text is empty")]
+    Empty,
+    /// The text has nothing to speak (only punctuation or symbols).
+    #[error("the text has nothing to speak (only punctuation or symbols)")]
+    NothingToSpeak,
+    /// The text is longer than the configured limit.
+    #[error("the text is {len} characters long; the limit is {max}")]
+    TooLong { len: usize, max: usize },
+    /// A voice's phoneme map is malformed.
+    #[error("invalid phoneme map: {0}")]
+    PhonemeMap(String),
+}
+
+impl TextError {
+    /// A stable, low-cardinality name for metrics and error JSON.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TextError::Espeak(_) | TextError::UnknownEspeakVoice(_) | TextError::PhonemizerGone => {
+                "phonemizer"
+            }
+            TextError::Empty => "empty_text",
+            TextError::NothingToSpeak => "nothing_to_speak",
+            TextError::TooLong { .. } => "text_too_long",
+            TextError::PhonemeMap(_) => "phoneme_map",
+        }
+    }
+
+    /// True when the caller's input is at fault (a 4xx), false for a server-side failure.
+    pub fn is_client_error(&self) -> bool {
+        match self {
+            TextError::Empty | TextError::NothingToSpeak | TextError::TooLong { .. } => true,
+            TextError::Espeak(_)
+            | TextError::UnknownEspeakVoice(_)
+            | TextError::PhonemizerGone
+            | TextError::PhonemeMap(_) => false,
+        }
+    }
+}

@@ -1,1 +1,0 @@
-//! Text normalization (English).
