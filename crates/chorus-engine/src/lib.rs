@@ -1,1 +1,20 @@
-//! The synthesis engine.
+//! The synthesis engine: the [`Model`] trait, the Piper/VITS backend on ONNX Runtime, model threads, and
+//! streaming synthesis with word and phoneme timestamps.
+//!
+//! ```text
+//! SynthesisRequest -> Frontend (chunks of phoneme ids) -> ModelPool (model threads) -> AudioChunk + timestamps
+//! ```
+
+mod engine;
+mod error;
+mod model;
+mod piper;
+mod pool;
+mod runtime;
+
+pub use engine::{AudioChunk, Engine, EngineConfig, SpeedCurve, Synthesis, SynthesisRequest};
+pub use error::EngineError;
+pub use model::{Model, ModelOutput, Scales};
+pub use piper::{PIPER_HOP_LENGTH, PiperModel, PiperVoice};
+pub use pool::ModelPool;
+pub use runtime::{discover_library, environment};

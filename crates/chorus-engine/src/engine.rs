@@ -1,0 +1,417 @@
+//! The engine: voices, their model threads, the text front end, and streaming synthesis.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use chorus_proto::{PhonemeTimestamps, SynthesisParams, WordTimestamps};
+use chorus_text::{ChunkStream, EspeakConfig, Frontend, FrontendConfig, PhonemeChunk, Phonemizer, TextInput};
+use crossbeam_channel::Receiver;
+
+use crate::EngineError;
+use crate::model::{Model, Scales};
+use crate::piper::{PiperModel, PiperVoice};
+use crate::pool::{JobResult, ModelPool};
+use crate::runtime;
+
+/// How the engine is loaded.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Directory of voices (`<voice>/<voice>.onnx.json` + graph), as laid out by `scripts/setup`.
+    pub models_dir: PathBuf,
+    /// Directory of run-time libraries (`onnxruntime/`, `espeak-ng/`), as laid out by `scripts/setup`.
+    pub runtime_dir: PathBuf,
+    /// Load only these voices (all found when empty).
+    pub voices: Vec<String>,
+    /// Model threads (sessions) per voice: concurrent forward passes.
+    pub sessions_per_voice: usize,
+    /// ONNX Runtime intra-op threads per session.
+    pub intra_threads: usize,
+    pub frontend: FrontendConfig,
+}
+
+impl EngineConfig {
+    /// Defaults for `models_dir` and `runtime_dir`: one session using every core (lowest single-stream latency).
+    pub fn new(models_dir: PathBuf, runtime_dir: PathBuf) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Self {
+            models_dir,
+            runtime_dir,
+            voices: Vec::new(),
+            sessions_per_voice: 1,
+            intra_threads: cores,
+            frontend: FrontendConfig::default(),
+        }
+    }
+}
+
+struct LoadedVoice {
+    voice: PiperVoice,
+    pool: ModelPool,
+    speed: SpeedCurve,
+}
+
+/// How a voice's duration responds to `length_scale`: `duration(ls) / duration(1) = fixed + (1 - fixed) * ls`.
+///
+/// VITS rounds every phoneme's duration up to whole frames, so part of the duration does not scale: with the
+/// plain `length_scale = 1 / speed`, speed 1.5 gave 0.74 of the duration instead of 0.67 (joe voice, measured).
+/// The curve is measured per voice at load time, and [`SpeedCurve::length_scale`] inverts it so that `speed`
+/// means what it says.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpeedCurve {
+    /// Fraction of the duration that does not scale with `length_scale`.
+    pub fixed: f32,
+}
+
+impl SpeedCurve {
+    /// The `length_scale` that makes speech `speed` times faster than the voice's default.
+    pub fn length_scale(&self, default_length_scale: f32, speed: f32) -> f32 {
+        let target = 1.0 / speed;
+        let ls = (target - self.fixed) / (1.0 - self.fixed);
+        ls.max(0.1) * default_length_scale
+    }
+
+    /// Measures the curve from the total frames at `length_scale` 1 and 0.5 (duration noise off: deterministic).
+    fn measure(pool: &ModelPool, ids: &[Vec<i64>], scales: Scales) -> Result<Self, EngineError> {
+        let frames = |ls: f32| -> Result<f64, EngineError> {
+            let mut total = 0.0f64;
+            for chunk in ids {
+                let s = Scales {
+                    length_scale: scales.length_scale * ls,
+                    noise_w: 0.0,
+                    ..scales
+                };
+                let rx = pool.submit(chunk.clone(), s, Arc::new(AtomicBool::new(false)))?;
+                let (out, _) = rx.recv().map_err(|_| EngineError::Shutdown)??;
+                total += out.durations.iter().map(|d| f64::from(*d)).sum::<f64>();
+            }
+            Ok(total)
+        };
+        let (full, half) = (frames(1.0)?, frames(0.5)?);
+        let ratio = if full > 0.0 { half / full } else { 0.5 };
+        let fixed = (2.0 * ratio - 1.0).clamp(0.0, 0.6) as f32;
+        Ok(Self { fixed })
+    }
+}
+
+/// Loaded voices ready to synthesize. Shared by reference (or `Arc`) between request handlers.
+pub struct Engine {
+    frontend: Frontend,
+    voices: BTreeMap<String, LoadedVoice>,
+    load_seconds: f64,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("voices", &self.voices.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One synthesis request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SynthesisRequest {
+    pub text: String,
+    pub voice: String,
+    pub params: SynthesisParams,
+    /// Expand numbers, dates, currency... before phonemization (on by default).
+    pub normalize: bool,
+}
+
+impl SynthesisRequest {
+    pub fn new(text: impl Into<String>, voice: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            voice: voice.into(),
+            params: SynthesisParams::default(),
+            normalize: true,
+        }
+    }
+}
+
+/// A chunk of audio with its timestamps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudioChunk {
+    /// 0 for the first chunk.
+    pub index: usize,
+    /// Mono samples at the voice's sample rate, volume applied.
+    pub samples: Vec<f32>,
+    /// Start of this chunk in the stream, in seconds.
+    pub start: f64,
+    /// Word timestamps, in seconds from the start of the stream.
+    pub words: WordTimestamps,
+    /// Phoneme timestamps, in seconds from the start of the stream.
+    pub phonemes: PhonemeTimestamps,
+    /// Time the forward pass took, in seconds.
+    pub inference_seconds: f64,
+}
+
+impl Engine {
+    /// Starts the phonemizer, loads every voice's sessions in parallel and warms them up.
+    pub fn load(config: &EngineConfig) -> Result<Self, EngineError> {
+        let started = Instant::now();
+        let env = runtime::environment(&runtime::discover_library(&config.runtime_dir))?;
+        let mut voices = PiperVoice::discover(&config.models_dir)?;
+        if !config.voices.is_empty() {
+            voices.retain(|v| config.voices.contains(&v.id));
+            if let Some(missing) = config
+                .voices
+                .iter()
+                .find(|id| !voices.iter().any(|v| &v.id == *id))
+            {
+                return Err(EngineError::UnknownVoice(missing.clone()));
+            }
+        }
+        if voices.is_empty() {
+            return Err(EngineError::VoiceLoad {
+                voice: "*".into(),
+                message: format!("no voices in {} (run scripts/setup)", config.models_dir.display()),
+            });
+        }
+        let espeak_voice = voices.first().map_or("en-us", |v| v.espeak_voice.as_str());
+        let phonemizer = Phonemizer::start(&EspeakConfig::discover(&config.runtime_dir), espeak_voice)?;
+        let frontend = Frontend::new(phonemizer, config.frontend);
+
+        // Load voices concurrently: each pool loads its sessions in parallel threads.
+        let handles: Vec<_> = voices
+            .into_iter()
+            .map(|voice| {
+                let env = env.clone();
+                let frontend = frontend.clone();
+                let (sessions, threads) = (config.sessions_per_voice, config.intra_threads);
+                std::thread::spawn(move || -> Result<LoadedVoice, EngineError> {
+                    let warmup = warmup_ids(&frontend, &voice)?;
+                    let first = warmup.first().cloned().unwrap_or_default();
+                    let v = voice.clone();
+                    let factory = move || -> Result<Box<dyn Model>, EngineError> {
+                        Ok(Box::new(PiperModel::load(&env, &v, threads)?))
+                    };
+                    let pool = ModelPool::start(&voice.id, sessions, factory, first, voice.default_scales)?;
+                    let speed = SpeedCurve::measure(&pool, &warmup, voice.default_scales)?;
+                    tracing::debug!(voice = %voice.id, fixed = speed.fixed, "Speed curve measured.");
+                    Ok(LoadedVoice { voice, pool, speed })
+                })
+            })
+            .collect();
+        let mut loaded = BTreeMap::new();
+        for h in handles {
+            let v = h
+                .join()
+                .map_err(|_| EngineError::Runtime("a voice loader panicked".into()))??;
+            loaded.insert(v.voice.id.clone(), v);
+        }
+        let load_seconds = started.elapsed().as_secs_f64();
+        tracing::info!(
+            voices = loaded.len(),
+            load_s = format!("{load_seconds:.2}"),
+            "Engine ready."
+        );
+        Ok(Self {
+            frontend,
+            voices: loaded,
+            load_seconds,
+        })
+    }
+
+    /// Seconds the last [`Engine::load`] took (libraries, sessions, warm-up).
+    pub fn load_seconds(&self) -> f64 {
+        self.load_seconds
+    }
+
+    pub fn voices(&self) -> impl Iterator<Item = &PiperVoice> {
+        self.voices.values().map(|v| &v.voice)
+    }
+
+    pub fn voice(&self, id: &str) -> Option<&PiperVoice> {
+        self.voices.get(id).map(|v| &v.voice)
+    }
+
+    pub fn frontend(&self) -> &Frontend {
+        &self.frontend
+    }
+
+    /// Validates the request, phonemizes its first chunk and queues it: every input error surfaces here, before
+    /// any audio. The returned stream yields chunks as they are synthesized; dropping it cancels the rest.
+    pub fn synthesize(&self, request: &SynthesisRequest) -> Result<Synthesis, EngineError> {
+        let loaded = self
+            .voices
+            .get(&request.voice)
+            .ok_or_else(|| EngineError::UnknownVoice(request.voice.clone()))?;
+        request.params.validate()?;
+        let voice = &loaded.voice;
+        let input = TextInput {
+            text: &request.text,
+            normalize: request.normalize,
+            espeak_voice: &voice.espeak_voice,
+        };
+        let chunks = self.frontend.chunks(input, Arc::clone(&voice.ids))?;
+        let d = voice.default_scales;
+        let scales = Scales {
+            noise_scale: request.params.noise_scale.unwrap_or(d.noise_scale),
+            length_scale: loaded.speed.length_scale(d.length_scale, request.params.speed),
+            noise_w: request.params.noise_w.unwrap_or(d.noise_w),
+        };
+        let mut synthesis = Synthesis {
+            chunks,
+            pool: loaded.pool.clone(),
+            scales,
+            volume: request.params.volume,
+            cancelled: Arc::new(AtomicBool::new(false)),
+            in_flight: None,
+            samples_out: 0,
+        };
+        match synthesis.submit_next() {
+            Some(Ok(first)) => synthesis.in_flight = Some(Ok(first)),
+            Some(Err(e)) => return Err(e),
+            None => return Err(chorus_text::TextError::NothingToSpeak.into()),
+        }
+        Ok(synthesis)
+    }
+}
+
+/// Phoneme ids of an ordinary sentence, chunk by chunk, for warm-up and the speed curve.
+fn warmup_ids(frontend: &Frontend, voice: &PiperVoice) -> Result<Vec<Vec<i64>>, EngineError> {
+    let text = "Warming up the voice with a sentence of ordinary length, so that its timing can be measured.";
+    let input = TextInput {
+        text,
+        normalize: false,
+        espeak_voice: &voice.espeak_voice,
+    };
+    let chunks = frontend.chunks(input, Arc::clone(&voice.ids))?;
+    Ok(chunks.map(|c| c.map(|c| c.ids)).collect::<Result<Vec<_>, _>>()?)
+}
+
+struct InFlight {
+    chunk: PhonemeChunk,
+    reply: Receiver<JobResult>,
+}
+
+/// A request being synthesized: an iterator of [`AudioChunk`]s. The next chunk is computed while the caller
+/// handles the current one. Dropping it cancels every chunk not yet started.
+pub struct Synthesis {
+    chunks: ChunkStream,
+    pool: ModelPool,
+    scales: Scales,
+    volume: f32,
+    cancelled: Arc<AtomicBool>,
+    in_flight: Option<Result<InFlight, EngineError>>,
+    samples_out: u64,
+}
+
+impl std::fmt::Debug for Synthesis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Synthesis")
+            .field("samples_out", &self.samples_out)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Synthesis {
+    /// The voice's sample rate.
+    pub fn sample_rate(&self) -> u32 {
+        self.pool.sample_rate()
+    }
+
+    /// Stops the request: queued chunks are skipped by the model threads.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Release);
+    }
+
+    fn submit_next(&mut self) -> Option<Result<InFlight, EngineError>> {
+        let chunk = match self.chunks.next()? {
+            Ok(c) => c,
+            Err(e) => return Some(Err(e.into())),
+        };
+        Some(
+            self.pool
+                .submit(chunk.ids.clone(), self.scales, Arc::clone(&self.cancelled))
+                .map(|reply| InFlight { chunk, reply }),
+        )
+    }
+}
+
+impl Iterator for Synthesis {
+    type Item = Result<AudioChunk, EngineError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let current = match self.in_flight.take().or_else(|| self.submit_next())? {
+            Ok(f) => f,
+            Err(e) => return Some(Err(e)),
+        };
+        let result = current.reply.recv().unwrap_or(Err(EngineError::Shutdown));
+        let (output, inference_seconds) = match result {
+            Ok(r) => r,
+            Err(e) => return Some(Err(e)),
+        };
+        // Queue the following chunk before handing this one over, so the model works while the caller encodes.
+        self.in_flight = self.submit_next();
+
+        let rate = f64::from(self.pool.sample_rate());
+        let start = self.samples_out as f64 / rate;
+        let seconds_per_frame = self.pool.hop_length() as f64 / rate;
+        let (words, mut phonemes) = current
+            .chunk
+            .timestamps(&output.durations, seconds_per_frame, start);
+        let mut samples = output.audio;
+        if current.chunk.is_last {
+            trim_tail(
+                &mut samples,
+                &current.chunk,
+                &output.durations,
+                self.pool.hop_length(),
+                rate,
+            );
+            let end = start + samples.len() as f64 / rate;
+            for t in phonemes.start.iter_mut().chain(phonemes.end.iter_mut()) {
+                *t = t.min(end);
+            }
+        }
+        if (self.volume - 1.0).abs() > f32::EPSILON {
+            for s in &mut samples {
+                *s = (*s * self.volume).clamp(-1.0, 1.0);
+            }
+        }
+        self.samples_out += samples.len() as u64;
+        Some(Ok(AudioChunk {
+            index: current.chunk.index,
+            samples,
+            start,
+            words,
+            phonemes,
+            inference_seconds,
+        }))
+    }
+}
+
+/// Silence kept after the last spoken phoneme of a request.
+const TAIL_SECONDS: f64 = 0.1;
+/// Fade-out applied where the tail is cut, so the cut is not a click.
+const FADE_SECONDS: f64 = 0.01;
+
+/// Cuts the final chunk's trailing pause (the closing punctuation's silence and the end-of-utterance frames) to
+/// [`TAIL_SECONDS`] after the last spoken phoneme: the stream ends when the speech does.
+fn trim_tail(samples: &mut Vec<f32>, chunk: &PhonemeChunk, durations: &[f32], hop: usize, rate: f64) {
+    let Some(end_id) = chunk.speech_end_id() else {
+        return;
+    };
+    let frames: f64 = durations.iter().take(end_id).map(|d| f64::from(d.max(0.0))).sum();
+    let keep = (frames * hop as f64 + TAIL_SECONDS * rate).round() as usize;
+    if keep >= samples.len() {
+        return;
+    }
+    samples.truncate(keep);
+    let fade = ((FADE_SECONDS * rate) as usize).min(samples.len());
+    let n = samples.len();
+    for (i, s) in samples[n - fade..].iter_mut().enumerate() {
+        *s *= 1.0 - (i + 1) as f32 / fade as f32;
+    }
+}
+
+impl Drop for Synthesis {
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}

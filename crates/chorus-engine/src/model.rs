@@ -1,0 +1,32 @@
+//! The model interface every backend implements. Synchronous: models run on their own threads.
+
+use crate::EngineError;
+
+/// VITS inference controls.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scales {
+    /// Prosody noise (Piper's `noise_scale`).
+    pub noise_scale: f32,
+    /// Duration multiplier: greater is slower (Piper's `length_scale`).
+    pub length_scale: f32,
+    /// Duration noise (Piper's `noise_w`).
+    pub noise_w: f32,
+}
+
+/// The result of one forward pass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelOutput {
+    /// Mono samples at [`Model::sample_rate`].
+    pub audio: Vec<f32>,
+    /// Frames per input id (one frame is [`Model::hop_length`] samples).
+    pub durations: Vec<f32>,
+}
+
+/// A text-to-speech acoustic model plus vocoder: phoneme ids in, audio and per-id durations out.
+pub trait Model: Send {
+    fn sample_rate(&self) -> u32;
+    /// Samples per duration frame.
+    fn hop_length(&self) -> usize;
+    /// Synthesizes one utterance.
+    fn infer(&mut self, ids: &[i64], scales: Scales) -> Result<ModelOutput, EngineError>;
+}

@@ -1,0 +1,213 @@
+//! Piper (VITS) voices on ONNX Runtime.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chorus_text::PhonemeIdMap;
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::Tensor;
+
+use crate::EngineError;
+use crate::model::{Model, ModelOutput, Scales};
+
+/// Samples per duration frame in Piper's VITS vocoder.
+pub const PIPER_HOP_LENGTH: usize = 256;
+
+/// A Piper voice on disk: `<id>.onnx.json` plus the graph (`<id>.dur.onnx`, durations exposed, preferred).
+#[derive(Debug, Clone)]
+pub struct PiperVoice {
+    pub id: String,
+    pub model_path: PathBuf,
+    /// True when the graph outputs per-phoneme durations (needed for timestamps).
+    pub has_durations: bool,
+    pub sample_rate: u32,
+    pub espeak_voice: String,
+    pub language: String,
+    pub default_scales: Scales,
+    pub ids: Arc<PhonemeIdMap>,
+}
+
+impl PiperVoice {
+    /// Reads `dir/<id>.onnx.json` and finds the graph beside it.
+    pub fn load(config_path: &Path) -> Result<Self, EngineError> {
+        let file = config_path
+            .file_name()
+            .and_then(|f| f.to_str())
+            .unwrap_or_default();
+        let id = file.strip_suffix(".onnx.json").unwrap_or(file).to_owned();
+        let fail = |message: String| EngineError::VoiceLoad {
+            voice: id.clone(),
+            message,
+        };
+        let raw = std::fs::read_to_string(config_path)
+            .map_err(|e| fail(format!("{}: {e}", config_path.display())))?;
+        let json: serde_json::Value =
+            serde_json::from_str(&raw).map_err(|e| fail(format!("invalid JSON: {e}")))?;
+        let sample_rate = json
+            .pointer("/audio/sample_rate")
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|r| u32::try_from(r).ok())
+            .ok_or_else(|| fail("audio.sample_rate missing".into()))?;
+        let espeak_voice = json
+            .pointer("/espeak/voice")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("en-us")
+            .to_owned();
+        let language = json
+            .pointer("/language/family")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("en")
+            .to_owned();
+        let scale = |key: &str, default: f32| {
+            json.pointer(&format!("/inference/{key}"))
+                .and_then(serde_json::Value::as_f64)
+                .map_or(default, |v| v as f32)
+        };
+        let default_scales = Scales {
+            noise_scale: scale("noise_scale", 0.667),
+            length_scale: scale("length_scale", 1.0),
+            noise_w: scale("noise_w", 0.8),
+        };
+        let map = json
+            .get("phoneme_id_map")
+            .ok_or_else(|| fail("phoneme_id_map missing".into()))?;
+        let ids = Arc::new(PhonemeIdMap::from_json(map).map_err(|e| fail(e.to_string()))?);
+        let dir = config_path.parent().unwrap_or(Path::new("."));
+        let with_durations = dir.join(format!("{id}.dur.onnx"));
+        let (model_path, has_durations) = if with_durations.is_file() {
+            (with_durations, true)
+        } else {
+            let plain = dir.join(format!("{id}.onnx"));
+            if !plain.is_file() {
+                return Err(fail(format!("no {id}.dur.onnx or {id}.onnx beside the config")));
+            }
+            tracing::warn!(voice = %id, "The graph does not expose durations: timestamps are estimated.");
+            (plain, false)
+        };
+        Ok(Self {
+            id,
+            model_path,
+            has_durations,
+            sample_rate,
+            espeak_voice,
+            language,
+            default_scales,
+            ids,
+        })
+    }
+
+    /// Every voice under `models_dir` (one level of sub-directories), sorted by id.
+    pub fn discover(models_dir: &Path) -> Result<Vec<PiperVoice>, EngineError> {
+        let mut configs = Vec::new();
+        let entries = std::fs::read_dir(models_dir).map_err(|e| EngineError::VoiceLoad {
+            voice: "*".into(),
+            message: format!("cannot read {}: {e} (run scripts/setup)", models_dir.display()),
+        })?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let candidates: Vec<PathBuf> = if path.is_dir() {
+                std::fs::read_dir(&path)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.path())
+                    .collect()
+            } else {
+                vec![path]
+            };
+            configs.extend(
+                candidates
+                    .into_iter()
+                    .filter(|p| p.to_string_lossy().ends_with(".onnx.json")),
+            );
+        }
+        let mut voices = configs
+            .iter()
+            .map(|p| PiperVoice::load(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        voices.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(voices)
+    }
+}
+
+/// One ONNX Runtime session of a Piper voice. `Session::run` takes `&mut self`: one per model thread.
+#[derive(Debug)]
+pub struct PiperModel {
+    session: Session,
+    sample_rate: u32,
+    has_durations: bool,
+}
+
+impl PiperModel {
+    /// Builds a session with `intra_threads` threads for the voice's graph.
+    pub fn load(
+        env: &ort::environment::Environment,
+        voice: &PiperVoice,
+        intra_threads: usize,
+    ) -> Result<Self, EngineError> {
+        let fail = |e: &dyn std::fmt::Display| EngineError::VoiceLoad {
+            voice: voice.id.clone(),
+            message: e.to_string(),
+        };
+        let session = Session::builder(env)
+            .map_err(|e| fail(&e))?
+            .with_optimization_level(GraphOptimizationLevel::All)
+            .map_err(|e| fail(&e))?
+            .with_intra_threads(intra_threads.max(1))
+            .map_err(|e| fail(&e))?
+            .with_inter_threads(1)
+            .map_err(|e| fail(&e))?
+            .commit_from_file(&voice.model_path)
+            .map_err(|e| fail(&e))?;
+        Ok(Self {
+            session,
+            sample_rate: voice.sample_rate,
+            has_durations: voice.has_durations,
+        })
+    }
+}
+
+impl Model for PiperModel {
+    fn sample_rate(&self) -> u32 {
+        self.sample_rate
+    }
+
+    fn hop_length(&self) -> usize {
+        PIPER_HOP_LENGTH
+    }
+
+    fn infer(&mut self, ids: &[i64], scales: Scales) -> Result<ModelOutput, EngineError> {
+        let fail = |e: &dyn std::fmt::Display| EngineError::Inference(e.to_string());
+        let n = ids.len();
+        let input = Tensor::from_array(([1usize, n], ids.to_vec())).map_err(|e| fail(&e))?;
+        let lengths = Tensor::from_array(([1usize], vec![n as i64])).map_err(|e| fail(&e))?;
+        let scales = Tensor::from_array((
+            [3usize],
+            vec![scales.noise_scale, scales.length_scale, scales.noise_w],
+        ))
+        .map_err(|e| fail(&e))?;
+        let outputs = self
+            .session
+            .run(ort::inputs!["input" => input, "input_lengths" => lengths, "scales" => scales])
+            .map_err(|e| fail(&e))?;
+        let (_, audio) = outputs["output"]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| fail(&e))?;
+        let audio: Vec<f32> = audio
+            .iter()
+            .map(|s| if s.is_finite() { *s } else { 0.0 })
+            .collect();
+        let durations = if self.has_durations {
+            let (_, d) = outputs["durations"]
+                .try_extract_tensor::<f32>()
+                .map_err(|e| fail(&e))?;
+            d.to_vec()
+        } else {
+            // Without the duration tensor, spread the audio evenly over the ids (estimated timestamps).
+            let frames = audio.len() as f32 / PIPER_HOP_LENGTH as f32;
+            vec![frames / n.max(1) as f32; n]
+        };
+        Ok(ModelOutput { audio, durations })
+    }
+}

@@ -1,0 +1,158 @@
+//! Model threads: each owns one session and takes jobs from a shared bounded queue.
+//!
+//! Models never run on an async runtime's workers. Sessions load in parallel, each is warmed up with one inference,
+//! and [`ModelPool::start`] returns only when every thread is ready.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+
+use crate::EngineError;
+use crate::model::{Model, ModelOutput, Scales};
+
+/// How many chunks may wait per model thread before submitters block.
+const QUEUE_PER_THREAD: usize = 64;
+
+/// A chunk to synthesize.
+pub(crate) struct Job {
+    pub ids: Vec<i64>,
+    pub scales: Scales,
+    /// Set when the request is gone; the job is then skipped.
+    pub cancelled: Arc<AtomicBool>,
+    pub reply: Sender<JobResult>,
+}
+
+/// The model's output plus the time the forward pass took.
+pub(crate) type JobResult = Result<(ModelOutput, f64), EngineError>;
+
+/// A handle to a voice's model threads. Cloning is cheap; the threads stop when every handle is dropped.
+#[derive(Debug, Clone)]
+pub struct ModelPool {
+    tx: Sender<Job>,
+    sample_rate: u32,
+    hop_length: usize,
+    threads: usize,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("ids", &self.ids.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ModelPool {
+    /// Starts `threads` model threads named `chorus-model-<name>-<i>`, each building its model with `factory` and
+    /// warming it up on `warmup_ids`. Fails if any model fails to load.
+    pub fn start<F>(
+        name: &str,
+        threads: usize,
+        factory: F,
+        warmup_ids: Vec<i64>,
+        warmup_scales: Scales,
+    ) -> Result<Self, EngineError>
+    where
+        F: Fn() -> Result<Box<dyn Model>, EngineError> + Send + Sync + 'static,
+    {
+        let threads = threads.max(1);
+        let (tx, rx) = bounded::<Job>(QUEUE_PER_THREAD * threads);
+        let (ready_tx, ready_rx) = bounded::<Result<(u32, usize), EngineError>>(threads);
+        let factory = Arc::new(factory);
+        for i in 0..threads {
+            let rx = rx.clone();
+            let ready_tx = ready_tx.clone();
+            let factory = Arc::clone(&factory);
+            let warmup_ids = warmup_ids.clone();
+            thread::Builder::new()
+                .name(format!("chorus-model-{name}-{i}"))
+                .spawn(move || {
+                    let started = Instant::now();
+                    let mut model = match factory() {
+                        Ok(m) => m,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let loaded = started.elapsed();
+                    if let Err(e) = model.infer(&warmup_ids, warmup_scales) {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                    tracing::debug!(
+                        thread = i,
+                        load_ms = loaded.as_millis(),
+                        warm_ms = (started.elapsed() - loaded).as_millis(),
+                        "Model thread ready."
+                    );
+                    let _ = ready_tx.send(Ok((model.sample_rate(), model.hop_length())));
+                    drop(ready_tx);
+                    serve(model.as_mut(), &rx);
+                })
+                .map_err(|e| EngineError::Runtime(format!("cannot start a model thread: {e}")))?;
+        }
+        drop(ready_tx);
+        let mut shape = None;
+        for _ in 0..threads {
+            let (rate, hop) = ready_rx.recv().map_err(|_| EngineError::Shutdown)??;
+            shape = Some((rate, hop));
+        }
+        let (sample_rate, hop_length) = shape.ok_or(EngineError::Shutdown)?;
+        Ok(Self {
+            tx,
+            sample_rate,
+            hop_length,
+            threads,
+        })
+    }
+
+    pub fn sample_rate(&self) -> u32 {
+        self.sample_rate
+    }
+
+    pub fn hop_length(&self) -> usize {
+        self.hop_length
+    }
+
+    /// Number of model threads (concurrent forward passes).
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Queues a job; the result arrives on the returned channel.
+    pub(crate) fn submit(
+        &self,
+        ids: Vec<i64>,
+        scales: Scales,
+        cancelled: Arc<AtomicBool>,
+    ) -> Result<Receiver<JobResult>, EngineError> {
+        let (reply, rx) = bounded(1);
+        self.tx
+            .send(Job {
+                ids,
+                scales,
+                cancelled,
+                reply,
+            })
+            .map_err(|_| EngineError::Shutdown)?;
+        Ok(rx)
+    }
+}
+
+fn serve(model: &mut dyn Model, rx: &Receiver<Job>) {
+    for job in rx.iter() {
+        if job.cancelled.load(Ordering::Acquire) {
+            let _ = job.reply.send(Err(EngineError::Cancelled));
+            continue;
+        }
+        let started = Instant::now();
+        let result = model
+            .infer(&job.ids, job.scales)
+            .map(|out| (out, started.elapsed().as_secs_f64()));
+        let _ = job.reply.send(result);
+    }
+}
