@@ -1,0 +1,252 @@
+//! `chorus bench`: model load time, time to first audio and real-time factor, with the reference Python Piper
+//! measured in the same run on the same voice file, texts and ONNX Runtime version, reported as ratios.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use chorus_engine::{Engine, SynthesisRequest};
+
+use crate::paths::PathArgs;
+use crate::say::DEFAULT_VOICE;
+
+/// A short conversational sentence (time to first audio).
+pub const SHORT_TEXT: &str = "Hello there, how can I help you today?";
+/// About 200 characters over three sentences (real-time factor).
+pub const PARAGRAPH: &str = "The museum opens at nine in the morning and closes at six. Visitors can explore \
+    the new exhibition on ancient navigation, which features maps, instruments and ship models from around the world.";
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Measured repetitions of each text (after one warm-up run).
+    #[arg(long, default_value_t = 10)]
+    pub iterations: usize,
+    /// Engine loads measured per configuration.
+    #[arg(long, default_value_t = 3)]
+    pub loads: usize,
+    /// ONNX Runtime intra-op thread counts to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    pub threads: Vec<usize>,
+    /// Voice to measure.
+    #[arg(long, default_value = DEFAULT_VOICE)]
+    pub voice: String,
+    /// Python interpreter with `piper-tts` installed (`scripts/setup --dev` makes `.venv`); `none` skips the peer.
+    #[arg(long, env = "CHORUS_BENCH_PEER_PYTHON")]
+    pub peer_python: Option<String>,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct Measurement {
+    load_s: f64,
+    /// Sorted samples.
+    ttfa_s: Vec<f64>,
+    /// Sorted samples.
+    rtf: Vec<f64>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Row {
+    threads: usize,
+    chorus: Measurement,
+    peer: Option<Measurement>,
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+pub fn run(paths: &PathArgs, args: BenchArgs) -> Result<()> {
+    if args.iterations == 0 || args.loads == 0 || args.threads.is_empty() {
+        bail!("--iterations, --loads and --threads must be positive");
+    }
+    let peer_python = match args.peer_python.as_deref() {
+        Some("none") => None,
+        Some(p) => Some(PathBuf::from(p)),
+        None => {
+            let venv = PathBuf::from(".venv/bin/python");
+            venv.is_file().then_some(venv)
+        }
+    };
+    let voice_dir = paths.models_dir().join(&args.voice);
+    let mut rows = Vec::new();
+    for &threads in &args.threads {
+        eprintln!("measuring chorus with {threads} thread(s)...");
+        let chorus = measure_chorus(paths, &args, threads)?;
+        let peer = match &peer_python {
+            Some(python) => {
+                eprintln!("measuring piper-tts (Python) with {threads} thread(s)...");
+                Some(measure_peer(
+                    python,
+                    &voice_dir,
+                    &args.voice,
+                    threads,
+                    args.iterations,
+                )?)
+            }
+            None => None,
+        };
+        rows.push(Row {
+            threads,
+            chorus,
+            peer,
+        });
+    }
+    println!("{}", render(&rows, &args));
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&rows)?)?;
+    }
+    Ok(())
+}
+
+fn measure_chorus(paths: &PathArgs, args: &BenchArgs, threads: usize) -> Result<Measurement> {
+    let mut config = paths.engine_config();
+    config.voices = vec![args.voice.clone()];
+    config.intra_threads = threads;
+    config.sessions_per_voice = 1;
+    let mut loads = Vec::new();
+    let mut engine = None;
+    for _ in 0..args.loads {
+        drop(engine.take());
+        let t0 = Instant::now();
+        let e = Engine::load(&config)?;
+        loads.push(t0.elapsed().as_secs_f64());
+        engine = Some(e);
+    }
+    let engine = engine.context("no engine loaded")?;
+    loads.sort_by(f64::total_cmp);
+
+    let short = SynthesisRequest::new(SHORT_TEXT, &args.voice);
+    let paragraph = SynthesisRequest::new(PARAGRAPH, &args.voice);
+    // One unmeasured run of each text.
+    for r in [&short, &paragraph] {
+        for c in engine.synthesize(r)? {
+            c?;
+        }
+    }
+    let mut ttfa = Vec::with_capacity(args.iterations);
+    for _ in 0..args.iterations {
+        let t0 = Instant::now();
+        let mut synthesis = engine.synthesize(&short)?;
+        synthesis.next().context("no audio")??;
+        ttfa.push(t0.elapsed().as_secs_f64());
+    }
+    let mut rtf = Vec::with_capacity(args.iterations);
+    for _ in 0..args.iterations {
+        let t0 = Instant::now();
+        let synthesis = engine.synthesize(&paragraph)?;
+        let rate = f64::from(synthesis.sample_rate());
+        let mut samples = 0usize;
+        for c in synthesis {
+            samples += c?.samples.len();
+        }
+        rtf.push(t0.elapsed().as_secs_f64() / (samples as f64 / rate));
+    }
+    ttfa.sort_by(f64::total_cmp);
+    rtf.sort_by(f64::total_cmp);
+    Ok(Measurement {
+        load_s: quantile(&loads, 0.5),
+        ttfa_s: ttfa,
+        rtf,
+    })
+}
+
+fn measure_peer(
+    python: &Path,
+    voice_dir: &Path,
+    voice: &str,
+    threads: usize,
+    iterations: usize,
+) -> Result<Measurement> {
+    let script = peer_script()?;
+    let out = Command::new(python)
+        .arg(&script)
+        .arg(voice_dir.join(format!("{voice}.onnx")))
+        .arg(voice_dir.join(format!("{voice}.onnx.json")))
+        .arg(threads.to_string())
+        .arg(iterations.to_string())
+        .arg(SHORT_TEXT)
+        .arg(PARAGRAPH)
+        .output()
+        .with_context(|| format!("cannot run {}", python.display()))?;
+    if !out.status.success() {
+        bail!(
+            "the Python peer failed: {}",
+            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("the Python peer printed no JSON")
+}
+
+fn peer_script() -> Result<PathBuf> {
+    let rel = Path::new("scripts/bench_peer_piper.py");
+    if rel.is_file() {
+        return Ok(rel.to_path_buf());
+    }
+    let exe = std::env::current_exe()?;
+    exe.ancestors()
+        .map(|d| d.join(rel))
+        .find(|p| p.is_file())
+        .context("scripts/bench_peer_piper.py not found: run from the repository root")
+}
+
+/// One table row: name, chorus median and p90, peer median and p90 (NaN where a single value).
+type Metric<'a> = (&'a str, f64, f64, Option<(f64, f64)>);
+
+fn render(rows: &[Row], args: &BenchArgs) -> String {
+    let mut s = format!(
+        "voice {}, {} iterations per text, median (p90); ratio = chorus / piper-tts (below 1 is better for chorus)\n\n",
+        args.voice, args.iterations
+    );
+    s.push_str("| threads | metric | chorus | piper-tts (Python) | ratio |\n|---|---|---|---|---|\n");
+    for row in rows {
+        let c = &row.chorus;
+        let p = row.peer.as_ref();
+        let metrics: [Metric; 3] = [
+            (
+                "model load + warm-up (s)",
+                c.load_s,
+                f64::NAN,
+                p.map(|p| (p.load_s, f64::NAN)),
+            ),
+            (
+                "time to first audio, short sentence (ms)",
+                quantile(&c.ttfa_s, 0.5) * 1e3,
+                quantile(&c.ttfa_s, 0.9) * 1e3,
+                p.map(|p| (quantile(&p.ttfa_s, 0.5) * 1e3, quantile(&p.ttfa_s, 0.9) * 1e3)),
+            ),
+            (
+                "real-time factor, 200-char paragraph",
+                quantile(&c.rtf, 0.5),
+                quantile(&c.rtf, 0.9),
+                p.map(|p| (quantile(&p.rtf, 0.5), quantile(&p.rtf, 0.9))),
+            ),
+        ];
+        for (name, median, p90, peer) in metrics {
+            let fmt = |m: f64, q: f64| {
+                if q.is_nan() {
+                    format!("{m:.3}")
+                } else {
+                    format!("{m:.3} ({q:.3})")
+                }
+            };
+            let (peer_s, ratio) = match peer {
+                Some((pm, pq)) => (fmt(pm, pq), format!("{:.2}", median / pm)),
+                None => ("-".into(), "-".into()),
+            };
+            s.push_str(&format!(
+                "| {} | {name} | {} | {peer_s} | {ratio} |\n",
+                row.threads,
+                fmt(median, p90)
+            ));
+        }
+    }
+    s
+}

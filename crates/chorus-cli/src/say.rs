@@ -1,0 +1,261 @@
+//! `chorus say`: text in, audio file out, written chunk by chunk as it is synthesized.
+
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use chorus_audio::{StreamEncoder, finalize_wav_file};
+use chorus_engine::{Engine, SynthesisRequest};
+use chorus_proto::{Container, Encoding, OutputFormat, PhonemeTimestamps, SynthesisParams, WordTimestamps};
+
+use crate::paths::PathArgs;
+
+/// The voice `scripts/setup` installs.
+pub const DEFAULT_VOICE: &str = "en_US-joe-medium";
+
+#[derive(Debug, clap::Args)]
+pub struct SayArgs {
+    /// The text to speak; `-` reads it from standard input.
+    pub text: String,
+    /// Output file (`-` for standard output). The container follows the extension (.wav, .mp3, .raw/.pcm)
+    /// unless --container is given.
+    #[arg(short, long, env = "CHORUS_SAY_OUTPUT")]
+    pub output: PathBuf,
+    /// Voice id (a directory under the models directory).
+    #[arg(long, env = "CHORUS_VOICE", default_value = DEFAULT_VOICE)]
+    pub voice: String,
+    /// Output sample rate in Hz: 8000, 16000, 22050, 24000, 44100 or 48000 (default: the voice's own).
+    #[arg(long)]
+    pub sample_rate: Option<u32>,
+    /// Sample encoding for wav and raw: pcm_s16le, pcm_f32le, pcm_mulaw or pcm_alaw.
+    #[arg(long, default_value = "pcm_s16le")]
+    pub encoding: Encoding,
+    /// Container: wav, mp3 or raw (default: from the output file's extension, else wav).
+    #[arg(long)]
+    pub container: Option<Container>,
+    /// MP3 bit rate in bits per second.
+    #[arg(long)]
+    pub bit_rate: Option<u32>,
+    /// Speaking rate: 1.0 natural, 1.5 is 50% faster, 0.75 slower.
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f32,
+    /// Linear volume.
+    #[arg(long, default_value_t = 1.0)]
+    pub volume: f32,
+    /// Speak the text as written: no expansion of numbers, dates, currency or abbreviations.
+    #[arg(long)]
+    pub no_normalize: bool,
+    /// Print word timestamps as JSON on standard output when done.
+    #[arg(long)]
+    pub timestamps: bool,
+    /// Include phoneme timestamps in the JSON.
+    #[arg(long)]
+    pub phoneme_timestamps: bool,
+    /// ONNX Runtime intra-op threads (default: all cores).
+    #[arg(long, env = "CHORUS_THREADS")]
+    pub threads: Option<usize>,
+}
+
+/// The JSON `--timestamps` prints.
+#[derive(Debug, serde::Serialize)]
+struct TimestampReport {
+    word_timestamps: WordTimestamps,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phoneme_timestamps: Option<PhonemeTimestamps>,
+    /// Seconds of audio written.
+    duration: f64,
+    sample_rate: u32,
+}
+
+pub fn run(paths: &PathArgs, args: SayArgs) -> Result<()> {
+    let text = read_text(&args.text)?;
+    let to_stdout = args.output.as_os_str() == "-";
+    if to_stdout && (args.timestamps || args.phoneme_timestamps) {
+        bail!("--timestamps prints JSON on standard output, so the audio needs a file (-o FILE)");
+    }
+    let container = match args.container {
+        Some(c) => c,
+        None => container_from_extension(&args.output)?,
+    };
+    let params = SynthesisParams {
+        speed: args.speed,
+        volume: args.volume,
+        ..SynthesisParams::default()
+    };
+    params.validate()?;
+
+    let mut config = paths.engine_config();
+    config.voices = vec![args.voice.clone()];
+    if let Some(t) = args.threads {
+        config.intra_threads = t.max(1);
+    }
+    // Check the format and the text before the model loads: bad input fails at once.
+    let format = OutputFormat {
+        container,
+        encoding: args.encoding,
+        sample_rate: args.sample_rate.unwrap_or(22050),
+        bit_rate: args.bit_rate,
+    };
+    format.validate()?;
+    chorus_text_limits(&config, &text)?;
+
+    let engine = Engine::load(&config).context("cannot load the engine")?;
+    let voice = engine.voice(&args.voice).context("voice not loaded")?;
+    let format = OutputFormat {
+        sample_rate: args.sample_rate.unwrap_or(voice.sample_rate),
+        ..format
+    };
+    let request = SynthesisRequest {
+        text,
+        voice: args.voice.clone(),
+        params,
+        normalize: !args.no_normalize,
+    };
+    let synthesis = engine.synthesize(&request)?;
+    let mut encoder = StreamEncoder::new(synthesis.sample_rate(), format)?;
+
+    let mut sink = Sink::open(&args.output)?;
+    let mut words = WordTimestamps::default();
+    let mut phonemes = PhonemeTimestamps::default();
+    let written = (|| -> Result<()> {
+        for chunk in synthesis {
+            let chunk = chunk?;
+            words.extend_shifted(&chunk.words, 0.0);
+            phonemes.extend_shifted(&chunk.phonemes, 0.0);
+            sink.write(&encoder.push(&chunk.samples)?)?;
+        }
+        sink.write(&encoder.finish()?)?;
+        Ok(())
+    })();
+    if let Err(e) = written {
+        sink.abandon();
+        return Err(e);
+    }
+    let data_len = encoder.data_len();
+    sink.commit(container == Container::Wav, data_len)?;
+
+    if args.timestamps || args.phoneme_timestamps {
+        let report = TimestampReport {
+            word_timestamps: words,
+            phoneme_timestamps: args.phoneme_timestamps.then_some(phonemes),
+            duration: encoder.samples_out() as f64 / f64::from(encoder.output_rate()),
+            sample_rate: encoder.output_rate(),
+        };
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(())
+}
+
+fn chorus_text_limits(config: &chorus_engine::EngineConfig, text: &str) -> Result<()> {
+    if text.trim().is_empty() {
+        bail!(chorus_text::TextError::Empty);
+    }
+    let len = text.chars().count();
+    if len > config.frontend.max_chars {
+        bail!(chorus_text::TextError::TooLong {
+            len,
+            max: config.frontend.max_chars
+        });
+    }
+    Ok(())
+}
+
+fn read_text(arg: &str) -> Result<String> {
+    if arg != "-" {
+        return Ok(arg.to_owned());
+    }
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut bytes)
+        .context("cannot read standard input")?;
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "standard input is not valid UTF-8 (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
+fn container_from_extension(path: &Path) -> Result<Container> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    Ok(match ext.as_deref() {
+        Some("mp3") => Container::Mp3,
+        Some("raw" | "pcm") => Container::Raw,
+        Some("wav") | None => Container::Wav,
+        Some(other) => bail!("cannot tell the container from '.{other}': use --container wav|mp3|raw"),
+    })
+}
+
+/// Where the audio goes. A file is written under a temporary name and renamed only when complete, so a failed
+/// run never leaves a partial file that looks finished.
+enum Sink {
+    Stdout(std::io::Stdout),
+    File {
+        tmp: PathBuf,
+        dest: PathBuf,
+        file: BufWriter<File>,
+    },
+}
+
+impl Sink {
+    fn open(dest: &Path) -> Result<Self> {
+        if dest.as_os_str() == "-" {
+            return Ok(Sink::Stdout(std::io::stdout()));
+        }
+        let name = dest.file_name().context("the output path has no file name")?;
+        let tmp = dest.with_file_name(format!(
+            ".{}.partial-{}",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        let file = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        Ok(Sink::File {
+            tmp,
+            dest: dest.to_path_buf(),
+            file: BufWriter::new(file),
+        })
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Sink::Stdout(out) => {
+                let mut lock = out.lock();
+                lock.write_all(bytes)?;
+                lock.flush()?;
+            }
+            Sink::File { file, .. } => {
+                file.write_all(bytes)?;
+                file.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn commit(self, wav: bool, data_len: u64) -> Result<()> {
+        match self {
+            Sink::Stdout(_) => Ok(()),
+            Sink::File { tmp, dest, file } => {
+                let mut file = file.into_inner().map_err(|e| e.into_error())?;
+                if wav {
+                    finalize_wav_file(&mut file, data_len)?;
+                }
+                file.sync_all()?;
+                std::fs::rename(&tmp, &dest).with_context(|| format!("cannot write {}", dest.display()))?;
+                Ok(())
+            }
+        }
+    }
+
+    fn abandon(self) {
+        if let Sink::File { tmp, .. } = self {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+}
