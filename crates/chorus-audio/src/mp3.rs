@@ -65,11 +65,7 @@ fn nearest_bit_rate(format: &OutputFormat) -> (u32, Bitrate) {
         16_000..32_000 => &MPEG2_RATES,
         _ => &MPEG25_RATES,
     };
-    table
-        .iter()
-        .copied()
-        .min_by_key(|&(kbps, _)| kbps.abs_diff(wanted))
-        .unwrap_or((128, Bitrate::Kbps128))
+    table.iter().copied().min_by_key(|&(kbps, _)| kbps.abs_diff(wanted)).unwrap_or((128, Bitrate::Kbps128))
 }
 
 /// The MP3 bit rate (bits per second) actually used for `format`: its `bit_rate`, default
@@ -111,21 +107,14 @@ impl Mp3Encoder {
         let mut b = Builder::new().ok_or_else(|| AudioError::Mp3("out of memory".into()))?;
         b.set_num_channels(1).map_err(|e| lame_err("channels", e))?;
         b.set_mode(Mode::Mono).map_err(|e| lame_err("mode", e))?;
-        b.set_sample_rate(format.sample_rate)
-            .map_err(|e| lame_err("sample rate", e))?;
+        b.set_sample_rate(format.sample_rate).map_err(|e| lame_err("sample rate", e))?;
         b.set_output_sample_rate(std::num::NonZeroU32::new(format.sample_rate))
             .map_err(|e| lame_err("output sample rate", e))?;
         b.set_brate(brate).map_err(|e| lame_err("bit rate", e))?;
-        b.set_quality(Quality::VeryNice)
-            .map_err(|e| lame_err("quality", e))?;
+        b.set_quality(Quality::VeryNice).map_err(|e| lame_err("quality", e))?;
         b.set_to_write_vbr_tag(false).map_err(|e| lame_err("tag", e))?;
         let lame = b.build().map_err(|e| lame_err("settings", e))?;
-        Ok(Self {
-            lame,
-            sample_rate: format.sample_rate,
-            bit_rate: kbps * 1000,
-            pcm: Vec::new(),
-        })
+        Ok(Self { lame, sample_rate: format.sample_rate, bit_rate: kbps * 1000, pcm: Vec::new() })
     }
 
     /// Encodes `samples` (at the output rate) and appends the finished frames to `out`.
@@ -134,9 +123,7 @@ impl Mp3Encoder {
             self.pcm.clear();
             self.pcm.extend(block.iter().map(|&s| f32_to_s16(s)));
             out.reserve(mp3lame_encoder::max_required_buffer_size(block.len()));
-            self.lame
-                .encode_to_vec(MonoPcm(&self.pcm[..]), out)
-                .map_err(|e| lame_err("encode", e))?;
+            self.lame.encode_to_vec(MonoPcm(&self.pcm[..]), out).map_err(|e| lame_err("encode", e))?;
         }
         Ok(())
     }
@@ -144,9 +131,7 @@ impl Mp3Encoder {
     /// Flushes the last frames (padded with silence) to `out`.
     pub(crate) fn flush(&mut self, out: &mut Vec<u8>) -> Result<(), AudioError> {
         out.reserve(7200);
-        self.lame
-            .flush_to_vec::<FlushNoGap>(out)
-            .map_err(|e| lame_err("flush", e))?;
+        self.lame.flush_to_vec::<FlushNoGap>(out).map_err(|e| lame_err("flush", e))?;
         Ok(())
     }
 }
@@ -157,12 +142,7 @@ mod tests {
     use chorus_proto::{Container, Encoding, MP3_BIT_RATES, SUPPORTED_SAMPLE_RATES};
 
     fn mp3(sample_rate: u32, bit_rate: Option<u32>) -> OutputFormat {
-        OutputFormat {
-            container: Container::Mp3,
-            encoding: Encoding::PcmS16le,
-            sample_rate,
-            bit_rate,
-        }
+        OutputFormat { container: Container::Mp3, encoding: Encoding::PcmS16le, sample_rate, bit_rate }
     }
 
     #[test]

@@ -86,11 +86,7 @@ pub fn linear_to_mulaw(pcm: i16) -> u8 {
 pub fn mulaw_to_linear(code: u8) -> i16 {
     let u = !code;
     let t = ((i32::from(u & 0x0F) << 3) + ULAW_BIAS) << ((u & 0x70) >> 4);
-    let v = if u & 0x80 != 0 {
-        ULAW_BIAS - t
-    } else {
-        t - ULAW_BIAS
-    };
+    let v = if u & 0x80 != 0 { ULAW_BIAS - t } else { t - ULAW_BIAS };
     v as i16
 }
 
@@ -155,10 +151,8 @@ mod tests {
         out.clear();
         encode_samples(&s, Encoding::PcmF32le, &mut out);
         assert_eq!(out.len(), 20);
-        let back: Vec<f32> = out
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+        let back: Vec<f32> =
+            out.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
         assert_eq!(back, [0.0, 1.0, -1.0, 0.0, 1.0]);
         out.clear();
         encode_samples(&s, Encoding::PcmMulaw, &mut out);
@@ -215,11 +209,7 @@ mod tests {
             } else {
                 assert_eq!(mu, code, "mu-law code {code:#04x}");
             }
-            assert_eq!(
-                linear_to_alaw(alaw_to_linear(code)),
-                code,
-                "A-law code {code:#04x}"
-            );
+            assert_eq!(linear_to_alaw(alaw_to_linear(code)), code, "A-law code {code:#04x}");
         }
         // Quantization error stays within half a step of the segment (about 3% of the value,
         // plus the small fixed error near zero), and the sign is kept.

@@ -98,11 +98,7 @@ impl Resampler {
     /// reduces to more than 4096 on either side (e.g. 22050 -> 22051); all pairs among the
     /// usual rates (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000) are fine.
     pub fn new(input_rate: u32, output_rate: u32) -> Result<Self, AudioError> {
-        let err = |reason: String| AudioError::Resample {
-            from: input_rate,
-            to: output_rate,
-            reason,
-        };
+        let err = |reason: String| AudioError::Resample { from: input_rate, to: output_rate, reason };
         if input_rate == 0 || output_rate == 0 {
             return Err(err("sample rates must be positive".into()));
         }
@@ -112,11 +108,7 @@ impl Resampler {
             let (rin, rout) = (input_rate as usize, output_rate as usize);
             let g = gcd(rin, rout);
             if rin / g > MAX_REDUCED_RATE || rout / g > MAX_REDUCED_RATE {
-                return Err(err(format!(
-                    "ratio {}/{} is too fine for the FFT resampler",
-                    rout / g,
-                    rin / g
-                )));
+                return Err(err(format!("ratio {}/{} is too fine for the FFT resampler", rout / g, rin / g)));
             }
             // An even number of reduced units per block puts the filter centre (block_in / 2)
             // on a whole input sample *and* a whole output sample, so trimming the delay
@@ -137,13 +129,7 @@ impl Resampler {
                 to_trim: delay,
             })
         };
-        Ok(Self {
-            input_rate,
-            output_rate,
-            stage,
-            frames_in: 0,
-            frames_out: 0,
-        })
+        Ok(Self { input_rate, output_rate, stage, frames_in: 0, frames_out: 0 })
     }
 
     /// Input sample rate in Hz.
@@ -164,9 +150,7 @@ impl Resampler {
     /// The most input frames that can be held back between calls (0 for passthrough): output
     /// for an input frame is available at the latest once this many later frames were pushed.
     pub fn max_latency_frames(&self) -> usize {
-        self.stage
-            .as_ref()
-            .map_or(0, |s| s.block_in - 1 + s.block_in.div_ceil(2))
+        self.stage.as_ref().map_or(0, |s| s.block_in - 1 + s.block_in.div_ceil(2))
     }
 
     /// Input frames consumed since the start (or the last `finish`).
@@ -191,9 +175,11 @@ impl Resampler {
                 stage.pending.extend(input.iter().map(|&x| sanitize(x)));
                 let mut offset = 0;
                 while stage.pending.len() - offset >= stage.block_in {
-                    stage
-                        .run(offset, None, out)
-                        .map_err(|reason| AudioError::Resample { from, to, reason })?;
+                    stage.run(offset, None, out).map_err(|reason| AudioError::Resample {
+                        from,
+                        to,
+                        reason,
+                    })?;
                     offset += stage.block_in;
                 }
                 stage.pending.drain(..offset);
@@ -215,9 +201,11 @@ impl Resampler {
             while out.len() - start < owed {
                 let (before, trim_before) = (out.len(), stage.to_trim);
                 let partial = stage.pending.len();
-                stage
-                    .run(0, Some(partial), out)
-                    .map_err(|reason| AudioError::Resample { from, to, reason })?;
+                stage.run(0, Some(partial), out).map_err(|reason| AudioError::Resample {
+                    from,
+                    to,
+                    reason,
+                })?;
                 stage.pending.clear();
                 if out.len() == before && stage.to_trim == trim_before {
                     break; // cannot happen (every block yields output); never loop forever
@@ -248,10 +236,8 @@ impl FftStage {
             partial_len: partial,
             active_channels_mask: None,
         };
-        let (_, produced) = self
-            .fft
-            .process_into_buffer(&input, &mut output, Some(&indexing))
-            .map_err(|e| e.to_string())?;
+        let (_, produced) =
+            self.fft.process_into_buffer(&input, &mut output, Some(&indexing)).map_err(|e| e.to_string())?;
         let produced = produced.min(self.out_block.len());
         let skip = self.to_trim.min(produced);
         self.to_trim -= skip;
@@ -269,9 +255,7 @@ mod tests {
     const IN_RATE: u32 = 22050;
 
     fn sine(freq: f64, rate: u32, n: usize, amp: f64) -> Vec<f32> {
-        (0..n)
-            .map(|i| (amp * (2.0 * PI * freq * i as f64 / f64::from(rate)).sin()) as f32)
-            .collect()
+        (0..n).map(|i| (amp * (2.0 * PI * freq * i as f64 / f64::from(rate)).sin()) as f32).collect()
     }
 
     /// Deterministic pseudo-random chunk sizes (xorshift), including 0 and 1.
@@ -359,11 +343,7 @@ mod tests {
             for seed in [1u64, 99, 12345] {
                 let chunked = resample_chunked(rate, &input, seed);
                 assert_eq!(chunked.len(), one_go.len());
-                let max_diff = one_go
-                    .iter()
-                    .zip(&chunked)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0.0f32, f32::max);
+                let max_diff = one_go.iter().zip(&chunked).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
                 assert!(max_diff < 1e-4, "{rate} Hz seed {seed}: max diff {max_diff}");
                 // No clicks: a 440 Hz sine of amplitude 0.8 moves at most
                 // 2 * 0.8 * sin(pi * 440 / rate) per sample; allow 2% on top. The first and
@@ -374,10 +354,7 @@ mod tests {
                     .windows(2)
                     .map(|w| (w[1] - w[0]).abs())
                     .fold(0.0f32, f32::max);
-                assert!(
-                    max_jump < limit,
-                    "{rate} Hz seed {seed}: jump {max_jump} > {limit}"
-                );
+                assert!(max_jump < limit, "{rate} Hz seed {seed}: jump {max_jump} > {limit}");
             }
         }
     }
@@ -419,8 +396,7 @@ mod tests {
         assert!(r.is_passthrough());
         assert_eq!(r.max_latency_frames(), 0);
         let mut out = Vec::new();
-        r.process(&[0.25, f32::NAN, -0.5, f32::INFINITY], &mut out)
-            .expect("process");
+        r.process(&[0.25, f32::NAN, -0.5, f32::INFINITY], &mut out).expect("process");
         assert_eq!(out, [0.25, 0.0, -0.5, 0.0]);
         r.finish(&mut out).expect("finish");
         assert_eq!(out.len(), 4);

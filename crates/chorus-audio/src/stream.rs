@@ -160,18 +160,11 @@ mod tests {
     const IN_RATE: u32 = 22050;
 
     fn sine(freq: f64, rate: u32, n: usize, amp: f64) -> Vec<f32> {
-        (0..n)
-            .map(|i| (amp * (2.0 * PI * freq * i as f64 / f64::from(rate)).sin()) as f32)
-            .collect()
+        (0..n).map(|i| (amp * (2.0 * PI * freq * i as f64 / f64::from(rate)).sin()) as f32).collect()
     }
 
     fn format(container: Container, encoding: Encoding, rate: u32) -> OutputFormat {
-        OutputFormat {
-            container,
-            encoding,
-            sample_rate: rate,
-            bit_rate: None,
-        }
+        OutputFormat { container, encoding, sample_rate: rate, bit_rate: None }
     }
 
     /// Streams `input` in uneven chunks (sentence-sized and tiny ones) and returns all bytes.
@@ -217,16 +210,10 @@ mod tests {
             let file = patched(bytes);
             let reader = hound::WavReader::new(Cursor::new(file)).expect("hound reads it");
             let spec = reader.spec();
-            assert_eq!(
-                (spec.channels, spec.sample_rate, spec.bits_per_sample),
-                (1, rate, 16)
-            );
+            assert_eq!((spec.channels, spec.sample_rate, spec.bits_per_sample), (1, rate, 16));
             assert_eq!(spec.sample_format, hound::SampleFormat::Int);
             let got: Vec<i16> = reader.into_samples().map(|s| s.expect("sample")).collect();
-            let want: Vec<i16> = resampled(rate, &input)
-                .into_iter()
-                .map(crate::f32_to_s16)
-                .collect();
+            let want: Vec<i16> = resampled(rate, &input).into_iter().map(crate::f32_to_s16).collect();
             assert_eq!(got, want, "{rate} Hz");
             let expected = scaled_len(input.len() as u64, rate, IN_RATE);
             assert!(enc.samples_out().abs_diff(expected) <= 2);
@@ -246,11 +233,7 @@ mod tests {
         let got: Vec<f32> = reader.into_samples().map(|s| s.expect("sample")).collect();
         let want = resampled(48000, &input);
         assert_eq!(got.len(), want.len());
-        let max_diff = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let max_diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         assert!(max_diff < 1e-4, "max diff {max_diff}");
     }
 
@@ -287,22 +270,14 @@ mod tests {
     fn raw_lengths_for_every_rate_and_encoding() {
         let input = sine(300.0, IN_RATE, 12_345, 0.5);
         for &rate in &SUPPORTED_SAMPLE_RATES {
-            for encoding in [
-                Encoding::PcmF32le,
-                Encoding::PcmS16le,
-                Encoding::PcmMulaw,
-                Encoding::PcmAlaw,
-            ] {
+            for encoding in [Encoding::PcmF32le, Encoding::PcmS16le, Encoding::PcmMulaw, Encoding::PcmAlaw] {
                 let mut enc =
                     StreamEncoder::new(IN_RATE, format(Container::Raw, encoding, rate)).expect("new");
                 assert_eq!(enc.output_rate(), rate);
                 let bytes = stream(&mut enc, &input);
                 let expected = scaled_len(12_345, rate, IN_RATE);
                 assert!(enc.samples_out().abs_diff(expected) <= 2, "{rate} {encoding}");
-                assert_eq!(
-                    bytes.len() as u64,
-                    enc.samples_out() * encoding.bytes_per_sample() as u64
-                );
+                assert_eq!(bytes.len() as u64, enc.samples_out() * encoding.bytes_per_sample() as u64);
             }
         }
     }
@@ -344,14 +319,9 @@ mod tests {
     #[test]
     fn unsupported_formats_are_errors() {
         let err = StreamEncoder::new(IN_RATE, OutputFormat::wav_s16(11025)).expect_err("11025");
-        assert!(matches!(
-            err,
-            AudioError::Format(FormatError::UnsupportedSampleRate(11025))
-        ));
-        let bad_mp3 = OutputFormat {
-            bit_rate: Some(100_000),
-            ..format(Container::Mp3, Encoding::PcmS16le, 44100)
-        };
+        assert!(matches!(err, AudioError::Format(FormatError::UnsupportedSampleRate(11025))));
+        let bad_mp3 =
+            OutputFormat { bit_rate: Some(100_000), ..format(Container::Mp3, Encoding::PcmS16le, 44100) };
         assert!(matches!(
             StreamEncoder::new(IN_RATE, bad_mp3),
             Err(AudioError::Format(FormatError::UnsupportedBitRate(100_000)))

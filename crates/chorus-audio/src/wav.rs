@@ -29,10 +29,7 @@ fn format_tag(encoding: Encoding) -> (u16, u16) {
 /// for `data_len` bytes of samples, each clamped to `0xFFFFFFFF`.
 fn size_fields(data_len: u64) -> (u32, u32) {
     let riff = data_len.saturating_add(36 + (data_len & 1));
-    (
-        u32::try_from(riff).unwrap_or(UNKNOWN_SIZE),
-        u32::try_from(data_len).unwrap_or(UNKNOWN_SIZE),
-    )
+    (u32::try_from(riff).unwrap_or(UNKNOWN_SIZE), u32::try_from(data_len).unwrap_or(UNKNOWN_SIZE))
 }
 
 /// A 44-byte mono WAV header (`fmt ` chunk of 16 bytes) for `encoding` at `sample_rate`.
@@ -73,10 +70,7 @@ pub fn wav_header(sample_rate: u32, encoding: Encoding, data_len: Option<u32>) -
 /// chunk; the writer must append one zero byte (as [`finalize_wav_file`] does).
 pub fn wav_sizes_patch(data_len: u64) -> [(u64, [u8; 4]); 2] {
     let (riff, data) = size_fields(data_len);
-    [
-        (RIFF_SIZE_OFFSET, riff.to_le_bytes()),
-        (DATA_SIZE_OFFSET, data.to_le_bytes()),
-    ]
+    [(RIFF_SIZE_OFFSET, riff.to_le_bytes()), (DATA_SIZE_OFFSET, data.to_le_bytes())]
 }
 
 /// Finishes a WAV file that starts with a [`wav_header`] followed by `data_len` bytes of
@@ -137,10 +131,7 @@ mod tests {
         let h = wav_header(22050, Encoding::PcmS16le, Some(1000));
         assert_eq!(u32_at(&h, 4), 1036);
         assert_eq!(u32_at(&h, 40), 1000);
-        assert_eq!(
-            wav_sizes_patch(1000),
-            [(4, 1036u32.to_le_bytes()), (40, 1000u32.to_le_bytes())]
-        );
+        assert_eq!(wav_sizes_patch(1000), [(4, 1036u32.to_le_bytes()), (40, 1000u32.to_le_bytes())]);
         // Odd data length: the RIFF size counts the pad byte.
         assert_eq!(wav_sizes_patch(7)[0].1, 44u32.to_le_bytes());
         // Over 4 GiB: clamped.

@@ -16,18 +16,11 @@ use symphonia::core::probe::Hint;
 const IN_RATE: u32 = 22050;
 
 fn sine(freq: f64, n: usize, amp: f64) -> Vec<f32> {
-    (0..n)
-        .map(|i| (amp * (2.0 * PI * freq * i as f64 / f64::from(IN_RATE)).sin()) as f32)
-        .collect()
+    (0..n).map(|i| (amp * (2.0 * PI * freq * i as f64 / f64::from(IN_RATE)).sin()) as f32).collect()
 }
 
 fn mp3(sample_rate: u32, bit_rate: Option<u32>) -> OutputFormat {
-    OutputFormat {
-        container: Container::Mp3,
-        encoding: Encoding::PcmS16le,
-        sample_rate,
-        bit_rate,
-    }
+    OutputFormat { container: Container::Mp3, encoding: Encoding::PcmS16le, sample_rate, bit_rate }
 }
 
 /// Streams `input` through an MP3 encoder in uneven chunks; returns the bytes and samples_out.
@@ -55,9 +48,8 @@ fn decode(bytes: Vec<u8>) -> (u32, usize, Vec<f32>) {
     let mut reader = probed.format;
     let track = reader.default_track().expect("a track");
     let params = track.codec_params.clone();
-    let mut decoder = symphonia::default::get_codecs()
-        .make(&params, &DecoderOptions::default())
-        .expect("mp3 decoder");
+    let mut decoder =
+        symphonia::default::get_codecs().make(&params, &DecoderOptions::default()).expect("mp3 decoder");
     let mut samples = Vec::new();
     loop {
         let packet = match reader.next_packet() {
@@ -105,10 +97,7 @@ fn mp3_decodes_at_every_rate() {
         let duration = samples.len() as f64 / f64::from(rate);
         let want = samples_out as f64 / f64::from(rate);
         assert!((want - 10.0).abs() < 1e-3, "{rate} Hz: {want} s resampled");
-        assert!(
-            (duration / want - 1.0).abs() < 0.05,
-            "{rate} Hz: decoded {duration} s, want {want} s"
-        );
+        assert!((duration / want - 1.0).abs() < 0.05, "{rate} Hz: decoded {duration} s, want {want} s");
         let mid = &samples[samples.len() / 4..samples.len() * 3 / 4];
         let rms = (mid.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / mid.len() as f64).sqrt();
         // LAME's CBR presets up to 160 kbit/s scale the input by 0.95 to avoid clipping.

@@ -83,21 +83,11 @@ pub fn run(paths: &PathArgs, args: BenchArgs) -> Result<()> {
         let peer = match &peer_python {
             Some(python) => {
                 eprintln!("measuring piper-tts (Python) with {threads} thread(s)...");
-                Some(measure_peer(
-                    python,
-                    &voice_dir,
-                    &args.voice,
-                    threads,
-                    args.iterations,
-                )?)
+                Some(measure_peer(python, &voice_dir, &args.voice, threads, args.iterations)?)
             }
             None => None,
         };
-        rows.push(Row {
-            threads,
-            chorus,
-            peer,
-        });
+        rows.push(Row { threads, chorus, peer });
     }
     println!("{}", render(&rows, &args));
     if let Some(path) = &args.json {
@@ -151,11 +141,7 @@ fn measure_chorus(paths: &PathArgs, args: &BenchArgs, threads: usize) -> Result<
     }
     ttfa.sort_by(f64::total_cmp);
     rtf.sort_by(f64::total_cmp);
-    Ok(Measurement {
-        load_s: quantile(&loads, 0.5),
-        ttfa_s: ttfa,
-        rtf,
-    })
+    Ok(Measurement { load_s: quantile(&loads, 0.5), ttfa_s: ttfa, rtf })
 }
 
 fn measure_peer(
@@ -210,12 +196,7 @@ fn render(rows: &[Row], args: &BenchArgs) -> String {
         let c = &row.chorus;
         let p = row.peer.as_ref();
         let metrics: [Metric; 3] = [
-            (
-                "model load + warm-up (s)",
-                c.load_s,
-                f64::NAN,
-                p.map(|p| (p.load_s, f64::NAN)),
-            ),
+            ("model load + warm-up (s)", c.load_s, f64::NAN, p.map(|p| (p.load_s, f64::NAN))),
             (
                 "time to first audio, short sentence (ms)",
                 quantile(&c.ttfa_s, 0.5) * 1e3,
@@ -231,11 +212,7 @@ fn render(rows: &[Row], args: &BenchArgs) -> String {
         ];
         for (name, median, p90, peer) in metrics {
             let fmt = |m: f64, q: f64| {
-                if q.is_nan() {
-                    format!("{m:.3}")
-                } else {
-                    format!("{m:.3} ({q:.3})")
-                }
+                if q.is_nan() { format!("{m:.3}") } else { format!("{m:.3} ({q:.3})") }
             };
             let (peer_s, ratio) = match peer {
                 Some((pm, pq)) => (fmt(pm, pq), format!("{:.2}", median / pm)),

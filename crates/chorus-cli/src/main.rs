@@ -44,20 +44,13 @@ fn main() -> ExitCode {
         Err(e) => {
             // Usage errors in one line, like every other error.
             let msg = e.to_string();
-            let first = msg
-                .lines()
-                .next()
-                .unwrap_or("invalid arguments")
-                .trim_start_matches("error: ");
+            let first = msg.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
             eprintln!("error: {first}");
             return ExitCode::from(2);
         }
     };
     let filter = EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let result = match cli.command {
         Command::Say(args) => say::run(&cli.paths, args),
         Command::Bench(args) => bench::run(&cli.paths, args),

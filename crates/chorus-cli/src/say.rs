@@ -78,11 +78,7 @@ pub fn run(paths: &PathArgs, args: SayArgs) -> Result<()> {
         Some(c) => c,
         None => container_from_extension(&args.output)?,
     };
-    let params = SynthesisParams {
-        speed: args.speed,
-        volume: args.volume,
-        ..SynthesisParams::default()
-    };
+    let params = SynthesisParams { speed: args.speed, volume: args.volume, ..SynthesisParams::default() };
     params.validate()?;
 
     let mut config = paths.engine_config();
@@ -98,20 +94,12 @@ pub fn run(paths: &PathArgs, args: SayArgs) -> Result<()> {
         bit_rate: args.bit_rate,
     };
     format.validate()?;
-    chorus_text_limits(&config, &text)?;
+    config.frontend.validate(&text)?;
 
     let engine = Engine::load(&config).context("cannot load the engine")?;
     let voice = engine.voice(&args.voice).context("voice not loaded")?;
-    let format = OutputFormat {
-        sample_rate: args.sample_rate.unwrap_or(voice.sample_rate),
-        ..format
-    };
-    let request = SynthesisRequest {
-        text,
-        voice: args.voice.clone(),
-        params,
-        normalize: !args.no_normalize,
-    };
+    let format = OutputFormat { sample_rate: args.sample_rate.unwrap_or(voice.sample_rate), ..format };
+    let request = SynthesisRequest { text, voice: args.voice.clone(), params, normalize: !args.no_normalize };
     let synthesis = engine.synthesize(&request)?;
     let mut encoder = StreamEncoder::new(synthesis.sample_rate(), format)?;
 
@@ -147,28 +135,12 @@ pub fn run(paths: &PathArgs, args: SayArgs) -> Result<()> {
     Ok(())
 }
 
-fn chorus_text_limits(config: &chorus_engine::EngineConfig, text: &str) -> Result<()> {
-    if text.trim().is_empty() {
-        bail!(chorus_text::TextError::Empty);
-    }
-    let len = text.chars().count();
-    if len > config.frontend.max_chars {
-        bail!(chorus_text::TextError::TooLong {
-            len,
-            max: config.frontend.max_chars
-        });
-    }
-    Ok(())
-}
-
 fn read_text(arg: &str) -> Result<String> {
     if arg != "-" {
         return Ok(arg.to_owned());
     }
     let mut bytes = Vec::new();
-    std::io::stdin()
-        .read_to_end(&mut bytes)
-        .context("cannot read standard input")?;
+    std::io::stdin().read_to_end(&mut bytes).context("cannot read standard input")?;
     String::from_utf8(bytes).map_err(|e| {
         anyhow::anyhow!(
             "standard input is not valid UTF-8 (invalid byte at offset {})",
@@ -178,10 +150,7 @@ fn read_text(arg: &str) -> Result<String> {
 }
 
 fn container_from_extension(path: &Path) -> Result<Container> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     Ok(match ext.as_deref() {
         Some("mp3") => Container::Mp3,
         Some("raw" | "pcm") => Container::Raw,
@@ -194,11 +163,7 @@ fn container_from_extension(path: &Path) -> Result<Container> {
 /// run never leaves a partial file that looks finished.
 enum Sink {
     Stdout(std::io::Stdout),
-    File {
-        tmp: PathBuf,
-        dest: PathBuf,
-        file: BufWriter<File>,
-    },
+    File { tmp: PathBuf, dest: PathBuf, file: BufWriter<File> },
 }
 
 impl Sink {
@@ -207,17 +172,9 @@ impl Sink {
             return Ok(Sink::Stdout(std::io::stdout()));
         }
         let name = dest.file_name().context("the output path has no file name")?;
-        let tmp = dest.with_file_name(format!(
-            ".{}.partial-{}",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
+        let tmp = dest.with_file_name(format!(".{}.partial-{}", name.to_string_lossy(), std::process::id()));
         let file = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        Ok(Sink::File {
-            tmp,
-            dest: dest.to_path_buf(),
-            file: BufWriter::new(file),
-        })
+        Ok(Sink::File { tmp, dest: dest.to_path_buf(), file: BufWriter::new(file) })
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<()> {

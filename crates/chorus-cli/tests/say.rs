@@ -15,19 +15,13 @@ fn root() -> PathBuf {
 fn chorus() -> Command {
     assert!(root().join("models").is_dir(), "run scripts/setup first");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_chorus"));
-    cmd.current_dir(root())
-        .env("CHORUS_LOG", "warn")
-        .env_remove("CHORUS_VOICE")
-        .env_remove("CHORUS_THREADS");
+    cmd.current_dir(root()).env("CHORUS_LOG", "warn").env_remove("CHORUS_VOICE").env_remove("CHORUS_THREADS");
     cmd
 }
 
 fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut cmd = chorus();
-    cmd.args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("chorus runs");
     let mut pipe = child.stdin.take().unwrap();
     if let Some(bytes) = stdin {
@@ -60,9 +54,7 @@ impl Spoken {
 
     /// Every phoneme spoken, concatenated.
     fn phonemes(&self) -> String {
-        let list = self.timestamps["phoneme_timestamps"]["phonemes"]
-            .as_array()
-            .expect("phoneme timestamps");
+        let list = self.timestamps["phoneme_timestamps"]["phonemes"].as_array().expect("phoneme timestamps");
         list.iter().map(|p| p.as_str().unwrap()).collect()
     }
 
@@ -82,41 +74,23 @@ fn say(text: &str, extra: &[&str]) -> Spoken {
     let mut args = vec!["say", text, "-o", out.to_str().unwrap(), "--timestamps"];
     args.extend_from_slice(extra);
     let o = run(&args, None);
-    assert!(
-        o.status.success(),
-        "chorus say failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "chorus say failed: {}", String::from_utf8_lossy(&o.stderr));
     let mut reader = hound::WavReader::open(&out).unwrap();
     let rate = reader.spec().sample_rate;
     let samples = reader.samples::<i16>().collect::<Result<Vec<_>, _>>().unwrap();
-    Spoken {
-        samples,
-        rate,
-        timestamps: serde_json::from_slice(&o.stdout).expect("timestamps JSON"),
-    }
+    Spoken { samples, rate, timestamps: serde_json::from_slice(&o.stdout).expect("timestamps JSON") }
 }
 
 fn assert_plausible_speech(s: &Spoken, text: &str) {
     let n_words = text.split_whitespace().count() as f64;
     let d = s.duration();
     // Conversational English runs at about 2-4 words per second.
-    assert!(
-        d > n_words / 6.0 && d < n_words / 1.2 + 1.0,
-        "{d:.2}s of audio for {n_words} words: {text}"
-    );
+    assert!(d > n_words / 6.0 && d < n_words / 1.2 + 1.0, "{d:.2}s of audio for {n_words} words: {text}");
     let rms = (s.samples.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / s.samples.len() as f64).sqrt()
         / 32768.0;
     assert!(rms > 0.02, "audio is near-silent (RMS {rms:.4}): {text}");
-    let clipped = s
-        .samples
-        .iter()
-        .filter(|&&x| x == i16::MAX || x <= -i16::MAX)
-        .count();
-    assert!(
-        clipped * 10_000 <= s.samples.len(),
-        "{clipped} clipped samples: {text}"
-    );
+    let clipped = s.samples.iter().filter(|&&x| x == i16::MAX || x <= -i16::MAX).count();
+    assert!(clipped * 10_000 <= s.samples.len(), "{clipped} clipped samples: {text}");
 }
 
 fn assert_timestamps_cover(s: &Spoken, expected_words: &[&str]) {
@@ -134,10 +108,7 @@ fn assert_timestamps_cover(s: &Spoken, expected_words: &[&str]) {
         last = *b;
     }
     let tail = s.duration() - last;
-    assert!(
-        (0.0..=0.15).contains(&tail),
-        "last word ends {tail:.3}s before the audio's end"
-    );
+    assert!((0.0..=0.15).contains(&tail), "last word ends {tail:.3}s before the audio's end");
 }
 
 #[test]
@@ -195,19 +166,14 @@ fn speed_one_and_a_half_is_at_least_a_quarter_shorter() {
     assert_plausible_speech(&fast, text);
     assert_timestamps_cover(
         &fast,
-        &text
-            .split_whitespace()
-            .map(|w| w.trim_end_matches([',', '.']))
-            .collect::<Vec<_>>(),
+        &text.split_whitespace().map(|w| w.trim_end_matches([',', '.'])).collect::<Vec<_>>(),
     );
 }
 
 #[test]
 fn normalized_text_is_spoken_and_timestamped_as_written() {
     let text = "$12.50 on 3/4/2025 at 10:30am, 2nd place, Dr. Smith, 40-60%";
-    let words = [
-        "$12.50", "on", "3/4/2025", "at", "10:30am", "2nd", "place", "Dr", "Smith", "40-60%",
-    ];
+    let words = ["$12.50", "on", "3/4/2025", "at", "10:30am", "2nd", "place", "Dr", "Smith", "40-60%"];
     let on = say(text, &["--phoneme-timestamps"]);
     assert_plausible_speech(
         &on,
@@ -215,23 +181,12 @@ fn normalized_text_is_spoken_and_timestamped_as_written() {
     );
     // The date is read as a date ("March fourth"), not as "three slash four slash two thousand...".
     let phonemes = on.phonemes();
-    assert!(
-        phonemes.contains("mˈɑːɹtʃ") && !phonemes.contains("slˈæʃ"),
-        "{phonemes}"
-    );
+    assert!(phonemes.contains("mˈɑːɹtʃ") && !phonemes.contains("slˈæʃ"), "{phonemes}");
     assert_timestamps_cover(&on, &words);
     // "$12.50" is spoken as "twelve dollars and fifty cents": far longer than any one short word.
     let (start, end) = (on.times("start"), on.times("end"));
-    assert!(
-        end[0] - start[0] > 1.0,
-        "\"$12.50\" lasts {:.2}s",
-        end[0] - start[0]
-    );
-    assert!(
-        end[2] - start[2] > 1.0,
-        "\"3/4/2025\" lasts {:.2}s",
-        end[2] - start[2]
-    );
+    assert!(end[0] - start[0] > 1.0, "\"$12.50\" lasts {:.2}s", end[0] - start[0]);
+    assert!(end[2] - start[2] > 1.0, "\"3/4/2025\" lasts {:.2}s", end[2] - start[2]);
 
     // Off: the text goes to the phonemizer untouched, and the timestamps still name the user's words.
     let off = say(text, &["--no-normalize", "--phoneme-timestamps"]);
@@ -244,37 +199,17 @@ fn every_format_and_rate_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let text = "Testing one two three.";
     for (name, extra, rate) in [
-        (
-            "a.wav",
-            vec!["--sample-rate", "48000", "--encoding", "pcm_f32le"],
-            48000u32,
-        ),
-        (
-            "b.wav",
-            vec!["--sample-rate", "8000", "--encoding", "pcm_mulaw"],
-            8000,
-        ),
-        (
-            "c.raw",
-            vec!["--sample-rate", "16000", "--encoding", "pcm_alaw"],
-            16000,
-        ),
+        ("a.wav", vec!["--sample-rate", "48000", "--encoding", "pcm_f32le"], 48000u32),
+        ("b.wav", vec!["--sample-rate", "8000", "--encoding", "pcm_mulaw"], 8000),
+        ("c.raw", vec!["--sample-rate", "16000", "--encoding", "pcm_alaw"], 16000),
         ("d.raw", vec!["--sample-rate", "24000"], 24000),
-        (
-            "e.mp3",
-            vec!["--sample-rate", "44100", "--bit-rate", "64000"],
-            44100,
-        ),
+        ("e.mp3", vec!["--sample-rate", "44100", "--bit-rate", "64000"], 44100),
     ] {
         let out = dir.path().join(name);
         let mut args = vec!["say", text, "-o", out.to_str().unwrap()];
         args.extend(extra.iter().copied());
         let o = run(&args, None);
-        assert!(
-            o.status.success(),
-            "{name}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stderr));
         let bytes = std::fs::read(&out).unwrap();
         match name {
             "a.wav" => {
@@ -286,27 +221,14 @@ fn every_format_and_rate_is_written() {
             "b.wav" => {
                 assert_eq!(&bytes[..4], b"RIFF");
                 assert_eq!(u16::from_le_bytes([bytes[20], bytes[21]]), 7, "mu-law format tag");
-                assert_eq!(
-                    u32::from_le_bytes([bytes[24], bytes[25], bytes[26], bytes[27]]),
-                    rate
-                );
+                assert_eq!(u32::from_le_bytes([bytes[24], bytes[25], bytes[26], bytes[27]]), rate);
                 let data = u32::from_le_bytes([bytes[40], bytes[41], bytes[42], bytes[43]]) as usize;
-                assert!(
-                    data + 44 <= bytes.len() && data > 6000,
-                    "data size {data} of {}",
-                    bytes.len()
-                );
+                assert!(data + 44 <= bytes.len() && data > 6000, "data size {data} of {}", bytes.len());
             }
-            "c.raw" => assert!(
-                (8000..64000).contains(&bytes.len()),
-                "{} bytes of 8-bit audio",
-                bytes.len()
-            ),
-            "d.raw" => assert!(
-                (2 * 19_000..2 * 96_000).contains(&bytes.len()),
-                "{} bytes of s16",
-                bytes.len()
-            ),
+            "c.raw" => assert!((8000..64000).contains(&bytes.len()), "{} bytes of 8-bit audio", bytes.len()),
+            "d.raw" => {
+                assert!((2 * 19_000..2 * 96_000).contains(&bytes.len()), "{} bytes of s16", bytes.len())
+            }
             "e.mp3" => {
                 let sync = bytes.windows(2).position(|w| w[0] == 0xFF && w[1] & 0xE0 == 0xE0);
                 assert_eq!(sync, Some(0), "an MP3 frame header starts the file");
@@ -319,17 +241,11 @@ fn every_format_and_rate_is_written() {
 
 #[test]
 fn text_from_stdin_and_audio_to_stdout() {
-    let o = run(
-        &["say", "-", "-o", "-", "--container", "raw"],
-        Some("Reading from standard input.".as_bytes()),
-    );
+    let o =
+        run(&["say", "-", "-o", "-", "--container", "raw"], Some("Reading from standard input.".as_bytes()));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // s16 at 22050 Hz: about a second or two of audio.
-    assert!(
-        o.stdout.len() > 22050 && o.stdout.len() < 22050 * 2 * 5,
-        "{} bytes",
-        o.stdout.len()
-    );
+    assert!(o.stdout.len() > 22050 && o.stdout.len() < 22050 * 2 * 5, "{} bytes", o.stdout.len());
 }
 
 fn assert_fails_cleanly(args: &[&str], stdin: Option<&[u8]>, expect_in_message: &str, out: &Path) {
@@ -357,36 +273,11 @@ fn bad_input_fails_with_one_clear_line_and_no_file() {
     let megabyte = "All work and no play. ".repeat(1 << 20 >> 4);
     assert!(megabyte.len() >= 1 << 20);
     assert_fails_cleanly(&["say", "-", "-o", o], Some(megabyte.as_bytes()), "limit", &out);
-    assert_fails_cleanly(
-        &["say", "-", "-o", o],
-        Some(b"caf\xc3 au lait \xff\xfe"),
-        "UTF-8",
-        &out,
-    );
-    assert_fails_cleanly(
-        &["say", "hello", "-o", o, "--voice", "en_XX-nobody"],
-        None,
-        "en_XX-nobody",
-        &out,
-    );
-    assert_fails_cleanly(
-        &["say", "hello", "-o", o, "--sample-rate", "11025"],
-        None,
-        "11025",
-        &out,
-    );
-    assert_fails_cleanly(
-        &["say", "hello", "-o", o, "--encoding", "pcm_s24le"],
-        None,
-        "pcm_s24le",
-        &out,
-    );
-    assert_fails_cleanly(
-        &["say", "hello", "-o", o, "--container", "ogg"],
-        None,
-        "ogg",
-        &out,
-    );
+    assert_fails_cleanly(&["say", "-", "-o", o], Some(b"caf\xc3 au lait \xff\xfe"), "UTF-8", &out);
+    assert_fails_cleanly(&["say", "hello", "-o", o, "--voice", "en_XX-nobody"], None, "en_XX-nobody", &out);
+    assert_fails_cleanly(&["say", "hello", "-o", o, "--sample-rate", "11025"], None, "11025", &out);
+    assert_fails_cleanly(&["say", "hello", "-o", o, "--encoding", "pcm_s24le"], None, "pcm_s24le", &out);
+    assert_fails_cleanly(&["say", "hello", "-o", o, "--container", "ogg"], None, "ogg", &out);
     assert_fails_cleanly(&["say", "hello", "-o", o, "--speed", "9"], None, "speed", &out);
     assert_fails_cleanly(
         &["say", "hello", "-o", o, "--container", "mp3", "--bit-rate", "100"],
@@ -395,12 +286,7 @@ fn bad_input_fails_with_one_clear_line_and_no_file() {
         &out,
     );
     let flac = dir.path().join("out.flac");
-    assert_fails_cleanly(
-        &["say", "hello", "-o", flac.to_str().unwrap()],
-        None,
-        ".flac",
-        &flac,
-    );
+    assert_fails_cleanly(&["say", "hello", "-o", flac.to_str().unwrap()], None, ".flac", &flac);
     let missing_dir = dir.path().join("no/such/dir/out.wav");
     let o2 = run(&["say", "hello", "-o", missing_dir.to_str().unwrap()], None);
     assert!(!o2.status.success() && !String::from_utf8_lossy(&o2.stderr).contains("panicked"));

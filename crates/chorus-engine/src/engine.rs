@@ -73,23 +73,18 @@ impl SpeedCurve {
         ls.max(0.1) * default_length_scale
     }
 
-    /// Measures the curve from the total frames at `length_scale` 1 and 0.5 (duration noise off: deterministic).
-    fn measure(pool: &ModelPool, ids: &[Vec<i64>], scales: Scales) -> Result<Self, EngineError> {
-        let frames = |ls: f32| -> Result<f64, EngineError> {
-            let mut total = 0.0f64;
-            for chunk in ids {
-                let s = Scales {
-                    length_scale: scales.length_scale * ls,
-                    noise_w: 0.0,
-                    ..scales
-                };
-                let rx = pool.submit(chunk.clone(), s, Arc::new(AtomicBool::new(false)))?;
-                let (out, _) = rx.recv().map_err(|_| EngineError::Shutdown)??;
-                total += out.durations.iter().map(|d| f64::from(*d)).sum::<f64>();
-            }
-            Ok(total)
-        };
-        let (full, half) = (frames(1.0)?, frames(0.5)?);
+    /// The warm-up's scales: the voice's defaults with duration noise off, so its length is deterministic.
+    fn warmup_scales(default: Scales) -> Scales {
+        Scales { noise_w: 0.0, ..default }
+    }
+
+    /// Measures the curve: the warm-up ran `ids` at `length_scale` 1 (`pool.warmup_frames()`); one more run at 0.5.
+    fn measure(pool: &ModelPool, ids: &[i64], default: Scales) -> Result<Self, EngineError> {
+        let scales = Scales { length_scale: default.length_scale * 0.5, ..Self::warmup_scales(default) };
+        let rx = pool.submit(ids.to_vec(), scales, Arc::new(AtomicBool::new(false)))?;
+        let (out, _) = rx.recv().map_err(|_| EngineError::Shutdown)??;
+        let half: f64 = out.durations.iter().map(|d| f64::from(*d)).sum();
+        let full = pool.warmup_frames();
         let ratio = if full > 0.0 { half / full } else { 0.5 };
         let fixed = (2.0 * ratio - 1.0).clamp(0.0, 0.6) as f32;
         Ok(Self { fixed })
@@ -123,12 +118,7 @@ pub struct SynthesisRequest {
 
 impl SynthesisRequest {
     pub fn new(text: impl Into<String>, voice: impl Into<String>) -> Self {
-        Self {
-            text: text.into(),
-            voice: voice.into(),
-            params: SynthesisParams::default(),
-            normalize: true,
-        }
+        Self { text: text.into(), voice: voice.into(), params: SynthesisParams::default(), normalize: true }
     }
 }
 
@@ -157,11 +147,7 @@ impl Engine {
         let mut voices = PiperVoice::discover(&config.models_dir)?;
         if !config.voices.is_empty() {
             voices.retain(|v| config.voices.contains(&v.id));
-            if let Some(missing) = config
-                .voices
-                .iter()
-                .find(|id| !voices.iter().any(|v| &v.id == *id))
-            {
+            if let Some(missing) = config.voices.iter().find(|id| !voices.iter().any(|v| &v.id == *id)) {
                 return Err(EngineError::UnknownVoice(missing.clone()));
             }
         }
@@ -184,12 +170,12 @@ impl Engine {
                 let (sessions, threads) = (config.sessions_per_voice, config.intra_threads);
                 std::thread::spawn(move || -> Result<LoadedVoice, EngineError> {
                     let warmup = warmup_ids(&frontend, &voice)?;
-                    let first = warmup.first().cloned().unwrap_or_default();
+                    let scales = SpeedCurve::warmup_scales(voice.default_scales);
                     let v = voice.clone();
                     let factory = move || -> Result<Box<dyn Model>, EngineError> {
                         Ok(Box::new(PiperModel::load(&env, &v, threads)?))
                     };
-                    let pool = ModelPool::start(&voice.id, sessions, factory, first, voice.default_scales)?;
+                    let pool = ModelPool::start(&voice.id, sessions, factory, warmup.clone(), scales)?;
                     let speed = SpeedCurve::measure(&pool, &warmup, voice.default_scales)?;
                     tracing::debug!(voice = %voice.id, fixed = speed.fixed, "Speed curve measured.");
                     Ok(LoadedVoice { voice, pool, speed })
@@ -198,22 +184,12 @@ impl Engine {
             .collect();
         let mut loaded = BTreeMap::new();
         for h in handles {
-            let v = h
-                .join()
-                .map_err(|_| EngineError::Runtime("a voice loader panicked".into()))??;
+            let v = h.join().map_err(|_| EngineError::Runtime("a voice loader panicked".into()))??;
             loaded.insert(v.voice.id.clone(), v);
         }
         let load_seconds = started.elapsed().as_secs_f64();
-        tracing::info!(
-            voices = loaded.len(),
-            load_s = format!("{load_seconds:.2}"),
-            "Engine ready."
-        );
-        Ok(Self {
-            frontend,
-            voices: loaded,
-            load_seconds,
-        })
+        tracing::info!(voices = loaded.len(), load_s = format!("{load_seconds:.2}"), "Engine ready.");
+        Ok(Self { frontend, voices: loaded, load_seconds })
     }
 
     /// Seconds the last [`Engine::load`] took (libraries, sessions, warm-up).
@@ -272,16 +248,12 @@ impl Engine {
     }
 }
 
-/// Phoneme ids of an ordinary sentence, chunk by chunk, for warm-up and the speed curve.
-fn warmup_ids(frontend: &Frontend, voice: &PiperVoice) -> Result<Vec<Vec<i64>>, EngineError> {
+/// Phoneme ids of an ordinary clause (about 50 phonemes), for warm-up and the speed curve.
+fn warmup_ids(frontend: &Frontend, voice: &PiperVoice) -> Result<Vec<i64>, EngineError> {
     let text = "Warming up the voice with a sentence of ordinary length, so that its timing can be measured.";
-    let input = TextInput {
-        text,
-        normalize: false,
-        espeak_voice: &voice.espeak_voice,
-    };
-    let chunks = frontend.chunks(input, Arc::clone(&voice.ids))?;
-    Ok(chunks.map(|c| c.map(|c| c.ids)).collect::<Result<Vec<_>, _>>()?)
+    let input = TextInput { text, normalize: false, espeak_voice: &voice.espeak_voice };
+    let mut chunks = frontend.chunks(input, Arc::clone(&voice.ids))?;
+    Ok(chunks.next().transpose()?.map(|c| c.ids).unwrap_or_else(|| vec![voice.ids.bos(), voice.ids.eos()]))
 }
 
 struct InFlight {
@@ -303,9 +275,7 @@ pub struct Synthesis {
 
 impl std::fmt::Debug for Synthesis {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Synthesis")
-            .field("samples_out", &self.samples_out)
-            .finish_non_exhaustive()
+        f.debug_struct("Synthesis").field("samples_out", &self.samples_out).finish_non_exhaustive()
     }
 }
 
@@ -352,27 +322,17 @@ impl Iterator for Synthesis {
         let rate = f64::from(self.pool.sample_rate());
         let start = self.samples_out as f64 / rate;
         let seconds_per_frame = self.pool.hop_length() as f64 / rate;
-        let (words, mut phonemes) = current
-            .chunk
-            .timestamps(&output.durations, seconds_per_frame, start);
+        let (words, mut phonemes) = current.chunk.timestamps(&output.durations, seconds_per_frame, start);
         let mut samples = output.audio;
         if current.chunk.is_last {
-            trim_tail(
-                &mut samples,
-                &current.chunk,
-                &output.durations,
-                self.pool.hop_length(),
-                rate,
-            );
+            trim_tail(&mut samples, &current.chunk, &output.durations, self.pool.hop_length(), rate);
             let end = start + samples.len() as f64 / rate;
             for t in phonemes.start.iter_mut().chain(phonemes.end.iter_mut()) {
                 *t = t.min(end);
             }
         }
         if (self.volume - 1.0).abs() > f32::EPSILON {
-            for s in &mut samples {
-                *s = (*s * self.volume).clamp(-1.0, 1.0);
-            }
+            chorus_audio::apply_gain(&mut samples, self.volume);
         }
         self.samples_out += samples.len() as u64;
         Some(Ok(AudioChunk {

@@ -31,15 +31,9 @@ pub struct PiperVoice {
 impl PiperVoice {
     /// Reads `dir/<id>.onnx.json` and finds the graph beside it.
     pub fn load(config_path: &Path) -> Result<Self, EngineError> {
-        let file = config_path
-            .file_name()
-            .and_then(|f| f.to_str())
-            .unwrap_or_default();
+        let file = config_path.file_name().and_then(|f| f.to_str()).unwrap_or_default();
         let id = file.strip_suffix(".onnx.json").unwrap_or(file).to_owned();
-        let fail = |message: String| EngineError::VoiceLoad {
-            voice: id.clone(),
-            message,
-        };
+        let fail = |message: String| EngineError::VoiceLoad { voice: id.clone(), message };
         let raw = std::fs::read_to_string(config_path)
             .map_err(|e| fail(format!("{}: {e}", config_path.display())))?;
         let json: serde_json::Value =
@@ -49,16 +43,10 @@ impl PiperVoice {
             .and_then(serde_json::Value::as_u64)
             .and_then(|r| u32::try_from(r).ok())
             .ok_or_else(|| fail("audio.sample_rate missing".into()))?;
-        let espeak_voice = json
-            .pointer("/espeak/voice")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or("en-us")
-            .to_owned();
-        let language = json
-            .pointer("/language/family")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or("en")
-            .to_owned();
+        let espeak_voice =
+            json.pointer("/espeak/voice").and_then(serde_json::Value::as_str).unwrap_or("en-us").to_owned();
+        let language =
+            json.pointer("/language/family").and_then(serde_json::Value::as_str).unwrap_or("en").to_owned();
         let scale = |key: &str, default: f32| {
             json.pointer(&format!("/inference/{key}"))
                 .and_then(serde_json::Value::as_f64)
@@ -69,9 +57,7 @@ impl PiperVoice {
             length_scale: scale("length_scale", 1.0),
             noise_w: scale("noise_w", 0.8),
         };
-        let map = json
-            .get("phoneme_id_map")
-            .ok_or_else(|| fail("phoneme_id_map missing".into()))?;
+        let map = json.get("phoneme_id_map").ok_or_else(|| fail("phoneme_id_map missing".into()))?;
         let ids = Arc::new(PhonemeIdMap::from_json(map).map_err(|e| fail(e.to_string()))?);
         let dir = config_path.parent().unwrap_or(Path::new("."));
         let with_durations = dir.join(format!("{id}.dur.onnx"));
@@ -85,16 +71,7 @@ impl PiperVoice {
             tracing::warn!(voice = %id, "The graph does not expose durations: timestamps are estimated.");
             (plain, false)
         };
-        Ok(Self {
-            id,
-            model_path,
-            has_durations,
-            sample_rate,
-            espeak_voice,
-            language,
-            default_scales,
-            ids,
-        })
+        Ok(Self { id, model_path, has_durations, sample_rate, espeak_voice, language, default_scales, ids })
     }
 
     /// Every voice under `models_dir` (one level of sub-directories), sorted by id.
@@ -107,25 +84,13 @@ impl PiperVoice {
         for entry in entries.flatten() {
             let path = entry.path();
             let candidates: Vec<PathBuf> = if path.is_dir() {
-                std::fs::read_dir(&path)
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .map(|e| e.path())
-                    .collect()
+                std::fs::read_dir(&path).into_iter().flatten().flatten().map(|e| e.path()).collect()
             } else {
                 vec![path]
             };
-            configs.extend(
-                candidates
-                    .into_iter()
-                    .filter(|p| p.to_string_lossy().ends_with(".onnx.json")),
-            );
+            configs.extend(candidates.into_iter().filter(|p| p.to_string_lossy().ends_with(".onnx.json")));
         }
-        let mut voices = configs
-            .iter()
-            .map(|p| PiperVoice::load(p))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut voices = configs.iter().map(|p| PiperVoice::load(p)).collect::<Result<Vec<_>, _>>()?;
         voices.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(voices)
     }
@@ -160,11 +125,7 @@ impl PiperModel {
             .map_err(|e| fail(&e))?
             .commit_from_file(&voice.model_path)
             .map_err(|e| fail(&e))?;
-        Ok(Self {
-            session,
-            sample_rate: voice.sample_rate,
-            has_durations: voice.has_durations,
-        })
+        Ok(Self { session, sample_rate: voice.sample_rate, has_durations: voice.has_durations })
     }
 }
 
@@ -182,26 +143,17 @@ impl Model for PiperModel {
         let n = ids.len();
         let input = Tensor::from_array(([1usize, n], ids.to_vec())).map_err(|e| fail(&e))?;
         let lengths = Tensor::from_array(([1usize], vec![n as i64])).map_err(|e| fail(&e))?;
-        let scales = Tensor::from_array((
-            [3usize],
-            vec![scales.noise_scale, scales.length_scale, scales.noise_w],
-        ))
-        .map_err(|e| fail(&e))?;
+        let scales =
+            Tensor::from_array(([3usize], vec![scales.noise_scale, scales.length_scale, scales.noise_w]))
+                .map_err(|e| fail(&e))?;
         let outputs = self
             .session
             .run(ort::inputs!["input" => input, "input_lengths" => lengths, "scales" => scales])
             .map_err(|e| fail(&e))?;
-        let (_, audio) = outputs["output"]
-            .try_extract_tensor::<f32>()
-            .map_err(|e| fail(&e))?;
-        let audio: Vec<f32> = audio
-            .iter()
-            .map(|s| if s.is_finite() { *s } else { 0.0 })
-            .collect();
+        let (_, audio) = outputs["output"].try_extract_tensor::<f32>().map_err(|e| fail(&e))?;
+        let audio: Vec<f32> = audio.iter().map(|s| if s.is_finite() { *s } else { 0.0 }).collect();
         let durations = if self.has_durations {
-            let (_, d) = outputs["durations"]
-                .try_extract_tensor::<f32>()
-                .map_err(|e| fail(&e))?;
+            let (_, d) = outputs["durations"].try_extract_tensor::<f32>().map_err(|e| fail(&e))?;
             d.to_vec()
         } else {
             // Without the duration tensor, spread the audio evenly over the ids (estimated timestamps).

@@ -35,13 +35,12 @@ pub struct ModelPool {
     sample_rate: u32,
     hop_length: usize,
     threads: usize,
+    warmup_frames: f64,
 }
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job")
-            .field("ids", &self.ids.len())
-            .finish_non_exhaustive()
+        f.debug_struct("Job").field("ids", &self.ids.len()).finish_non_exhaustive()
     }
 }
 
@@ -60,7 +59,7 @@ impl ModelPool {
     {
         let threads = threads.max(1);
         let (tx, rx) = bounded::<Job>(QUEUE_PER_THREAD * threads);
-        let (ready_tx, ready_rx) = bounded::<Result<(u32, usize), EngineError>>(threads);
+        let (ready_tx, ready_rx) = bounded::<Result<(u32, usize, f64), EngineError>>(threads);
         let factory = Arc::new(factory);
         for i in 0..threads {
             let rx = rx.clone();
@@ -79,17 +78,20 @@ impl ModelPool {
                         }
                     };
                     let loaded = started.elapsed();
-                    if let Err(e) = model.infer(&warmup_ids, warmup_scales) {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
+                    let frames = match model.infer(&warmup_ids, warmup_scales) {
+                        Ok(out) => out.durations.iter().map(|d| f64::from(*d)).sum::<f64>(),
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
                     tracing::debug!(
                         thread = i,
                         load_ms = loaded.as_millis(),
                         warm_ms = (started.elapsed() - loaded).as_millis(),
                         "Model thread ready."
                     );
-                    let _ = ready_tx.send(Ok((model.sample_rate(), model.hop_length())));
+                    let _ = ready_tx.send(Ok((model.sample_rate(), model.hop_length(), frames)));
                     drop(ready_tx);
                     serve(model.as_mut(), &rx);
                 })
@@ -98,16 +100,10 @@ impl ModelPool {
         drop(ready_tx);
         let mut shape = None;
         for _ in 0..threads {
-            let (rate, hop) = ready_rx.recv().map_err(|_| EngineError::Shutdown)??;
-            shape = Some((rate, hop));
+            shape = Some(ready_rx.recv().map_err(|_| EngineError::Shutdown)??);
         }
-        let (sample_rate, hop_length) = shape.ok_or(EngineError::Shutdown)?;
-        Ok(Self {
-            tx,
-            sample_rate,
-            hop_length,
-            threads,
-        })
+        let (sample_rate, hop_length, warmup_frames) = shape.ok_or(EngineError::Shutdown)?;
+        Ok(Self { tx, sample_rate, hop_length, threads, warmup_frames })
     }
 
     pub fn sample_rate(&self) -> u32 {
@@ -116,6 +112,11 @@ impl ModelPool {
 
     pub fn hop_length(&self) -> usize {
         self.hop_length
+    }
+
+    /// Total duration, in frames, of the warm-up utterance (deterministic when the warm-up's `noise_w` is 0).
+    pub fn warmup_frames(&self) -> f64 {
+        self.warmup_frames
     }
 
     /// Number of model threads (concurrent forward passes).
@@ -131,14 +132,7 @@ impl ModelPool {
         cancelled: Arc<AtomicBool>,
     ) -> Result<Receiver<JobResult>, EngineError> {
         let (reply, rx) = bounded(1);
-        self.tx
-            .send(Job {
-                ids,
-                scales,
-                cancelled,
-                reply,
-            })
-            .map_err(|_| EngineError::Shutdown)?;
+        self.tx.send(Job { ids, scales, cancelled, reply }).map_err(|_| EngineError::Shutdown)?;
         Ok(rx)
     }
 }
@@ -150,9 +144,7 @@ fn serve(model: &mut dyn Model, rx: &Receiver<Job>) {
             continue;
         }
         let started = Instant::now();
-        let result = model
-            .infer(&job.ids, job.scales)
-            .map(|out| (out, started.elapsed().as_secs_f64()));
+        let result = model.infer(&job.ids, job.scales).map(|out| (out, started.elapsed().as_secs_f64()));
         let _ = job.reply.send(result);
     }
 }

@@ -18,12 +18,7 @@ pub enum FormatError {
     #[error("unsupported mp3 bit rate {0} (expected one of 32000, 64000, 96000, 128000, 192000)")]
     UnsupportedBitRate(u32),
     #[error("{field} must be between {min} and {max}, got {value}")]
-    OutOfRange {
-        field: &'static str,
-        value: f64,
-        min: f64,
-        max: f64,
-    },
+    OutOfRange { field: &'static str, value: f64, min: f64, max: f64 },
 }
 
 /// The audio container around the samples.
@@ -135,12 +130,7 @@ pub struct OutputFormat {
 impl OutputFormat {
     /// A WAV file of 16-bit samples at `sample_rate`.
     pub fn wav_s16(sample_rate: u32) -> Self {
-        Self {
-            container: Container::Wav,
-            encoding: Encoding::PcmS16le,
-            sample_rate,
-            bit_rate: None,
-        }
+        Self { container: Container::Wav, encoding: Encoding::PcmS16le, sample_rate, bit_rate: None }
     }
 
     /// Checks the sample rate and bit rate against the supported sets.
@@ -163,36 +153,22 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for e in [
-            Encoding::PcmF32le,
-            Encoding::PcmS16le,
-            Encoding::PcmMulaw,
-            Encoding::PcmAlaw,
-        ] {
+        for e in [Encoding::PcmF32le, Encoding::PcmS16le, Encoding::PcmMulaw, Encoding::PcmAlaw] {
             assert_eq!(e.as_str().parse::<Encoding>(), Ok(e));
             assert_eq!(serde_json::to_string(&e).unwrap(), format!("\"{}\"", e.as_str()));
         }
         for c in [Container::Raw, Container::Wav, Container::Mp3] {
             assert_eq!(c.as_str().parse::<Container>(), Ok(c));
         }
-        assert!(matches!(
-            "pcm_s24le".parse::<Encoding>(),
-            Err(FormatError::UnknownEncoding(_))
-        ));
+        assert!(matches!("pcm_s24le".parse::<Encoding>(), Err(FormatError::UnknownEncoding(_))));
     }
 
     #[test]
     fn validation_rejects_unsupported_rates() {
         assert!(OutputFormat::wav_s16(22050).validate().is_ok());
-        assert_eq!(
-            OutputFormat::wav_s16(11025).validate(),
-            Err(FormatError::UnsupportedSampleRate(11025))
-        );
-        let mp3 = OutputFormat {
-            container: Container::Mp3,
-            bit_rate: Some(100),
-            ..OutputFormat::wav_s16(22050)
-        };
+        assert_eq!(OutputFormat::wav_s16(11025).validate(), Err(FormatError::UnsupportedSampleRate(11025)));
+        let mp3 =
+            OutputFormat { container: Container::Mp3, bit_rate: Some(100), ..OutputFormat::wav_s16(22050) };
         assert_eq!(mp3.validate(), Err(FormatError::UnsupportedBitRate(100)));
     }
 }

@@ -25,12 +25,7 @@ pub struct SynthesisParams {
 
 impl Default for SynthesisParams {
     fn default() -> Self {
-        Self {
-            speed: 1.0,
-            volume: 1.0,
-            noise_scale: None,
-            noise_w: None,
-        }
+        Self { speed: 1.0, volume: 1.0, noise_scale: None, noise_w: None }
     }
 }
 
@@ -63,12 +58,7 @@ impl SynthesisParams {
             if let Some(v) = v
                 && !in_range(v, (0.0, 2.0))
             {
-                return Err(FormatError::OutOfRange {
-                    field,
-                    value: f64::from(v),
-                    min: 0.0,
-                    max: 2.0,
-                });
+                return Err(FormatError::OutOfRange { field, value: f64::from(v), min: 0.0, max: 2.0 });
             }
         }
         Ok(())

@@ -52,10 +52,7 @@ impl EspeakConfig {
         let dir = runtime_dir.join("espeak-ng");
         let lib = dir.join("libespeak-ng.so.1");
         if lib.is_file() && dir.join("espeak-ng-data").is_dir() {
-            Self {
-                library: lib,
-                data_parent: Some(dir),
-            }
+            Self { library: lib, data_parent: Some(dir) }
         } else {
             Self::system()
         }
@@ -63,10 +60,7 @@ impl EspeakConfig {
 
     /// Debian's `libespeak-ng1` (1.51), with its built-in data path.
     pub fn system() -> Self {
-        Self {
-            library: PathBuf::from("libespeak-ng.so.1"),
-            data_parent: None,
-        }
+        Self { library: PathBuf::from("libespeak-ng.so.1"), data_parent: None }
     }
 }
 
@@ -98,10 +92,7 @@ pub struct Phonemizer {
 
 impl std::fmt::Debug for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Request")
-            .field("voice", &self.voice)
-            .field("len", &self.text.len())
-            .finish()
+        f.debug_struct("Request").field("voice", &self.voice).field("len", &self.text.len()).finish()
     }
 }
 
@@ -168,11 +159,7 @@ impl Phonemizer {
         // NUL would end the C string early; replacing it by a space keeps every byte offset.
         let text = text.replace('\0', " ");
         self.tx
-            .send(Request {
-                voice: voice.to_owned(),
-                text,
-                reply,
-            })
+            .send(Request { voice: voice.to_owned(), text, reply })
             .map_err(|_| TextError::PhonemizerGone)?;
         Ok(rx)
     }
@@ -246,13 +233,7 @@ impl Espeak {
             ClauseFn::WithTerminator(_) => format!("espeak-ng (Piper fork) {}", config.library.display()),
             ClauseFn::Plain(_) => format!("espeak-ng (upstream) {}", config.library.display()),
         };
-        Ok(Self {
-            _lib: lib,
-            set_voice_by_name,
-            to_phonemes,
-            voice: None,
-            version,
-        })
+        Ok(Self { _lib: lib, set_voice_by_name, to_phonemes, voice: None, version })
     }
 
     fn set_voice(&mut self, voice: &str) -> Result<(), TextError> {
@@ -328,12 +309,7 @@ impl Espeak {
             };
             let phonemes = clean_phonemes(&raw);
             if !phonemes.is_empty() || punct.is_some() {
-                let clause = Clause {
-                    range: start..end,
-                    phonemes,
-                    terminator: punct,
-                    sentence_end,
-                };
+                let clause = Clause { range: start..end, phonemes, terminator: punct, sentence_end };
                 if reply.send(Ok(clause)).is_err() {
                     return; // the caller has gone: stop at once
                 }
@@ -414,10 +390,7 @@ mod tests {
 
     #[test]
     fn markers_are_removed_and_whitespace_collapsed() {
-        assert_eq!(
-            clean_phonemes("(fr)bɔ̃ʒuʁ(en)  wˈɜːld\n"),
-            "bɔ̃ʒuʁ wˈɜːld".nfd().collect::<String>()
-        );
+        assert_eq!(clean_phonemes("(fr)bɔ̃ʒuʁ(en)  wˈɜːld\n"), "bɔ̃ʒuʁ wˈɜːld".nfd().collect::<String>());
         assert_eq!(clean_phonemes("a(b c)"), "a(b c)");
     }
 
@@ -433,9 +406,6 @@ mod tests {
     fn terminator_flags() {
         assert_eq!(terminator_punctuation(CLAUSE_PERIOD), (Some('.'), true));
         assert_eq!(terminator_punctuation(CLAUSE_COMMA), (Some(','), false));
-        assert_eq!(
-            terminator_punctuation(CLAUSE_QUESTION | 0x0010_0000),
-            (Some('?'), true)
-        );
+        assert_eq!(terminator_punctuation(CLAUSE_QUESTION | 0x0010_0000), (Some('?'), true));
     }
 }

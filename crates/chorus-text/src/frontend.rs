@@ -27,6 +27,24 @@ pub struct FrontendConfig {
     pub max_chunk_phonemes: usize,
 }
 
+impl FrontendConfig {
+    /// Checks a text against the limits: not empty, not over `max_chars`, something to speak. Cheap: callers
+    /// use it to reject bad input before anything loads.
+    pub fn validate(&self, text: &str) -> Result<(), TextError> {
+        if text.trim().is_empty() {
+            return Err(TextError::Empty);
+        }
+        let len = text.chars().count();
+        if len > self.max_chars {
+            return Err(TextError::TooLong { len, max: self.max_chars });
+        }
+        if !text.chars().any(char::is_alphanumeric) {
+            return Err(TextError::NothingToSpeak);
+        }
+        Ok(())
+    }
+}
+
 impl Default for FrontendConfig {
     fn default() -> Self {
         Self {
@@ -66,31 +84,15 @@ impl Frontend {
 
     /// Checks a text against the limits without phonemizing it.
     pub fn validate(&self, text: &str) -> Result<(), TextError> {
-        if text.trim().is_empty() {
-            return Err(TextError::Empty);
-        }
-        let len = text.chars().count();
-        if len > self.config.max_chars {
-            return Err(TextError::TooLong {
-                len,
-                max: self.config.max_chars,
-            });
-        }
-        if !text.chars().any(char::is_alphanumeric) {
-            return Err(TextError::NothingToSpeak);
-        }
-        Ok(())
+        self.config.validate(text)
     }
 
     /// Starts phonemizing `input` and returns the chunks as a lazy stream: the first chunk is ready as soon as its
     /// clauses are, whatever the length of the text.
     pub fn chunks(&self, input: TextInput<'_>, ids: Arc<PhonemeIdMap>) -> Result<ChunkStream, TextError> {
         self.validate(input.text)?;
-        let normalized = if input.normalize {
-            normalize(input.text)
-        } else {
-            Normalized::identity(input.text)
-        };
+        let normalized =
+            if input.normalize { normalize(input.text) } else { Normalized::identity(input.text) };
         let rx = self.phonemizer.stream(input.espeak_voice, normalized.text())?;
         Ok(ChunkStream {
             tokens: tokenize(input.text),
@@ -144,11 +146,7 @@ pub struct PhonemeChunk {
 impl PhonemeChunk {
     /// The id index where the last spoken phoneme (one that belongs to a word) ends, pad included.
     pub fn speech_end_id(&self) -> Option<usize> {
-        self.slots
-            .iter()
-            .rev()
-            .find(|s| s.word.is_some())
-            .map(|s| s.id_start + s.id_len)
+        self.slots.iter().rev().find(|s| s.word.is_some()).map(|s| s.id_start + s.id_len)
     }
 
     /// The phoneme string the model is given (without BOS/EOS/pads).
@@ -316,11 +314,7 @@ impl ChunkStream {
 
     fn next_chunk(&mut self) -> Result<Option<PhonemeChunk>, TextError> {
         let first = self.index == 0;
-        let max = if first {
-            self.config.first_chunk_max_phonemes
-        } else {
-            self.config.max_chunk_phonemes
-        };
+        let max = if first { self.config.first_chunk_max_phonemes } else { self.config.max_chunk_phonemes };
         let mut taken: Vec<Prepared> = Vec::new();
         let mut count = 0usize;
         while self.peek_pending()? {
@@ -358,17 +352,11 @@ impl ChunkStream {
         let norm_start = clauses.first().map_or(0, |c| c.range.start);
         let norm_end = clauses.last().map_or(norm_start, |c| c.range.end);
         // The user's words this chunk owns: those starting before the original position of the chunk's end.
-        let orig_end = if is_last {
-            self.original_len
-        } else {
-            self.normalized.original_range(norm_end..norm_end).end
-        };
+        let orig_end =
+            if is_last { self.original_len } else { self.normalized.original_range(norm_end..norm_end).end };
         let first_token = self.next_token;
         while self.next_token < self.tokens.len()
-            && self
-                .tokens
-                .get(self.next_token)
-                .is_some_and(|t| t.range.start < orig_end)
+            && self.tokens.get(self.next_token).is_some_and(|t| t.range.start < orig_end)
         {
             self.next_token += 1;
         }
@@ -382,12 +370,7 @@ impl ChunkStream {
         let mut slots = Vec::new();
         let mut push = |symbol: char, word: Option<usize>, ids: &mut Vec<i64>| {
             if let Some(p) = self.ids.ids(symbol) {
-                slots.push(PhonemeSlot {
-                    symbol,
-                    id_start: ids.len(),
-                    id_len: p.len() + 1,
-                    word,
-                });
+                slots.push(PhonemeSlot { symbol, id_start: ids.len(), id_len: p.len() + 1, word });
                 ids.extend_from_slice(p);
                 ids.push(self.ids.pad());
             }
@@ -412,23 +395,11 @@ impl ChunkStream {
             }
         }
         ids.push(self.ids.eos());
-        let words = chunk_tokens
-            .iter()
-            .map(|t| ChunkWord {
-                text: t.text.clone(),
-                range: t.range.clone(),
-            })
-            .collect();
+        let words =
+            chunk_tokens.iter().map(|t| ChunkWord { text: t.text.clone(), range: t.range.clone() }).collect();
         let index = self.index;
         self.index += 1;
-        PhonemeChunk {
-            index,
-            ids,
-            slots,
-            words,
-            normalized_range: norm_start..norm_end,
-            is_last,
-        }
+        PhonemeChunk { index, ids, slots, words, normalized_range: norm_start..norm_end, is_last }
     }
 }
 
@@ -504,27 +475,14 @@ fn align(normalized: &Normalized, clause: Clause) -> Prepared {
         }
     }
     groups.retain(|g| !g.phonemes.is_empty());
-    Prepared {
-        range,
-        groups,
-        terminator: clause.terminator,
-        sentence_end: clause.sentence_end,
-    }
+    Prepared { range, groups, terminator: clause.terminator, sentence_end: clause.sentence_end }
 }
 
 /// Expected spoken length of a word in letters: a digit left in the text is read as a whole word ("9" ->
 /// "nine"), so it counts as four.
 fn spoken_letters(word: &str) -> usize {
-    let n: usize = word
-        .chars()
-        .map(|c| {
-            if c.is_ascii_digit() {
-                4
-            } else {
-                usize::from(c.is_alphanumeric())
-            }
-        })
-        .sum();
+    let n: usize =
+        word.chars().map(|c| if c.is_ascii_digit() { 4 } else { usize::from(c.is_alphanumeric()) }).sum();
     n.max(1)
 }
 
@@ -625,17 +583,11 @@ fn assign_tokens(normalized: &Normalized, groups: &[&Group], tokens: &[Token]) -
             let orig = normalized.original_range(w.clone());
             let overlapping =
                 |t: &Token| t.range.start < orig.end.max(orig.start + 1) && orig.start < t.range.end;
-            match (
-                tokens.iter().position(overlapping),
-                tokens.iter().rposition(overlapping),
-            ) {
+            match (tokens.iter().position(overlapping), tokens.iter().rposition(overlapping)) {
                 (Some(a), Some(b)) => Some((a, b)),
                 _ => {
                     // No overlap (the word came from a symbol the tokenizer skips): the nearest preceding word.
-                    let before = tokens
-                        .iter()
-                        .rposition(|t| t.range.start <= orig.start)
-                        .unwrap_or(0);
+                    let before = tokens.iter().rposition(|t| t.range.start <= orig.start).unwrap_or(0);
                     Some((before, before))
                 }
             }
@@ -664,15 +616,9 @@ mod tests {
     #[test]
     fn glued_function_words_are_split_out() {
         // "and a pen" -> espeak `ænd ɐpˈɛn`: the second group speaks two words.
-        assert_eq!(
-            align_segments(&[3, 5], &[3, 1, 3]),
-            vec![(0..1, 0..1), (1..2, 1..3)]
-        );
+        assert_eq!(align_segments(&[3, 5], &[3, 1, 3]), vec![(0..1, 0..1), (1..2, 1..3)]);
         // One to one when lengths agree.
-        assert_eq!(
-            align_segments(&[2, 6, 3], &[2, 7, 3]),
-            vec![(0..1, 0..1), (1..2, 1..2), (2..3, 2..3)]
-        );
+        assert_eq!(align_segments(&[2, 6, 3], &[2, 7, 3]), vec![(0..1, 0..1), (1..2, 1..2), (2..3, 2..3)]);
         // One token read as several words: "in 1999 okay" -> `ɪn nˈaɪntiːn nˈaɪnti nˈaɪn oʊkˈeɪ`.
         let letters: Vec<usize> = ["in", "1999", "okay"].iter().map(|w| spoken_letters(w)).collect();
         assert_eq!(

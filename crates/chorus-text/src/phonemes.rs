@@ -23,16 +23,12 @@ pub struct PhonemeIdMap {
 impl PhonemeIdMap {
     /// Builds the map from the voice config's `phoneme_id_map` object.
     pub fn from_json(value: &serde_json::Value) -> Result<Self, TextError> {
-        let obj = value
-            .as_object()
-            .ok_or_else(|| TextError::PhonemeMap("not a JSON object".into()))?;
+        let obj = value.as_object().ok_or_else(|| TextError::PhonemeMap("not a JSON object".into()))?;
         let mut map = HashMap::with_capacity(obj.len());
         for (key, ids) in obj {
             let mut chars = key.chars();
             let (Some(c), None) = (chars.next(), chars.next()) else {
-                return Err(TextError::PhonemeMap(format!(
-                    "key {key:?} is not a single character"
-                )));
+                return Err(TextError::PhonemeMap(format!("key {key:?} is not a single character")));
             };
             let ids = ids
                 .as_array()
@@ -53,12 +49,7 @@ impl PhonemeIdMap {
                 .and_then(|ids| ids.first().copied())
                 .ok_or_else(|| TextError::PhonemeMap(format!("missing the {c:?} symbol")))
         };
-        Ok(Self {
-            bos: first(BOS)?,
-            eos: first(EOS)?,
-            pad: first(PAD)?,
-            map,
-        })
+        Ok(Self { bos: first(BOS)?, eos: first(EOS)?, pad: first(PAD)?, map })
     }
 
     /// The ids of one phoneme symbol; `None` for symbols the voice does not know (they are dropped, as Piper does).

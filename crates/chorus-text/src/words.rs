@@ -18,22 +18,15 @@ pub fn tokenize(text: &str) -> Vec<Token> {
         .map(|t| {
             // split_whitespace yields sub-slices of `text`, so the pointer difference is the byte offset.
             let start = t.as_ptr() as usize - text.as_ptr() as usize;
-            Token {
-                range: start..start + t.len(),
-                text: display_word(t).to_owned(),
-            }
+            Token { range: start..start + t.len(), text: display_word(t).to_owned() }
         })
         .collect()
 }
 
 fn display_word(token: &str) -> &str {
     let opening = |c: char| matches!(c, '"' | '\'' | '(' | '[' | '{' | '“' | '‘' | '«' | '¿' | '¡');
-    let closing = |c: char| {
-        matches!(
-            c,
-            '"' | '\'' | ')' | ']' | '}' | '”' | '’' | '»' | ',' | ';' | ':' | '!' | '?'
-        )
-    };
+    let closing =
+        |c: char| matches!(c, '"' | '\'' | ')' | ']' | '}' | '”' | '’' | '»' | ',' | ';' | ':' | '!' | '?');
     let mut w = token.trim_start_matches(opening).trim_end_matches(closing);
     // A final period is punctuation unless the word is an abbreviation with inner periods ("U.S.").
     if let Some(stripped) = w.strip_suffix('.')
@@ -52,12 +45,7 @@ mod tests {
     fn words_as_written() {
         let text = "\"Hello,\" she said — it's 40-60% (approx.) of U.S. sales… ok?!";
         let words: Vec<String> = tokenize(text).into_iter().map(|t| t.text).collect();
-        assert_eq!(
-            words,
-            [
-                "Hello", "she", "said", "it's", "40-60%", "approx", "of", "U.S.", "sales…", "ok"
-            ]
-        );
+        assert_eq!(words, ["Hello", "she", "said", "it's", "40-60%", "approx", "of", "U.S.", "sales…", "ok"]);
         for t in tokenize(text) {
             assert!(text[t.range.clone()].contains(&t.text));
         }

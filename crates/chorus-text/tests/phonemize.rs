@@ -13,11 +13,7 @@ fn root() -> PathBuf {
 
 fn phonemizer() -> Phonemizer {
     let runtime = root().join("runtime");
-    assert!(
-        runtime.join("espeak-ng").is_dir(),
-        "run scripts/setup first: {} is missing",
-        runtime.display()
-    );
+    assert!(runtime.join("espeak-ng").is_dir(), "run scripts/setup first: {} is missing", runtime.display());
     Phonemizer::start(&EspeakConfig::discover(&runtime), "en-us").expect("espeak-ng starts")
 }
 
@@ -38,11 +34,7 @@ fn per_sentence() -> FrontendConfig {
 }
 
 fn input(text: &str) -> TextInput<'_> {
-    TextInput {
-        text,
-        normalize: false,
-        espeak_voice: "en-us",
-    }
+    TextInput { text, normalize: false, espeak_voice: "en-us" }
 }
 
 #[test]
@@ -91,11 +83,8 @@ fn ids_match_the_reference_piper() {
     let frontend = Frontend::new(phonemizer(), per_sentence());
     let ids = id_map();
     for (text, phonemes, expected) in cases {
-        let chunks: Vec<_> = frontend
-            .chunks(input(text), Arc::clone(&ids))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let chunks: Vec<_> =
+            frontend.chunks(input(text), Arc::clone(&ids)).unwrap().collect::<Result<_, _>>().unwrap();
         assert_eq!(chunks.len(), 1, "{text}");
         assert_eq!(chunks[0].phoneme_string().trim_end(), phonemes, "{text}");
         assert_eq!(chunks[0].ids, expected, "{text}");
@@ -107,31 +96,13 @@ fn first_chunk_is_short_and_chunks_tile_the_text() {
     let frontend = Frontend::new(phonemizer(), FrontendConfig::default());
     let text = "Well, that was a surprisingly long meeting about the quarterly budget and the roadmap for next \
                 year. Anyway, let's go. We have three more items on the agenda before lunch, and one after it.";
-    let chunks: Vec<_> = frontend
-        .chunks(input(text), id_map())
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let chunks: Vec<_> = frontend.chunks(input(text), id_map()).unwrap().collect::<Result<_, _>>().unwrap();
     assert!(chunks.len() >= 3, "{} chunks", chunks.len());
     // The first chunk stops at the first clause ("Well,") instead of waiting for the whole sentence.
-    assert!(
-        chunks[0].slots.len() < 20,
-        "first chunk: {}",
-        chunks[0].phoneme_string()
-    );
-    assert_eq!(
-        chunks[0]
-            .words
-            .iter()
-            .map(|w| w.text.as_str())
-            .collect::<Vec<_>>(),
-        ["Well"]
-    );
+    assert!(chunks[0].slots.len() < 20, "first chunk: {}", chunks[0].phoneme_string());
+    assert_eq!(chunks[0].words.iter().map(|w| w.text.as_str()).collect::<Vec<_>>(), ["Well"]);
     // Every word of the text appears exactly once, in order, across the chunks.
-    let words: Vec<String> = chunks
-        .iter()
-        .flat_map(|c| c.words.iter().map(|w| w.text.clone()))
-        .collect();
+    let words: Vec<String> = chunks.iter().flat_map(|c| c.words.iter().map(|w| w.text.clone())).collect();
     let expected: Vec<String> = chorus_text::tokenize(text).into_iter().map(|t| t.text).collect();
     assert_eq!(words, expected);
     for (i, c) in chunks.iter().enumerate() {
@@ -147,17 +118,10 @@ fn a_long_first_clause_is_split_at_a_word() {
     let frontend = Frontend::new(phonemizer(), FrontendConfig::default());
     let text = "This sentence has no commas at all and keeps on going for quite a while before it finally ends \
                 somewhere around here";
-    let chunks: Vec<_> = frontend
-        .chunks(input(text), id_map())
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let chunks: Vec<_> = frontend.chunks(input(text), id_map()).unwrap().collect::<Result<_, _>>().unwrap();
     assert!(chunks.len() >= 2);
     assert!(chunks[0].slots.len() <= FrontendConfig::default().first_chunk_max_phonemes + 1);
-    let words: Vec<String> = chunks
-        .iter()
-        .flat_map(|c| c.words.iter().map(|w| w.text.clone()))
-        .collect();
+    let words: Vec<String> = chunks.iter().flat_map(|c| c.words.iter().map(|w| w.text.clone())).collect();
     assert_eq!(words.len(), text.split_whitespace().count());
 }
 
@@ -178,21 +142,11 @@ fn concurrent_requests_get_their_own_phonemes() {
     // libespeak-ng is not thread-safe: the phonemizer thread must keep requests from many threads apart.
     let frontend = Frontend::new(phonemizer(), per_sentence());
     let ids = id_map();
-    let texts = [
-        "Hello world.",
-        "The quick brown fox jumps over the lazy dog!",
-        "She said: yes; we'll see.",
-    ];
+    let texts = ["Hello world.", "The quick brown fox jumps over the lazy dog!", "She said: yes; we'll see."];
     let expected: Vec<String> = texts
         .iter()
         .map(|t| {
-            frontend
-                .chunks(input(t), Arc::clone(&ids))
-                .unwrap()
-                .next()
-                .unwrap()
-                .unwrap()
-                .phoneme_string()
+            frontend.chunks(input(t), Arc::clone(&ids)).unwrap().next().unwrap().unwrap().phoneme_string()
         })
         .collect();
     std::thread::scope(|s| {
@@ -201,12 +155,8 @@ fn concurrent_requests_get_their_own_phonemes() {
             s.spawn(move || {
                 for i in 0..60 {
                     let k = (i + worker) % texts.len();
-                    let chunk = frontend
-                        .chunks(input(texts[k]), Arc::clone(ids))
-                        .unwrap()
-                        .next()
-                        .unwrap()
-                        .unwrap();
+                    let chunk =
+                        frontend.chunks(input(texts[k]), Arc::clone(ids)).unwrap().next().unwrap().unwrap();
                     assert_eq!(chunk.phoneme_string(), expected[k]);
                 }
             });

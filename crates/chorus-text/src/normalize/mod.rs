@@ -56,11 +56,7 @@ pub struct NormalizeOptions {
 
 impl NormalizeOptions {
     /// US English normalization with the default choices (what [`normalize`] uses).
-    pub const ENGLISH: Self = Self {
-        enabled: true,
-        day_first_dates: false,
-        twelve_hour_clock: false,
-    };
+    pub const ENGLISH: Self = Self { enabled: true, day_first_dates: false, twelve_hour_clock: false };
 }
 
 /// Whether a [`Piece`] is copied from the original or spelled out from it.
@@ -102,17 +98,9 @@ impl Normalized {
         let pieces = if len == 0 {
             Vec::new()
         } else {
-            vec![Piece {
-                norm: 0..len,
-                orig: 0..len,
-                kind: PieceKind::Verbatim,
-            }]
+            vec![Piece { norm: 0..len, orig: 0..len, kind: PieceKind::Verbatim }]
         };
-        Normalized {
-            text: original.to_owned(),
-            pieces,
-            original_len: len,
-        }
+        Normalized { text: original.to_owned(), pieces, original_len: len }
     }
 
     /// The normalized text.
@@ -200,11 +188,7 @@ pub fn normalize_with(original: &str, options: NormalizeOptions) -> Normalized {
         return Normalized::identity(original);
     }
     let builder = scan::scan(original, options);
-    Normalized {
-        text: builder.text,
-        pieces: builder.pieces,
-        original_len: original.len(),
-    }
+    Normalized { text: builder.text, pieces: builder.pieces, original_len: original.len() }
 }
 
 /// Accumulates the normalized text and its pieces.
@@ -216,10 +200,7 @@ struct Builder {
 
 impl Builder {
     fn with_capacity(bytes: usize) -> Self {
-        Builder {
-            text: String::with_capacity(bytes),
-            pieces: Vec::new(),
-        }
+        Builder { text: String::with_capacity(bytes), pieces: Vec::new() }
     }
 
     fn ends_alphanumeric(&self) -> bool {
@@ -256,11 +237,7 @@ impl Builder {
             last.orig.end = range.end;
             return;
         }
-        self.pieces.push(Piece {
-            norm: start..end,
-            orig: range,
-            kind: PieceKind::Verbatim,
-        });
+        self.pieces.push(Piece { norm: start..end, orig: range, kind: PieceKind::Verbatim });
     }
 
     /// Appends `words` as the spelled-out form of `src[range]`.
@@ -277,10 +254,6 @@ impl Builder {
             self.text.push(' ');
         }
         self.text.push_str(words);
-        self.pieces.push(Piece {
-            norm: start..self.text.len(),
-            orig: range,
-            kind: PieceKind::Expanded,
-        });
+        self.pieces.push(Piece { norm: start..self.text.len(), orig: range, kind: PieceKind::Expanded });
     }
 }

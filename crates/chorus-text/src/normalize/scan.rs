@@ -35,11 +35,7 @@ const MAX_LOCAL: usize = 64;
 
 /// Normalizes `s` into a [`Builder`].
 pub(super) fn scan(s: &str, opts: NormalizeOptions) -> Builder {
-    let sc = Scanner {
-        s,
-        b: s.as_bytes(),
-        opts,
-    };
+    let sc = Scanner { s, b: s.as_bytes(), opts };
     let mut out = Builder::with_capacity(s.len() + s.len() / 4 + 16);
     let mut i = 0;
     while i < s.len() {
@@ -400,15 +396,11 @@ impl<'a> Scanner<'a> {
         let word = self.s.get(i..w_end)?;
         // URLs, addresses and dotted acronyms are only looked for at the start of a token, not after
         // a '.' or '-' inside one ("a.b.c"): that keeps the scan linear on long dotted runs.
-        let token_start = !self
-            .prev(i)
-            .is_some_and(|p| matches!(p, '.' | '-' | '_' | '+' | '%' | '@' | '/'));
+        let token_start = !self.prev(i).is_some_and(|p| matches!(p, '.' | '-' | '_' | '+' | '%' | '@' | '/'));
         if token_start && let Some(segs) = self.url(i).or_else(|| self.email(i)).or_else(|| self.domain(i)) {
             return Some(segs);
         }
-        if tables::CODES
-            .iter()
-            .any(|(code, _)| code.starts_with(word) && word.len() >= 2)
+        if tables::CODES.iter().any(|(code, _)| code.starts_with(word) && word.len() >= 2)
             && let Some(segs) = self.quantity(i, false)
         {
             return Some(segs);
@@ -447,12 +439,7 @@ impl<'a> Scanner<'a> {
         if int.is_empty() && frac.is_none() {
             return None;
         }
-        Some(Amount {
-            end: j,
-            int,
-            frac,
-            commas,
-        })
+        Some(Amount { end: j, int, frac, commas })
     }
 
     fn currency_prefix(&self, j: usize) -> Option<(&'static Currency, usize)> {
@@ -513,10 +500,7 @@ impl<'a> Scanner<'a> {
             return Some((Suffix::Percent, j + 2));
         }
         if amount.frac.is_none() && !amount.int.is_empty() {
-            let two = [
-                self.byte(j).to_ascii_lowercase(),
-                self.byte(j + 1).to_ascii_lowercase(),
-            ];
+            let two = [self.byte(j).to_ascii_lowercase(), self.byte(j + 1).to_ascii_lowercase()];
             if matches!(&two, b"st" | b"nd" | b"rd" | b"th") && self.boundary(j + 2) {
                 return Some((Suffix::Ordinal, j + 2));
             }
@@ -579,15 +563,7 @@ impl<'a> Scanner<'a> {
         if !self.boundary(j) {
             return None;
         }
-        Some(Quant {
-            start: i,
-            end: j,
-            neg,
-            amount,
-            currency,
-            magnitude,
-            suffix,
-        })
+        Some(Quant { start: i, end: j, neg, amount, currency, magnitude, suffix })
     }
 
     fn quant_words(&self, q: &Quant<'_>) -> String {
@@ -635,8 +611,7 @@ impl<'a> Scanner<'a> {
 
     /// Whether another "-digit" follows `j` (a chain like a phone number, not a range).
     fn chain_continues(&self, j: usize) -> bool {
-        self.range_dash(j)
-            .is_some_and(|k| self.is_digit(k) || self.byte(k) == b'$')
+        self.range_dash(j).is_some_and(|k| self.is_digit(k) || self.byte(k) == b'$')
     }
 
     fn quantity(&self, i: usize, allow_sign: bool) -> Option<Segs> {
@@ -686,20 +661,14 @@ impl<'a> Scanner<'a> {
                 out.push_str(m);
             }
             out.push(' ');
-            out.push_str(if b.amount.is_one() && b.magnitude.is_none() {
-                cur.one
-            } else {
-                cur.many
-            });
+            out.push_str(if b.amount.is_one() && b.magnitude.is_none() { cur.one } else { cur.many });
             return Some(out);
         }
         match (a.suffix, b.suffix) {
             (Suffix::None, Suffix::None) => self.plain_range(a, b),
-            (Suffix::None | Suffix::Percent, Suffix::Percent) => Some(format!(
-                "{minus}{} to {} percent",
-                a.amount.words(),
-                b.amount.words()
-            )),
+            (Suffix::None | Suffix::Percent, Suffix::Percent) => {
+                Some(format!("{minus}{} to {} percent", a.amount.words(), b.amount.words()))
+            }
             (Suffix::None, Suffix::Unit(u)) => Some(unit_range(minus, a, b, u)),
             (Suffix::Unit(ua), Suffix::Unit(ub)) if ua.many == ub.many => Some(unit_range(minus, a, b, ub)),
             (Suffix::Ordinal, Suffix::Ordinal) => Some(format!(
@@ -769,10 +738,7 @@ impl<'a> Scanner<'a> {
             return None;
         }
         let month = words::month_name(m)?;
-        exp(
-            i..end,
-            format!("{month} {} {}", words::ordinal(d), words::year(y)),
-        )
+        exp(i..end, format!("{month} {} {}", words::ordinal(d), words::year(y)))
     }
 
     /// "3/4/2025", "03/04/25", "3-4-2025", "4.3.2025" (dots: day first).
@@ -832,15 +798,8 @@ impl<'a> Scanner<'a> {
         if !(1..=31).contains(&d) {
             return None;
         }
-        let two = [
-            self.byte(d_end).to_ascii_lowercase(),
-            self.byte(d_end + 1).to_ascii_lowercase(),
-        ];
-        let end = if matches!(&two, b"st" | b"nd" | b"rd" | b"th") {
-            d_end + 2
-        } else {
-            d_end
-        };
+        let two = [self.byte(d_end).to_ascii_lowercase(), self.byte(d_end + 1).to_ascii_lowercase()];
+        let end = if matches!(&two, b"st" | b"nd" | b"rd" | b"th") { d_end + 2 } else { d_end };
         let separator = matches!(self.byte(end), b'.' | b',' | b':' | b'/') && self.is_digit(end + 1);
         (self.boundary(end) && !separator && self.byte(end) != b'%').then_some((d, end))
     }
@@ -939,10 +898,7 @@ impl<'a> Scanner<'a> {
         }
         let (m, _, abbr) = self.month_word(ms, w_end)?;
         let month = words::month_name(m)?;
-        let mut segs = vec![
-            Seg::Exp(i..d_end, format!("the {day_words} of")),
-            Seg::Verb(d_end..ms),
-        ];
+        let mut segs = vec![Seg::Exp(i..d_end, format!("the {day_words} of")), Seg::Verb(d_end..ms)];
         if abbr {
             let has_dot = self.byte(w_end) == b'.';
             if has_dot && !self.ends_sentence(w_end, false) {
@@ -1001,9 +957,7 @@ impl<'a> Scanner<'a> {
                 j += 3;
             }
         }
-        let am = self
-            .ampm(j)
-            .or_else(|| self.space_len(j).and_then(|n| self.ampm(j + n)));
+        let am = self.ampm(j).or_else(|| self.space_len(j).and_then(|n| self.ampm(j + n)));
         let (pm, end, keep_dot) = match am {
             Some((pm, end, keep)) => (Some(pm), end, keep),
             None => (None, j, None),
@@ -1020,14 +974,7 @@ impl<'a> Scanner<'a> {
         if !self.boundary(end) || (matches!(self.byte(end), b':' | b'.') && self.is_digit(end + 1)) {
             return None;
         }
-        Some(Clock {
-            end,
-            h,
-            m,
-            s,
-            pm,
-            keep_dot,
-        })
+        Some(Clock { end, h, m, s, pm, keep_dot })
     }
 
     fn clock_words(&self, c: &Clock, with_suffix: bool) -> String {
@@ -1080,11 +1027,7 @@ impl<'a> Scanner<'a> {
                 && (a.pm.is_some() == b.pm.is_some() || a.pm.is_none())
             {
                 let same = a.pm.is_some() && a.pm == b.pm;
-                let text = format!(
-                    "{} to {}",
-                    self.clock_words(&a, !same),
-                    self.clock_words(&b, true)
-                );
+                let text = format!("{} to {}", self.clock_words(&a, !same), self.clock_words(&b, true));
                 return Some(self.clock_segs(i, &b, text));
             }
             let text = self.clock_words(&a, true);
@@ -1158,11 +1101,7 @@ impl<'a> Scanner<'a> {
                 return None;
             }
         }
-        let text = groups
-            .iter()
-            .map(|g| words::digits(g))
-            .collect::<Vec<_>>()
-            .join(" ");
+        let text = groups.iter().map(|g| words::digits(g)).collect::<Vec<_>>().join(" ");
         exp(i..j, text)
     }
 
@@ -1187,15 +1126,9 @@ impl<'a> Scanner<'a> {
             return None;
         }
         let address = parts.len() == 4
-            && parts
-                .iter()
-                .all(|p| p.len() <= 3 && words::value(p).is_some_and(|v| v <= 255));
+            && parts.iter().all(|p| p.len() <= 3 && words::value(p).is_some_and(|v| v <= 255));
         let sep = if address { " dot " } else { " point " };
-        let text = parts
-            .iter()
-            .map(|p| words::number(p))
-            .collect::<Vec<_>>()
-            .join(sep);
+        let text = parts.iter().map(|p| words::number(p)).collect::<Vec<_>>().join(sep);
         exp(i..j, text)
     }
 
@@ -1221,11 +1154,7 @@ impl<'a> Scanner<'a> {
         }
         let v = words::value(digits)?;
         let base = if len == 4 {
-            if (1100..=2099).contains(&v) {
-                words::year(v)
-            } else {
-                words::cardinal(v)
-            }
+            if (1100..=2099).contains(&v) { words::year(v) } else { words::cardinal(v) }
         } else {
             if v < 10 {
                 return None;
@@ -1257,19 +1186,13 @@ impl<'a> Scanner<'a> {
         if let Some((_, n, d)) = tables::VULGAR_FRACTIONS.iter().find(|(v, _, _)| *v == c) {
             let end = a_end + c.len_utf8();
             if self.boundary(end) {
-                return exp(
-                    i..end,
-                    format!("{} and {}", words::cardinal(a), words::fraction(*n, *d, true)),
-                );
+                return exp(i..end, format!("{} and {}", words::cardinal(a), words::fraction(*n, *d, true)));
             }
         }
         if c == ' '
             && let Some((n, d, end)) = self.simple_fraction(a_end + 1)
         {
-            return exp(
-                i..end,
-                format!("{} and {}", words::cardinal(a), words::fraction(n, d, true)),
-            );
+            return exp(i..end, format!("{} and {}", words::cardinal(a), words::fraction(n, d, true)));
         }
         None
     }
@@ -1344,20 +1267,12 @@ impl<'a> Scanner<'a> {
         let capital = self.byte(i).is_ascii_uppercase();
         let emit = |text: &str, keep: bool| -> Segs {
             let text = capitalize(text, capital);
-            if has_dot {
-                self.period_segs(i, w_end, text, keep)
-            } else {
-                vec![Seg::Exp(i..w_end, text)]
-            }
+            if has_dot { self.period_segs(i, w_end, text, keep) } else { vec![Seg::Exp(i..w_end, text)] }
         };
         if w == "Dr" || w == "St" {
             let name_follows = self.next_is_name(after);
             let prev = self.prev_capitalized(i);
-            let (person, place) = if w == "Dr" {
-                ("Doctor", "Drive")
-            } else {
-                ("Saint", "Street")
-            };
+            let (person, place) = if w == "Dr" { ("Doctor", "Drive") } else { ("Saint", "Street") };
             if name_follows && prev != Some(true) {
                 return Some(emit(person, has_dot && self.ends_sentence(w_end, true)));
             }
@@ -1429,10 +1344,8 @@ impl<'a> Scanner<'a> {
     fn url(&self, i: usize) -> Option<Segs> {
         let rest = self.s.get(i..)?;
         let lower: String = rest.chars().take(8).collect::<String>().to_ascii_lowercase();
-        let scheme = ["https://", "http://", "ftp://"]
-            .iter()
-            .find(|p| lower.starts_with(**p))
-            .map(|p| p.len());
+        let scheme =
+            ["https://", "http://", "ftp://"].iter().find(|p| lower.starts_with(**p)).map(|p| p.len());
         let www = lower.starts_with("www.");
         if scheme.is_none() && !www {
             return None;
@@ -1543,19 +1456,11 @@ impl<'a> Scanner<'a> {
             '@' => word("at"),
             '=' => {
                 let op = |c: Option<char>| c.is_some_and(|c| matches!(c, '=' | '<' | '>' | '!' | '~' | ':'));
-                if op(prev) || op(next) {
-                    None
-                } else {
-                    word("equals")
-                }
+                if op(prev) || op(next) { None } else { word("equals") }
             }
             '+' => {
                 let signed = (prev.is_none_or(|p| p.is_whitespace() || p == '(')) && self.is_digit(j);
-                if signed || self.between_numbers(i, j) {
-                    word("plus")
-                } else {
-                    None
-                }
+                if signed || self.between_numbers(i, j) { word("plus") } else { None }
             }
             '#' => (!after_word && self.is_digit(j)).then(|| vec![Seg::Exp(i..j, "number".to_owned())]),
             '~' => {
@@ -1585,11 +1490,7 @@ impl<'a> Scanner<'a> {
             }
             '*' => {
                 let spaced = prev == Some(' ') && next == Some(' ');
-                if spaced && self.between_numbers(i, j) {
-                    word("times")
-                } else {
-                    None
-                }
+                if spaced && self.between_numbers(i, j) { word("times") } else { None }
             }
             _ => {
                 let (_, n, d) = tables::VULGAR_FRACTIONS.iter().find(|(v, _, _)| *v == c)?;
@@ -1655,16 +1556,9 @@ fn money(cur: &Currency, amount: &Amount<'_>, magnitude: Option<&str>) -> String
             if cents == 0 {
                 format!("{int_words} {}", unit(amount.int == "1"))
             } else {
-                let sub = format!(
-                    "{} {}",
-                    words::cardinal(cents),
-                    if cents == 1 { sub_one } else { sub_many }
-                );
-                if int_zero {
-                    sub
-                } else {
-                    format!("{int_words} {} and {sub}", unit(amount.int == "1"))
-                }
+                let sub =
+                    format!("{} {}", words::cardinal(cents), if cents == 1 { sub_one } else { sub_many });
+                if int_zero { sub } else { format!("{int_words} {} and {sub}", unit(amount.int == "1")) }
             }
         }
         (Some(_), _) => format!("{} {}", amount.words(), cur.many),
@@ -1703,14 +1597,7 @@ fn verbalize_host(host: &str) -> String {
     let mut parts = Vec::with_capacity(labels.len());
     for (idx, label) in labels.iter().enumerate() {
         if idx == last && idx > 0 && tables::SPELLED_TLDS.contains(&label.to_ascii_lowercase().as_str()) {
-            parts.push(
-                label
-                    .to_ascii_uppercase()
-                    .chars()
-                    .map(String::from)
-                    .collect::<Vec<_>>()
-                    .join("-"),
-            );
+            parts.push(label.to_ascii_uppercase().chars().map(String::from).collect::<Vec<_>>().join("-"));
         } else {
             parts.push(verbalize_part(label));
         }
@@ -1734,11 +1621,7 @@ fn verbalize_part(part: &str) -> String {
                 chars.next();
             }
             let digits = part.get(start..end).unwrap_or("");
-            out.push(if digits.len() <= 2 {
-                words::number(digits)
-            } else {
-                words::digits(digits)
-            });
+            out.push(if digits.len() <= 2 { words::number(digits) } else { words::digits(digits) });
         } else if c.is_alphanumeric() {
             let mut end = start + c.len_utf8();
             while let Some((k, d)) = chars.peek().copied() {

@@ -11,101 +11,37 @@ pub(super) struct Currency {
     pub sub: Option<(&'static str, &'static str)>,
 }
 
-pub(super) const USD: Currency = Currency {
-    code: "USD",
-    one: "dollar",
-    many: "dollars",
-    sub: Some(("cent", "cents")),
-};
-pub(super) const EUR: Currency = Currency {
-    code: "EUR",
-    one: "euro",
-    many: "euros",
-    sub: Some(("cent", "cents")),
-};
-pub(super) const GBP: Currency = Currency {
-    code: "GBP",
-    one: "pound",
-    many: "pounds",
-    sub: Some(("penny", "pence")),
-};
-pub(super) const JPY: Currency = Currency {
-    code: "JPY",
-    one: "yen",
-    many: "yen",
-    sub: None,
-};
-pub(super) const INR: Currency = Currency {
-    code: "INR",
-    one: "rupee",
-    many: "rupees",
-    sub: Some(("paisa", "paise")),
-};
-pub(super) const KRW: Currency = Currency {
-    code: "KRW",
-    one: "won",
-    many: "won",
-    sub: None,
-};
-pub(super) const RUB: Currency = Currency {
-    code: "RUB",
-    one: "ruble",
-    many: "rubles",
-    sub: Some(("kopek", "kopeks")),
-};
-pub(super) const BTC: Currency = Currency {
-    code: "BTC",
-    one: "bitcoin",
-    many: "bitcoin",
-    sub: None,
-};
-pub(super) const CENTS: Currency = Currency {
-    code: "CENT",
-    one: "cent",
-    many: "cents",
-    sub: None,
-};
-pub(super) const CAD: Currency = Currency {
-    code: "CAD",
-    one: "Canadian dollar",
-    many: "Canadian dollars",
-    sub: Some(("cent", "cents")),
-};
+pub(super) const USD: Currency =
+    Currency { code: "USD", one: "dollar", many: "dollars", sub: Some(("cent", "cents")) };
+pub(super) const EUR: Currency =
+    Currency { code: "EUR", one: "euro", many: "euros", sub: Some(("cent", "cents")) };
+pub(super) const GBP: Currency =
+    Currency { code: "GBP", one: "pound", many: "pounds", sub: Some(("penny", "pence")) };
+pub(super) const JPY: Currency = Currency { code: "JPY", one: "yen", many: "yen", sub: None };
+pub(super) const INR: Currency =
+    Currency { code: "INR", one: "rupee", many: "rupees", sub: Some(("paisa", "paise")) };
+pub(super) const KRW: Currency = Currency { code: "KRW", one: "won", many: "won", sub: None };
+pub(super) const RUB: Currency =
+    Currency { code: "RUB", one: "ruble", many: "rubles", sub: Some(("kopek", "kopeks")) };
+pub(super) const BTC: Currency = Currency { code: "BTC", one: "bitcoin", many: "bitcoin", sub: None };
+pub(super) const CENTS: Currency = Currency { code: "CENT", one: "cent", many: "cents", sub: None };
+pub(super) const CAD: Currency =
+    Currency { code: "CAD", one: "Canadian dollar", many: "Canadian dollars", sub: Some(("cent", "cents")) };
 pub(super) const AUD: Currency = Currency {
     code: "AUD",
     one: "Australian dollar",
     many: "Australian dollars",
     sub: Some(("cent", "cents")),
 };
-pub(super) const CNY: Currency = Currency {
-    code: "CNY",
-    one: "yuan",
-    many: "yuan",
-    sub: None,
-};
+pub(super) const CNY: Currency = Currency { code: "CNY", one: "yuan", many: "yuan", sub: None };
 
 /// Currency symbols written before the amount ("$5").
-pub(super) const PREFIX_SYMBOLS: &[(char, &Currency)] = &[
-    ('$', &USD),
-    ('£', &GBP),
-    ('€', &EUR),
-    ('¥', &JPY),
-    ('₹', &INR),
-    ('₩', &KRW),
-    ('₽', &RUB),
-    ('₿', &BTC),
-];
+pub(super) const PREFIX_SYMBOLS: &[(char, &Currency)] =
+    &[('$', &USD), ('£', &GBP), ('€', &EUR), ('¥', &JPY), ('₹', &INR), ('₩', &KRW), ('₽', &RUB), ('₿', &BTC)];
 
 /// Currency symbols accepted after the amount ("5€", "5¢").
-pub(super) const POSTFIX_SYMBOLS: &[(char, &Currency)] = &[
-    ('€', &EUR),
-    ('£', &GBP),
-    ('$', &USD),
-    ('¢', &CENTS),
-    ('¥', &JPY),
-    ('₹', &INR),
-    ('₽', &RUB),
-];
+pub(super) const POSTFIX_SYMBOLS: &[(char, &Currency)] =
+    &[('€', &EUR), ('£', &GBP), ('$', &USD), ('¢', &CENTS), ('¥', &JPY), ('₹', &INR), ('₽', &RUB)];
 
 /// Currency codes, before ("USD 5") or after ("5 USD") the amount.
 pub(super) const CODES: &[(&str, &Currency)] = &[
@@ -156,12 +92,7 @@ pub(super) struct Unit {
 }
 
 const fn unit(abbr: &'static str, one: &'static str, many: &'static str, spaced: bool) -> Unit {
-    Unit {
-        abbr,
-        one,
-        many,
-        spaced,
-    }
+    Unit { abbr, one, many, spaced }
 }
 
 /// Units. Entries that are a prefix of another entry followed by a non-word character ("km" of
@@ -261,12 +192,7 @@ pub(super) struct Abbr {
 }
 
 const fn abbr(word: &'static str, expansion: &'static str, kind: AbbrKind, bare: bool) -> Abbr {
-    Abbr {
-        word,
-        expansion,
-        kind,
-        bare,
-    }
+    Abbr { word, expansion, kind, bare }
 }
 
 /// Abbreviations ("Dr." and "St." are handled separately: Doctor/Drive, Saint/Street).
@@ -355,9 +281,8 @@ pub(super) const BARE_DOMAIN_TLDS: &[&str] = &[
 ];
 
 /// Two-letter top-level domains that are spelled out ("example.io" -> "example dot I-O").
-pub(super) const SPELLED_TLDS: &[&str] = &[
-    "io", "ai", "uk", "us", "tv", "fm", "ly", "gg", "de", "fr", "eu", "jp", "ca", "nz", "au",
-];
+pub(super) const SPELLED_TLDS: &[&str] =
+    &["io", "ai", "uk", "us", "tv", "fm", "ly", "gg", "de", "fr", "eu", "jp", "ca", "nz", "au"];
 
 /// Vulgar fraction characters.
 pub(super) const VULGAR_FRACTIONS: &[(char, u64, u64)] = &[

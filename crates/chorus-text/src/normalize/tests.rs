@@ -48,10 +48,7 @@ fn check_invariants(original: &str, out: &Normalized) {
     for p in out.pieces() {
         assert_eq!(p.norm.start, norm_pos, "norm pieces not contiguous: {original:?}");
         assert_eq!(p.orig.start, orig_pos, "orig pieces not contiguous: {original:?}");
-        assert!(
-            p.norm.start < p.norm.end && p.orig.start < p.orig.end,
-            "empty piece: {original:?}"
-        );
+        assert!(p.norm.start < p.norm.end && p.orig.start < p.orig.end, "empty piece: {original:?}");
         assert!(text.is_char_boundary(p.norm.start) && text.is_char_boundary(p.norm.end));
         assert!(original.is_char_boundary(p.orig.start) && original.is_char_boundary(p.orig.end));
         match p.kind {
@@ -61,16 +58,8 @@ fn check_invariants(original: &str, out: &Normalized) {
         norm_pos = p.norm.end;
         orig_pos = p.orig.end;
     }
-    assert_eq!(
-        norm_pos,
-        text.len(),
-        "pieces do not cover the normalized text: {original:?}"
-    );
-    assert_eq!(
-        orig_pos,
-        original.len(),
-        "pieces do not cover the original text: {original:?}"
-    );
+    assert_eq!(norm_pos, text.len(), "pieces do not cover the normalized text: {original:?}");
+    assert_eq!(orig_pos, original.len(), "pieces do not cover the original text: {original:?}");
     let whole = out.original_range(0..text.len());
     if text.is_empty() {
         assert!(whole.is_empty());
@@ -82,10 +71,7 @@ fn check_invariants(original: &str, out: &Normalized) {
     let mut pos = 0;
     for w in text.split(char::is_whitespace) {
         let r = out.original_range(pos..pos + w.len());
-        assert!(
-            r.start <= r.end && r.end <= original.len(),
-            "{original:?}: {w:?} -> {r:?}"
-        );
+        assert!(r.start <= r.end && r.end <= original.len(), "{original:?}: {w:?} -> {r:?}");
         assert!(original.is_char_boundary(r.start) && original.is_char_boundary(r.end));
         assert!(r.start >= last_start, "word ranges go backwards in {original:?}");
         last_start = r.start;
@@ -127,15 +113,9 @@ fn brief_sentence_and_offsets() {
     assert_eq!(&original[out.original_range(from..to)], "2nd place, Dr. Smith");
     // Sub-ranges of verbatim text map exactly; of an expansion, to the whole token.
     let place = word_range(text, "place", 0);
-    assert_eq!(
-        &original[out.original_range(place.start + 1..place.start + 3)],
-        "la"
-    );
+    assert_eq!(&original[out.original_range(place.start + 1..place.start + 3)], "la");
     let dollars = word_range(text, "dollars", 0);
-    assert_eq!(
-        &original[out.original_range(dollars.start + 1..dollars.start + 2)],
-        "$12.50"
-    );
+    assert_eq!(&original[out.original_range(dollars.start + 1..dollars.start + 2)], "$12.50");
 }
 
 #[test]
@@ -152,14 +132,8 @@ fn identity_is_untouched() {
             }
         }
     }
-    assert_eq!(
-        normalize_with("$5", NormalizeOptions::default()),
-        Normalized::identity("$5")
-    );
-    assert_eq!(
-        normalize_with("$5", NormalizeOptions::ENGLISH).text(),
-        "five dollars"
-    );
+    assert_eq!(normalize_with("$5", NormalizeOptions::default()), Normalized::identity("$5"));
+    assert_eq!(normalize_with("$5", NormalizeOptions::ENGLISH).text(), "five dollars");
 }
 
 #[test]
@@ -203,10 +177,7 @@ fn cardinals() {
         ("1000", "one thousand"),
         ("1,000", "one thousand"),
         ("2,025", "two thousand twenty-five"),
-        (
-            "1,234,567",
-            "one million two hundred thirty-four thousand five hundred sixty-seven",
-        ),
+        ("1,234,567", "one million two hundred thirty-four thousand five hundred sixty-seven"),
         ("1000000000000000", "one quadrillion"),
         ("1,000,000,000,000,000", "one quadrillion"),
         (
@@ -232,10 +203,7 @@ fn cardinals() {
         ("1,234.56", "one thousand two hundred thirty-four point five six"),
         ("I have 3 cats.", "I have three cats."),
         ("1.2.3", "one point two point three"),
-        (
-            "192.168.0.1",
-            "one hundred ninety-two dot one hundred sixty-eight dot zero dot one",
-        ),
+        ("192.168.0.1", "one hundred ninety-two dot one hundred sixty-eight dot zero dot one"),
         ("5-year-old", "five-year-old"),
         ("COVID-19", "COVID-nineteen"),
         ("4 + 5", "four plus five"),
@@ -251,14 +219,8 @@ fn too_large_numbers_are_read_digit_by_digit() {
             "one two three four five six seven eight nine zero one two three four five six seven eight nine",
         ),
         ("99999999999999999999999", "nine ".repeat(23).trim_end()),
-        (
-            "$99999999999999999999",
-            &format!("{} dollars", "nine ".repeat(20).trim_end()),
-        ),
-        (
-            "99999999999999999999th",
-            &format!("{} ninth", "nine ".repeat(19).trim_end()),
-        ),
+        ("$99999999999999999999", &format!("{} dollars", "nine ".repeat(20).trim_end())),
+        ("99999999999999999999th", &format!("{} ninth", "nine ".repeat(19).trim_end())),
     ]);
     // Very long digit strings don't panic.
     let long = "9".repeat(5000);
@@ -393,15 +355,9 @@ fn ranges() {
         // Not ranges: phone numbers, scores, dates, digit chains.
         ("555-1234", "five five five one two three four"),
         ("555-123-4567", "five five five one two three four five six seven"),
-        (
-            "(555) 123-4567",
-            "five five five one two three four five six seven",
-        ),
+        ("(555) 123-4567", "five five five one two three four five six seven"),
         ("555.123.4567", "five five five one two three four five six seven"),
-        (
-            "1-800-555-1234",
-            "one eight zero zero five five five one two three four",
-        ),
+        ("1-800-555-1234", "one eight zero zero five five five one two three four"),
         ("123-45-6789", "one two three four five six seven eight nine"),
         ("a 3-2 win", "a three-two win"),
         ("2025-03-04", "March fourth twenty twenty-five"),
@@ -446,29 +402,14 @@ fn dates() {
         ("13/13/2025", "thirteen/thirteen/twenty twenty-five"),
         ("1/0/0000", "one/zero/zero zero zero zero"),
     ]);
-    let opts = NormalizeOptions {
-        day_first_dates: true,
-        ..NormalizeOptions::ENGLISH
-    };
-    assert_eq!(
-        normalize_with("3/4/2025", opts).text(),
-        "April third twenty twenty-five"
-    );
-    assert_eq!(
-        normalize_with("12/25/2024", opts).text(),
-        "December twenty-fifth twenty twenty-four"
-    );
+    let opts = NormalizeOptions { day_first_dates: true, ..NormalizeOptions::ENGLISH };
+    assert_eq!(normalize_with("3/4/2025", opts).text(), "April third twenty twenty-five");
+    assert_eq!(normalize_with("12/25/2024", opts).text(), "December twenty-fifth twenty twenty-four");
 }
 
 #[test]
 fn dates_do_not_add_punctuation() {
-    for s in [
-        "3/4/2025",
-        "2025-03-04",
-        "March 4 2025",
-        "4 March 2025",
-        "Jan. 5 2025",
-    ] {
+    for s in ["3/4/2025", "2025-03-04", "March 4 2025", "4 March 2025", "Jan. 5 2025"] {
         let t = n(s);
         assert!(!t.contains([',', '.', ';', ':']), "{s:?} -> {t:?}");
     }
@@ -504,10 +445,7 @@ fn times() {
         ("25:00", "twenty-five:zero zero"),
         ("10:75", "ten:seventy-five"),
     ]);
-    let opts = NormalizeOptions {
-        twelve_hour_clock: true,
-        ..NormalizeOptions::ENGLISH
-    };
+    let opts = NormalizeOptions { twelve_hour_clock: true, ..NormalizeOptions::ENGLISH };
     assert_eq!(normalize_with("14:30", opts).text(), "two thirty P-M");
     assert_eq!(normalize_with("10:30", opts).text(), "ten thirty");
 }
@@ -587,13 +525,7 @@ fn abbreviations() {
 #[test]
 fn abbreviation_period_is_consumed() {
     // The expansion must not leave a sentence-ending period behind.
-    for s in [
-        "Dr. Smith is here",
-        "Mr. Smith is here",
-        "St. Louis is here",
-        "e.g. here",
-        "No. 5 is here",
-    ] {
+    for s in ["Dr. Smith is here", "Mr. Smith is here", "St. Louis is here", "e.g. here", "No. 5 is here"] {
         let t = n(s);
         assert!(!t.contains('.'), "{s:?} -> {t:?}");
     }
@@ -898,10 +830,7 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         self.0 >> 33
     }
 }

@@ -23,20 +23,11 @@ const ONES: [&str; 20] = [
     "nineteen",
 ];
 
-const TENS: [&str; 10] = [
-    "", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
-];
+const TENS: [&str; 10] =
+    ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"];
 
 /// Scale words for groups of three digits; `u64::MAX` has seven groups.
-const SCALES: [&str; 7] = [
-    "",
-    "thousand",
-    "million",
-    "billion",
-    "trillion",
-    "quadrillion",
-    "quintillion",
-];
+const SCALES: [&str; 7] = ["", "thousand", "million", "billion", "trillion", "quadrillion", "quintillion"];
 
 /// The longest digit string read as a number; longer ones are read digit by digit.
 pub(super) const MAX_CARDINAL_DIGITS: usize = 18;
@@ -138,11 +129,7 @@ pub(super) fn number(int: &str) -> String {
 
 /// Reads a decimal: "3" "14" -> "three point one four"; "" "5" -> "point five".
 pub(super) fn decimal(int: &str, frac: Option<&str>) -> String {
-    let mut out = if int.is_empty() && frac.is_some() {
-        String::new()
-    } else {
-        number(int)
-    };
+    let mut out = if int.is_empty() && frac.is_some() { String::new() } else { number(int) };
     if let Some(f) = frac {
         if !out.is_empty() {
             out.push(' ');
@@ -239,11 +226,7 @@ pub(super) fn fraction(num: u64, den: u64, article: bool) -> String {
         (_, false) => ordinal(den),
         (_, true) => format!("{}s", ordinal(den)),
     };
-    if article && num == 1 {
-        format!("a {den_word}")
-    } else {
-        format!("{} {den_word}", cardinal(num))
-    }
+    if article && num == 1 { format!("a {den_word}") } else { format!("{} {den_word}", cardinal(num)) }
 }
 
 /// English month names, January first.
