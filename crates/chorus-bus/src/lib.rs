@@ -1,6 +1,124 @@
 //! The bus between API servers and workers.
 //!
-//! Design (docs/ARCHITECTURE.md): one `Bus` trait with an in-process implementation for `chorus serve` and a NATS
-//! implementation for cluster mode, carrying the `chorus-proto` wire types. Built in the cluster-mode work; this
-//! crate exists now so that the dependency boundaries (the API server never links the model runtime) hold from the
-//! first commit.
+//! An API server calls [`Bus::start`] with a [`SynthesisJob`] and gets a [`JobHandle`]: a sender for the inputs that
+//! follow (WebSocket continuations, flush, cancel) and a receiver of the job's [`JobEvent`]s. Workers implement
+//! [`Worker`] and are reached through a bus implementation: [`LocalBus`] in one process (`chorus serve`); NATS
+//! for a cluster (the cluster-mode work; same trait).
+//!
+//! Dropping a [`JobHandle`] cancels the job: the worker sees its event channel closed and stops.
+
+mod local;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use chorus_proto::{ContextInput, JobEvent, SynthesisJob};
+
+pub use local::{LocalBus, LocalBusConfig, SlotGuard};
+
+/// A boxed future, so that [`Bus`] can be used as a trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Events a job may have in flight toward the API server before the worker waits (backpressure).
+pub const EVENT_BUFFER: usize = 64;
+/// Inputs a context may have queued toward its worker before the API server refuses more.
+pub const INPUT_BUFFER: usize = 256;
+
+/// Errors of the bus.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BusError {
+    /// No worker serves this model.
+    #[error("no worker serves model '{0}'")]
+    NoWorker(String),
+    /// Every worker of the model is at capacity and the queue is full or the wait timed out.
+    #[error("all workers for model '{0}' are busy")]
+    Busy(String),
+    /// A worker refused the job for a reason other than capacity.
+    #[error("the worker refused the job: {0}")]
+    Refused(String),
+    /// The bus is shutting down.
+    #[error("the bus is closed")]
+    Closed,
+}
+
+impl BusError {
+    /// A stable, low-cardinality name for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BusError::NoWorker(_) => "no_worker",
+            BusError::Busy(_) => "busy",
+            BusError::Refused(_) => "refused",
+            BusError::Closed => "closed",
+        }
+    }
+}
+
+/// A model that some worker serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelInfo {
+    /// The engine voice id, e.g. `en_US-joe-medium`.
+    pub id: String,
+    /// ISO language code, e.g. `en`.
+    pub language: String,
+    pub sample_rate: u32,
+}
+
+/// A worker's state, as its heartbeats report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerStatus {
+    pub worker_id: String,
+    pub models: Vec<ModelInfo>,
+    /// Concurrent jobs it accepts.
+    pub capacity: u32,
+    /// Jobs in flight.
+    pub load: u32,
+    pub draining: bool,
+    pub version: String,
+}
+
+/// The API side of a running job.
+#[derive(Debug)]
+pub struct JobHandle {
+    /// Continuations, flush, cancel. `try_send`: a full queue means the client sends faster than it can be served.
+    pub inputs: crossbeam_channel::Sender<ContextInput>,
+    /// The job's events, ending with `Done` or `Error` (or the channel closing if the worker died).
+    pub events: tokio::sync::mpsc::Receiver<JobEvent>,
+}
+
+/// What an API server needs from the bus.
+pub trait Bus: Send + Sync + 'static {
+    /// Sends the job to a worker of `job.model` with a free slot, waiting (bounded) for one if all are busy.
+    fn start(&self, job: SynthesisJob) -> BoxFuture<'_, Result<JobHandle, BusError>>;
+    /// Every model some live worker serves.
+    fn models(&self) -> Vec<ModelInfo>;
+    /// Every live worker.
+    fn workers(&self) -> Vec<WorkerStatus>;
+}
+
+/// Why a worker did not take a job.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("at capacity")]
+    Full,
+    #[error("draining")]
+    Draining,
+    #[error("model '{0}' not served here")]
+    UnknownModel(String),
+    #[error("protocol version {0} not supported")]
+    Version(u32),
+}
+
+/// A worker reachable in-process.
+pub trait Worker: Send + Sync + 'static {
+    fn status(&self) -> WorkerStatus;
+    /// Takes the job or refuses it at once. On acceptance the worker owns `slot` until the job is over (dropping it
+    /// tells the bus a slot is free), reads `inputs`, and sends events until `Done`/`Error`; if `events` is closed
+    /// (the client went away) it stops work at once.
+    fn accept(
+        &self,
+        job: SynthesisJob,
+        inputs: crossbeam_channel::Receiver<ContextInput>,
+        events: tokio::sync::mpsc::Sender<JobEvent>,
+        slot: SlotGuard,
+    ) -> Result<(), Refusal>;
+}

@@ -4,9 +4,13 @@
 //! so that the API server can pass these types through without renaming.
 
 mod format;
+mod job;
 mod timestamps;
 
 pub use format::{Container, Encoding, FormatError, MP3_BIT_RATES, OutputFormat, SUPPORTED_SAMPLE_RATES};
+pub use job::{
+    AudioEvent, ContextInput, ErrorCode, JobError, JobEvent, PROTOCOL_VERSION, PronunciationItem, SynthesisJob,
+};
 pub use timestamps::{PhonemeTimestamps, WordTimestamps};
 
 /// Synthesis controls that a request may set. Values outside the documented ranges are rejected by

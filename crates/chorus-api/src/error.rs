@@ -1,0 +1,152 @@
+//! The one error type of the API: every failure becomes the Cartesia error JSON with the right status.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chorus_proto::ErrorCode;
+
+/// The Cartesia error body (`error_code`, `title`, `message`, `request_id`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ErrorBody {
+    pub error_code: Option<String>,
+    pub title: String,
+    pub message: String,
+    pub request_id: String,
+}
+
+/// An API error: status, code and a message safe to show the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{title}: {message}")]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: ErrorCode,
+    pub title: String,
+    pub message: String,
+    pub request_id: String,
+    /// Seconds a client should wait before retrying (429/503).
+    pub retry_after: Option<u32>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let retry_after = match code {
+            ErrorCode::ConcurrencyLimited | ErrorCode::Unserviceable => Some(1),
+            ErrorCode::InvalidRequest
+            | ErrorCode::ModelNotFound
+            | ErrorCode::VoiceNotFound
+            | ErrorCode::TextTooLong
+            | ErrorCode::EmptyTranscript
+            | ErrorCode::Unauthorized
+            | ErrorCode::NotFound
+            | ErrorCode::WorkerLost
+            | ErrorCode::InferenceFailed
+            | ErrorCode::Internal => None,
+        };
+        Self { status, code, title: title_for(code).to_owned(), message: message.into(), request_id: String::new(), retry_after }
+    }
+
+    /// 400 `invalid_request`.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, message)
+    }
+
+    /// 422 `invalid_request`: well-formed JSON that does not fit the schema.
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        Self { status: StatusCode::UNPROCESSABLE_ENTITY, ..Self::new(ErrorCode::InvalidRequest, message) }
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, message)
+    }
+
+    pub fn with_request_id(mut self, request_id: &str) -> Self {
+        request_id.clone_into(&mut self.request_id);
+        self
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error_code: Some(self.code.as_str().to_owned()),
+            title: self.title.clone(),
+            message: self.message.clone(),
+            request_id: self.request_id.clone(),
+        }
+    }
+
+    /// The same fields as an SSE/WebSocket `error` event.
+    pub fn event_json(&self, context_id: Option<&str>) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "type": "error",
+            "done": true,
+            "status_code": self.status.as_u16(),
+            "error_code": self.code.as_str(),
+            "title": self.title,
+            "message": self.message,
+            "request_id": self.request_id,
+            "error": format!("{}: {}", self.title, self.message),
+        });
+        if let (Some(ctx), Some(obj)) = (context_id, v.as_object_mut()) {
+            obj.insert("context_id".into(), ctx.into());
+        }
+        v
+    }
+}
+
+fn title_for(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::InvalidRequest => "Invalid request",
+        ErrorCode::ModelNotFound => "Model not found",
+        ErrorCode::VoiceNotFound => "Voice not found",
+        ErrorCode::TextTooLong => "Transcript too long",
+        ErrorCode::EmptyTranscript => "Empty transcript",
+        ErrorCode::Unauthorized => "Unauthorized",
+        ErrorCode::NotFound => "Not found",
+        ErrorCode::ConcurrencyLimited => "Too many concurrent requests",
+        ErrorCode::Unserviceable => "No worker available",
+        ErrorCode::WorkerLost => "Worker lost",
+        ErrorCode::InferenceFailed => "Synthesis failed",
+        ErrorCode::Internal => "Internal error",
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, axum::Json(self.body())).into_response();
+        let headers = response.headers_mut();
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        // The official SDKs retry 408, 409, 429 and 5xx unless told not to: a bad request never improves.
+        let retry = matches!(self.status.as_u16(), 408 | 429 | 503);
+        headers.insert("x-should-retry", HeaderValue::from_static(if retry { "true" } else { "false" }));
+        if !self.request_id.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&self.request_id)
+        {
+            headers.insert("x-request-id", v);
+        }
+        response
+    }
+}
+
+impl From<chorus_bus::BusError> for ApiError {
+    fn from(e: chorus_bus::BusError) -> Self {
+        match e {
+            chorus_bus::BusError::NoWorker(m) => {
+                ApiError::new(ErrorCode::Unserviceable, format!("no worker is serving model '{m}' right now"))
+            }
+            chorus_bus::BusError::Busy(m) => ApiError::new(
+                ErrorCode::ConcurrencyLimited,
+                format!("every worker for '{m}' is busy and the queue is full; retry shortly"),
+            ),
+            chorus_bus::BusError::Refused(why) => ApiError::new(ErrorCode::Unserviceable, why),
+            chorus_bus::BusError::Closed => ApiError::new(ErrorCode::Unserviceable, "the server is shutting down"),
+        }
+    }
+}
+
+impl From<chorus_proto::JobError> for ApiError {
+    fn from(e: chorus_proto::JobError) -> Self {
+        ApiError::new(e.code, e.message)
+    }
+}

@@ -1,0 +1,192 @@
+//! Shared state of the API server, and turning a validated Cartesia request into a bus job.
+
+use std::sync::Arc;
+
+use chorus_bus::Bus;
+use chorus_proto::{ErrorCode, OutputFormat, SynthesisJob, SynthesisParams};
+
+use crate::catalogue::Catalogue;
+use crate::error::ApiError;
+use crate::request::TtsRequest;
+use crate::store::{DictStore, VoiceStore};
+
+/// API keys; never printed.
+#[derive(Clone, Default)]
+pub struct ApiKeys(Vec<String>);
+
+impl ApiKeys {
+    pub fn new(keys: Vec<String>) -> Self {
+        Self(keys.into_iter().map(|k| k.trim().to_owned()).filter(|k| !k.is_empty()).collect())
+    }
+
+    /// True when no key is configured: the server runs open.
+    pub fn is_open(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Constant-time comparison against every configured key.
+    pub fn accepts(&self, candidate: &str) -> bool {
+        self.0.iter().fold(false, |found, key| found | constant_time_eq(key.as_bytes(), candidate.as_bytes()))
+    }
+}
+
+impl std::fmt::Debug for ApiKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ApiKeys([{} redacted])", self.0.len())
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Settings of the API role.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub api_keys: ApiKeys,
+    pub catalogue: Catalogue,
+    /// Longest transcript accepted, in characters.
+    pub max_transcript_chars: usize,
+    /// The version `GET /` and `/status` report.
+    pub version: String,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            api_keys: ApiKeys::default(),
+            catalogue: Catalogue::default(),
+            max_transcript_chars: 50_000,
+            version: "2026-08-14".into(),
+        }
+    }
+}
+
+/// Everything a handler needs. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub bus: Arc<dyn Bus>,
+    pub config: Arc<ApiConfig>,
+    pub voices: Arc<VoiceStore>,
+    pub dicts: Arc<DictStore>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// Where a request came from: some checks differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `POST /tts/bytes`: any container.
+    Bytes,
+    /// `POST /tts/sse`: raw only.
+    Sse,
+    /// A WebSocket generation request: raw only, the transcript may be empty.
+    WebSocket,
+}
+
+/// A request ready to go on the bus.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    pub job: SynthesisJob,
+    pub format: OutputFormat,
+}
+
+impl AppState {
+    pub fn new(bus: Arc<dyn Bus>, config: ApiConfig) -> Self {
+        let voices = Arc::new(VoiceStore::default());
+        voices.sync_builtin(&bus.models());
+        Self { bus, config: Arc::new(config), voices, dicts: Arc::new(DictStore::default()) }
+    }
+
+    /// Validates a Cartesia TTS request and builds its job: model, voice, format, transcript, parameters,
+    /// dictionary. Every input error is found here, before any audio.
+    pub fn prepare(&self, req: &TtsRequest, request_id: &str, route: Route) -> Result<Prepared, ApiError> {
+        self.prepare_inner(req, request_id, route).map_err(|e| e.with_request_id(request_id))
+    }
+
+    fn prepare_inner(&self, req: &TtsRequest, request_id: &str, route: Route) -> Result<Prepared, ApiError> {
+        if self.config.catalogue.resolve(&req.model_id).is_none() {
+            return Err(ApiError::new(
+                ErrorCode::ModelNotFound,
+                format!("model '{}' does not exist (try sonic-3 or chorus-piper)", req.model_id),
+            ));
+        }
+        let voice_id = req.voice.id()?;
+        self.voices.sync_builtin(&self.bus.models());
+        let voice = self
+            .voices
+            .get(voice_id)
+            .ok_or_else(|| ApiError::new(ErrorCode::VoiceNotFound, format!("voice '{voice_id}' does not exist")))?;
+        let format = req.output_format.resolve(route != Route::Bytes)?;
+
+        let chars = req.transcript.chars().count();
+        if chars > self.config.max_transcript_chars {
+            return Err(ApiError::new(
+                ErrorCode::TextTooLong,
+                format!("the transcript is {chars} characters; the limit is {}", self.config.max_transcript_chars),
+            ));
+        }
+        let continuing = route == Route::WebSocket && req.continue_.unwrap_or(false);
+        if !continuing && !req.transcript.chars().any(char::is_alphanumeric) && route != Route::WebSocket {
+            let what = if req.transcript.trim().is_empty() { "empty" } else { "only punctuation or symbols" };
+            return Err(ApiError::new(ErrorCode::EmptyTranscript, format!("the transcript is {what}")));
+        }
+
+        if req.language.is_some() && req.locale.is_some() {
+            return Err(ApiError::invalid("set either language or locale, not both"));
+        }
+        if let Some(lang) = req.language.as_deref().or(req.locale.as_deref()) {
+            let base = lang.split(['-', '_']).next().unwrap_or(lang).to_ascii_lowercase();
+            if base != voice.language {
+                return Err(ApiError::invalid(format!(
+                    "voice '{}' speaks '{}', not '{lang}'",
+                    voice.id, voice.language
+                )));
+            }
+        }
+
+        let config = req.generation_config.clone().unwrap_or_default();
+        let speed = config.speed.or_else(|| req.speed.map(|s| s.factor())).unwrap_or(1.0);
+        let params = SynthesisParams {
+            speed: speed * voice.params.speed.unwrap_or(1.0),
+            volume: config.volume.unwrap_or(1.0),
+            noise_scale: voice.params.noise_scale,
+            noise_w: voice.params.noise_w,
+        };
+        params.validate().map_err(|e| ApiError::invalid(format!("generation_config: {e}")))?;
+
+        let pronunciations = match req.pronunciation_dict_id.as_deref() {
+            None | Some("") => Vec::new(),
+            Some(id) => {
+                self.dicts.get(id).ok_or_else(|| ApiError::not_found(format!("pronunciation dictionary '{id}' does not exist")))?.items
+            }
+        };
+        if let Some(ms) = req.max_buffer_delay_ms
+            && ms > 5000
+        {
+            return Err(ApiError::invalid("max_buffer_delay_ms must be between 0 and 5000"));
+        }
+
+        let mut job = SynthesisJob::new(request_id, voice.model.clone(), req.transcript.clone());
+        job.continuation = continuing;
+        job.params = params;
+        job.normalize = !matches!(req.normalization.as_deref(), Some("off"));
+        job.pronunciations = pronunciations;
+        job.word_timestamps = req.add_timestamps.unwrap_or(false);
+        job.phoneme_timestamps = req.add_phoneme_timestamps.unwrap_or(false);
+        job.max_buffer_delay_ms = req.max_buffer_delay_ms.unwrap_or(3000);
+        Ok(Prepared { job, format })
+    }
+}
+
+/// A fresh request id (UUID v4).
+pub fn new_request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

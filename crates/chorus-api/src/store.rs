@@ -1,0 +1,182 @@
+//! Voices and pronunciation dictionaries. In memory for now; the artifact store (a directory or bucket, hot
+//! reloaded) replaces the maps in a later issue without changing this interface.
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use chorus_bus::ModelInfo;
+use chorus_proto::PronunciationItem;
+
+/// Synthesis settings a voice preset carries on top of its model voice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VoiceParams {
+    /// Multiplies the request's speed.
+    pub speed: Option<f32>,
+    pub noise_scale: Option<f32>,
+    pub noise_w: Option<f32>,
+}
+
+/// A voice as the API lists it: a model voice, or a named preset of one.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Voice {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    /// ISO language code.
+    pub language: String,
+    pub gender: Option<String>,
+    /// The engine voice (worker model) that speaks it.
+    pub model: String,
+    pub params: VoiceParams,
+    /// RFC 3339.
+    pub created_at: String,
+    /// Model voices are built in: they cannot be deleted.
+    pub builtin: bool,
+}
+
+/// A pronunciation dictionary.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PronunciationDict {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub items: Vec<PronunciationItem>,
+    /// RFC 3339.
+    pub created_at: String,
+    pub owner_id: String,
+    pub pinned: bool,
+}
+
+/// Voices by id, ordered (cursor pagination walks ids in order).
+#[derive(Debug, Default)]
+pub struct VoiceStore {
+    voices: RwLock<BTreeMap<String, Voice>>,
+}
+
+/// Dictionaries by id, ordered.
+#[derive(Debug, Default)]
+pub struct DictStore {
+    dicts: RwLock<BTreeMap<String, PronunciationDict>>,
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl VoiceStore {
+    /// Adds a built-in voice for every model voice not listed yet (id = the model voice's id).
+    pub fn sync_builtin(&self, models: &[ModelInfo]) {
+        let mut voices = write(&self.voices);
+        for m in models {
+            voices.entry(m.id.clone()).or_insert_with(|| Voice {
+                id: m.id.clone(),
+                name: display_name(&m.id),
+                description: format!("Piper voice {} ({} Hz)", m.id, m.sample_rate),
+                language: m.language.clone(),
+                gender: None,
+                model: m.id.clone(),
+                params: VoiceParams::default(),
+                created_at: rfc3339_now(),
+                builtin: true,
+            });
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<Voice> {
+        read(&self.voices).get(id).cloned()
+    }
+
+    pub fn insert(&self, voice: Voice) {
+        write(&self.voices).insert(voice.id.clone(), voice);
+    }
+
+    /// Applies `f` to the voice; `None` if there is none.
+    pub fn update<R>(&self, id: &str, f: impl FnOnce(&mut Voice) -> R) -> Option<R> {
+        write(&self.voices).get_mut(id).map(f)
+    }
+
+    pub fn remove(&self, id: &str) -> Option<Voice> {
+        write(&self.voices).remove(id)
+    }
+
+    /// All voices in id order.
+    pub fn list(&self) -> Vec<Voice> {
+        read(&self.voices).values().cloned().collect()
+    }
+}
+
+impl DictStore {
+    pub fn get(&self, id: &str) -> Option<PronunciationDict> {
+        read(&self.dicts).get(id).cloned()
+    }
+
+    pub fn insert(&self, dict: PronunciationDict) {
+        write(&self.dicts).insert(dict.id.clone(), dict);
+    }
+
+    pub fn update<R>(&self, id: &str, f: impl FnOnce(&mut PronunciationDict) -> R) -> Option<R> {
+        write(&self.dicts).get_mut(id).map(f)
+    }
+
+    pub fn remove(&self, id: &str) -> Option<PronunciationDict> {
+        write(&self.dicts).remove(id)
+    }
+
+    pub fn list(&self) -> Vec<PronunciationDict> {
+        read(&self.dicts).values().cloned().collect()
+    }
+}
+
+/// "en_US-joe-medium" -> "Joe (en_US, medium)".
+fn display_name(model: &str) -> String {
+    let parts: Vec<&str> = model.split('-').collect();
+    match parts.as_slice() {
+        [locale, name, quality] => {
+            let mut c = name.chars();
+            let name = c.next().map(|f| f.to_uppercase().chain(c).collect::<String>()).unwrap_or_default();
+            format!("{name} ({locale}, {quality})")
+        }
+        _ => model.to_owned(),
+    }
+}
+
+/// The current time as RFC 3339 (UTC, seconds).
+pub fn rfc3339_now() -> String {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    rfc3339(secs)
+}
+
+/// Seconds since the epoch as RFC 3339 (UTC).
+pub fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_names() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_764_115_200), "2025-11-26T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400 + 3661), "2000-02-29T01:01:01Z");
+        assert_eq!(display_name("en_US-joe-medium"), "Joe (en_US, medium)");
+    }
+}

@@ -1,0 +1,171 @@
+//! The in-process bus: workers registered in the same process, reached by function call.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chorus_proto::SynthesisJob;
+use tokio::sync::Notify;
+
+use crate::{BoxFuture, Bus, BusError, EVENT_BUFFER, INPUT_BUFFER, JobHandle, ModelInfo, Refusal, Worker, WorkerStatus};
+
+/// Queueing when every worker is busy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalBusConfig {
+    /// Requests that may wait for a slot at once; beyond it, `Busy` at once.
+    pub max_queue: usize,
+    /// How long a request waits for a slot before `Busy`.
+    pub queue_timeout: Duration,
+}
+
+impl Default for LocalBusConfig {
+    fn default() -> Self {
+        Self { max_queue: 256, queue_timeout: Duration::from_secs(30) }
+    }
+}
+
+/// Held by a worker for the length of a job; dropping it wakes requests waiting for a slot.
+#[derive(Debug)]
+pub struct SlotGuard {
+    freed: Arc<Notify>,
+}
+
+impl SlotGuard {
+    /// A guard that notifies nobody (for workers driven outside a bus, e.g. in tests).
+    pub fn detached() -> Self {
+        Self { freed: Arc::new(Notify::new()) }
+    }
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.freed.notify_waiters();
+    }
+}
+
+/// The bus `chorus serve` uses: API and workers in one process.
+#[derive(Clone)]
+pub struct LocalBus {
+    workers: Arc<RwLock<Vec<Arc<dyn Worker>>>>,
+    freed: Arc<Notify>,
+    queued: Arc<AtomicUsize>,
+    config: LocalBusConfig,
+}
+
+impl std::fmt::Debug for LocalBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalBus").field("queued", &self.queued.load(Ordering::Relaxed)).finish_non_exhaustive()
+    }
+}
+
+impl LocalBus {
+    pub fn new(config: LocalBusConfig) -> Self {
+        Self {
+            workers: Arc::new(RwLock::new(Vec::new())),
+            freed: Arc::new(Notify::new()),
+            queued: Arc::new(AtomicUsize::new(0)),
+            config,
+        }
+    }
+
+    pub fn register(&self, worker: Arc<dyn Worker>) {
+        self.workers.write().unwrap_or_else(std::sync::PoisonError::into_inner).push(worker);
+        self.freed.notify_waiters();
+    }
+
+    /// Requests waiting for a free slot now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    fn snapshot(&self) -> Vec<Arc<dyn Worker>> {
+        self.workers.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// One attempt: the least-loaded worker of the model with a free slot takes the job.
+    fn try_start(&self, job: &SynthesisJob) -> Result<JobHandle, BusError> {
+        let mut candidates: Vec<(Arc<dyn Worker>, WorkerStatus)> = self
+            .snapshot()
+            .into_iter()
+            .map(|w| {
+                let s = w.status();
+                (w, s)
+            })
+            .filter(|(_, s)| !s.draining && s.models.iter().any(|m| m.id == job.model))
+            .collect();
+        if candidates.is_empty() {
+            return Err(BusError::NoWorker(job.model.clone()));
+        }
+        candidates.sort_by(|(_, a), (_, b)| {
+            let ra = f64::from(a.load) / f64::from(a.capacity.max(1));
+            let rb = f64::from(b.load) / f64::from(b.capacity.max(1));
+            ra.total_cmp(&rb)
+        });
+        for (worker, status) in candidates {
+            if status.load >= status.capacity {
+                continue;
+            }
+            let (input_tx, input_rx) = crossbeam_channel::bounded(INPUT_BUFFER);
+            let (event_tx, event_rx) = tokio::sync::mpsc::channel(EVENT_BUFFER);
+            let slot = SlotGuard { freed: Arc::clone(&self.freed) };
+            match worker.accept(job.clone(), input_rx, event_tx, slot) {
+                Ok(()) => return Ok(JobHandle { inputs: input_tx, events: event_rx }),
+                Err(Refusal::Full | Refusal::Draining) => continue,
+                Err(e @ (Refusal::UnknownModel(_) | Refusal::Version(_))) => {
+                    return Err(BusError::Refused(e.to_string()));
+                }
+            }
+        }
+        Err(BusError::Busy(job.model.clone()))
+    }
+}
+
+impl Bus for LocalBus {
+    fn start(&self, job: SynthesisJob) -> BoxFuture<'_, Result<JobHandle, BusError>> {
+        Box::pin(async move {
+            // Register interest before trying, so a slot freed in between is not missed.
+            let mut freed = std::pin::pin!(self.freed.notified());
+            freed.as_mut().enable();
+            match self.try_start(&job) {
+                Err(BusError::Busy(_)) => {}
+                other => return other,
+            }
+            if self.queued.fetch_add(1, Ordering::AcqRel) >= self.config.max_queue {
+                self.queued.fetch_sub(1, Ordering::AcqRel);
+                return Err(BusError::Busy(job.model.clone()));
+            }
+            let deadline = tokio::time::Instant::now() + self.config.queue_timeout;
+            let result = loop {
+                if tokio::time::timeout_at(deadline, freed.as_mut()).await.is_err() {
+                    break Err(BusError::Busy(job.model.clone()));
+                }
+                freed.set(self.freed.notified());
+                freed.as_mut().enable();
+                match self.try_start(&job) {
+                    Err(BusError::Busy(_)) => continue,
+                    other => break other,
+                }
+            };
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            tracing::debug!(request_id = %job.request_id, ok = result.is_ok(), "Queued request resolved.");
+            result
+        })
+    }
+
+    fn models(&self) -> Vec<ModelInfo> {
+        let mut models: Vec<ModelInfo> = self
+            .snapshot()
+            .iter()
+            .map(|w| w.status())
+            .filter(|s| !s.draining)
+            .flat_map(|s| s.models)
+            .collect();
+        models.sort_by(|a, b| a.id.cmp(&b.id));
+        models.dedup_by(|a, b| a.id == b.id);
+        models
+    }
+
+    fn workers(&self) -> Vec<WorkerStatus> {
+        self.snapshot().iter().map(|w| w.status()).collect()
+    }
+}
