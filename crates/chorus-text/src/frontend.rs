@@ -5,13 +5,14 @@ use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::Arc;
 
-use chorus_proto::{PhonemeTimestamps, WordTimestamps};
+use chorus_proto::{PhonemeTimestamps, PronunciationItem, WordTimestamps};
 use crossbeam_channel::Receiver;
 
 use crate::TextError;
 use crate::espeak::{Clause, Phonemizer};
 use crate::normalize::{Normalized, normalize};
 use crate::phonemes::PhonemeIdMap;
+use crate::pronounce::{Lexicon, PhonemeOverride};
 use crate::words::{Token, tokenize};
 
 /// Chunking and input limits.
@@ -71,6 +72,15 @@ pub struct TextInput<'a> {
     pub normalize: bool,
     /// The espeak-ng voice (language) of the model voice, e.g. `en-us`.
     pub espeak_voice: &'a str,
+    /// Pronunciation dictionary entries, applied to the text as written, before normalization.
+    pub pronunciations: &'a [PronunciationItem],
+}
+
+impl<'a> TextInput<'a> {
+    /// Plain text: no dictionary.
+    pub fn new(text: &'a str, normalize: bool, espeak_voice: &'a str) -> Self {
+        Self { text, normalize, espeak_voice, pronunciations: &[] }
+    }
 }
 
 impl Frontend {
@@ -91,13 +101,21 @@ impl Frontend {
     /// clauses are, whatever the length of the text.
     pub fn chunks(&self, input: TextInput<'_>, ids: Arc<PhonemeIdMap>) -> Result<ChunkStream, TextError> {
         self.validate(input.text)?;
-        let normalized =
-            if input.normalize { normalize(input.text) } else { Normalized::identity(input.text) };
+        let lexicon = Lexicon::new(input.pronunciations);
+        let (normalized, overrides) = if lexicon.is_empty() {
+            let n = if input.normalize { normalize(input.text) } else { Normalized::identity(input.text) };
+            (n, Vec::new())
+        } else {
+            let (dict, overrides) = lexicon.apply(input.text);
+            let n = if input.normalize { normalize(dict.text()).compose(&dict) } else { dict };
+            (n, overrides)
+        };
         let rx = self.phonemizer.stream(input.espeak_voice, normalized.text())?;
         Ok(ChunkStream {
             tokens: tokenize(input.text),
             original_len: input.text.len(),
             normalized,
+            overrides,
             rx: Some(rx),
             pending: VecDeque::new(),
             ids,
@@ -209,6 +227,7 @@ impl PhonemeChunk {
 #[derive(Debug)]
 pub struct ChunkStream {
     normalized: Normalized,
+    overrides: Vec<PhonemeOverride>,
     tokens: Vec<Token>,
     original_len: usize,
     rx: Option<Receiver<Result<Clause, TextError>>>,
@@ -285,7 +304,10 @@ impl ChunkStream {
             let Some(rx) = &self.rx else { return Ok(None) };
             match rx.recv() {
                 Ok(Ok(clause)) => {
-                    let prepared = align(&self.normalized, clause);
+                    let mut prepared = align(&self.normalized, clause);
+                    if !self.overrides.is_empty() {
+                        apply_overrides(&mut prepared, &self.normalized, &self.overrides);
+                    }
                     if prepared.groups.is_empty() && prepared.terminator.is_none() {
                         continue;
                     }
@@ -484,6 +506,30 @@ fn spoken_letters(word: &str) -> usize {
     let n: usize =
         word.chars().map(|c| if c.is_ascii_digit() { 4 } else { usize::from(c.is_alphanumeric()) }).sum();
     n.max(1)
+}
+
+/// Replaces espeak's phonemes for dictionary words with IPA aliases: the first group of such a word takes the
+/// alias, the word's other groups are dropped.
+fn apply_overrides(prepared: &mut Prepared, normalized: &Normalized, overrides: &[PhonemeOverride]) {
+    let mut last: Option<usize> = None;
+    prepared.groups.retain_mut(|g| {
+        let hit = g.word.as_ref().and_then(|w| {
+            let orig = normalized.original_range(w.clone());
+            overrides.iter().position(|o| o.original.start <= orig.start && orig.end <= o.original.end)
+        });
+        match hit {
+            Some(i) if last == Some(i) => false,
+            Some(i) => {
+                last = Some(i);
+                g.phonemes.clone_from(&overrides[i].phonemes);
+                true
+            }
+            None => {
+                last = None;
+                true
+            }
+        }
+    });
 }
 
 /// Longest run of words glued into one group, or of groups spoken for one word, that the alignment considers.

@@ -10,10 +10,14 @@ mod espeak;
 mod frontend;
 pub mod normalize;
 mod phonemes;
+mod pronounce;
+mod tags;
 mod words;
 
 pub use error::TextError;
 pub use espeak::{Clause, EspeakConfig, Phonemizer};
 pub use frontend::{ChunkStream, ChunkWord, Frontend, FrontendConfig, PhonemeChunk, PhonemeSlot, TextInput};
 pub use phonemes::PhonemeIdMap;
+pub use pronounce::{Alias, Lexicon, PhonemeOverride};
+pub use tags::{MAX_BREAK_SECONDS, Segment, ends_in_open_tag, parse_tags};
 pub use words::{Token, tokenize};

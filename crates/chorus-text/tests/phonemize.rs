@@ -34,7 +34,7 @@ fn per_sentence() -> FrontendConfig {
 }
 
 fn input(text: &str) -> TextInput<'_> {
-    TextInput { text, normalize: false, espeak_voice: "en-us" }
+    TextInput::new(text, false, "en-us")
 }
 
 #[test]

@@ -163,6 +163,63 @@ impl Normalized {
         o_start..o_end.max(o_start)
     }
 
+    /// Builds the map of a two-step rewrite: `self` maps this text to an intermediate text, `inner` maps the
+    /// intermediate text to the original; the result maps this text straight to the original. Verbatim pieces of
+    /// `self` are split where `inner`'s pieces change, so verbatim-over-verbatim stays exact.
+    pub fn compose(self, inner: &Normalized) -> Normalized {
+        let mut pieces: Vec<Piece> = Vec::with_capacity(self.pieces.len());
+        let mut push = |piece: Piece| {
+            if let Some(last) = pieces.last_mut()
+                && last.norm.end == piece.norm.start
+                && ((last.kind == PieceKind::Expanded
+                    && piece.kind == PieceKind::Expanded
+                    && last.orig == piece.orig)
+                    || (last.kind == PieceKind::Verbatim
+                        && piece.kind == PieceKind::Verbatim
+                        && last.orig.end == piece.orig.start))
+            {
+                last.norm.end = piece.norm.end;
+                last.orig.end = last.orig.end.max(piece.orig.end);
+                return;
+            }
+            pieces.push(piece);
+        };
+        for piece in self.pieces {
+            match piece.kind {
+                PieceKind::Expanded => {
+                    push(Piece { orig: inner.original_range(piece.orig.clone()), ..piece });
+                }
+                PieceKind::Verbatim => {
+                    let mut pos = piece.orig.start;
+                    let first = inner.pieces.partition_point(|p| p.norm.end <= pos);
+                    for ip in inner.pieces.iter().skip(first) {
+                        if pos >= piece.orig.end {
+                            break;
+                        }
+                        let end = ip.norm.end.min(piece.orig.end);
+                        if end <= pos {
+                            continue;
+                        }
+                        let norm_start = piece.norm.start + (pos - piece.orig.start);
+                        let norm_end = piece.norm.start + (end - piece.orig.start);
+                        push(Piece {
+                            norm: norm_start..norm_end,
+                            orig: inner.original_range(pos..end),
+                            kind: ip.kind,
+                        });
+                        pos = end;
+                    }
+                }
+            }
+        }
+        Normalized { text: self.text, pieces, original_len: inner.original_len }
+    }
+
+    /// A map built piece by piece by another rewriting pass (the pronunciation dictionary).
+    pub(crate) fn from_parts(text: String, pieces: Vec<Piece>, original_len: usize) -> Normalized {
+        Normalized { text, pieces, original_len }
+    }
+
     /// Maps one normalized offset to an original offset (start of the piece for expansions).
     fn original_point(&self, pos: usize) -> usize {
         let idx = self.pieces.partition_point(|p| p.norm.end <= pos);
