@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use chorus_proto::{PhonemeTimestamps, SynthesisParams, WordTimestamps};
+use chorus_proto::{PhonemeTimestamps, PronunciationItem, SynthesisParams, WordTimestamps};
 use chorus_text::{ChunkStream, EspeakConfig, Frontend, FrontendConfig, PhonemeChunk, Phonemizer, TextInput};
 use crossbeam_channel::Receiver;
 
@@ -114,11 +114,19 @@ pub struct SynthesisRequest {
     pub params: SynthesisParams,
     /// Expand numbers, dates, currency... before phonemization (on by default).
     pub normalize: bool,
+    /// Pronunciation dictionary entries (text or IPA aliases).
+    pub pronunciations: Vec<PronunciationItem>,
 }
 
 impl SynthesisRequest {
     pub fn new(text: impl Into<String>, voice: impl Into<String>) -> Self {
-        Self { text: text.into(), voice: voice.into(), params: SynthesisParams::default(), normalize: true }
+        Self {
+            text: text.into(),
+            voice: voice.into(),
+            params: SynthesisParams::default(),
+            normalize: true,
+            pronunciations: Vec::new(),
+        }
     }
 }
 
@@ -222,6 +230,7 @@ impl Engine {
             text: &request.text,
             normalize: request.normalize,
             espeak_voice: &voice.espeak_voice,
+            pronunciations: &request.pronunciations,
         };
         let chunks = self.frontend.chunks(input, Arc::clone(&voice.ids))?;
         let d = voice.default_scales;
@@ -251,7 +260,7 @@ impl Engine {
 /// Phoneme ids of an ordinary clause (about 50 phonemes), for warm-up and the speed curve.
 fn warmup_ids(frontend: &Frontend, voice: &PiperVoice) -> Result<Vec<i64>, EngineError> {
     let text = "Warming up the voice with a sentence of ordinary length, so that its timing can be measured.";
-    let input = TextInput { text, normalize: false, espeak_voice: &voice.espeak_voice };
+    let input = TextInput::new(text, false, &voice.espeak_voice);
     let mut chunks = frontend.chunks(input, Arc::clone(&voice.ids))?;
     Ok(chunks.next().transpose()?.map(|c| c.ids).unwrap_or_else(|| vec![voice.ids.bos(), voice.ids.eos()]))
 }

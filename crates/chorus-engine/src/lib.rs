@@ -11,6 +11,7 @@ mod model;
 mod piper;
 mod pool;
 mod runtime;
+mod worker;
 
 pub use engine::{AudioChunk, Engine, EngineConfig, SpeedCurve, Synthesis, SynthesisRequest};
 pub use error::EngineError;
@@ -18,3 +19,4 @@ pub use model::{Model, ModelOutput, Scales};
 pub use piper::{PIPER_HOP_LENGTH, PiperModel, PiperVoice};
 pub use pool::ModelPool;
 pub use runtime::{discover_library, environment};
+pub use worker::{EngineWorker, WorkerConfig, WorkerCounters};

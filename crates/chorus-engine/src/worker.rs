@@ -1,0 +1,435 @@
+//! The engine as a bus worker: jobs in, audio and timestamp events out.
+//!
+//! Each accepted job runs on its own OS thread (`chorus-job`), which drives the engine's synthesis (itself on the
+//! model threads) and sends events to the API server. A job whose client is gone (its event channel closed) or
+//! that is cancelled stops at once, and its queued chunks are skipped by the model threads.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use chorus_bus::{ModelInfo, Refusal, SlotGuard, Worker, WorkerStatus};
+use chorus_proto::{
+    AudioEvent, ContextInput, ErrorCode, JobError, JobEvent, PROTOCOL_VERSION, SynthesisJob, SynthesisParams,
+};
+use chorus_text::{Segment, ends_in_open_tag, parse_tags};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use tokio::sync::mpsc::Sender;
+
+use crate::{Engine, EngineError, SynthesisRequest};
+
+/// How often a waiting job checks that its client is still there.
+const LIVENESS_POLL: Duration = Duration::from_millis(250);
+
+/// A worker's identity and limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerConfig {
+    pub worker_id: String,
+    /// Concurrent jobs accepted.
+    pub capacity: u32,
+}
+
+/// Counters a worker keeps (read by metrics and tests).
+#[derive(Debug, Default)]
+pub struct WorkerCounters {
+    /// Jobs in flight.
+    pub load: AtomicU32,
+    /// Jobs that ended because the client went away or cancelled.
+    pub cancelled: AtomicU32,
+    pub completed: AtomicU32,
+    pub failed: AtomicU32,
+}
+
+/// The engine behind the [`Worker`] trait.
+#[derive(Debug)]
+pub struct EngineWorker {
+    engine: Arc<Engine>,
+    config: WorkerConfig,
+    models: Vec<ModelInfo>,
+    counters: Arc<WorkerCounters>,
+    draining: AtomicBool,
+}
+
+impl EngineWorker {
+    pub fn new(engine: Arc<Engine>, config: WorkerConfig) -> Self {
+        let models = engine
+            .voices()
+            .map(|v| ModelInfo { id: v.id.clone(), language: v.language.clone(), sample_rate: v.sample_rate })
+            .collect();
+        Self {
+            engine,
+            config,
+            models,
+            counters: Arc::new(WorkerCounters::default()),
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    pub fn counters(&self) -> Arc<WorkerCounters> {
+        Arc::clone(&self.counters)
+    }
+
+    /// Stops taking new jobs; jobs in flight finish.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+}
+
+impl Worker for EngineWorker {
+    fn status(&self) -> WorkerStatus {
+        WorkerStatus {
+            worker_id: self.config.worker_id.clone(),
+            models: self.models.clone(),
+            capacity: self.config.capacity,
+            load: self.counters.load.load(Ordering::Acquire),
+            draining: self.draining.load(Ordering::Acquire),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+
+    fn accept(
+        &self,
+        job: SynthesisJob,
+        inputs: Receiver<ContextInput>,
+        events: Sender<JobEvent>,
+        slot: SlotGuard,
+    ) -> Result<(), Refusal> {
+        if self.draining.load(Ordering::Acquire) {
+            return Err(Refusal::Draining);
+        }
+        if job.protocol_version != PROTOCOL_VERSION {
+            return Err(Refusal::Version(job.protocol_version));
+        }
+        if self.engine.voice(&job.model).is_none() {
+            return Err(Refusal::UnknownModel(job.model));
+        }
+        // Reserve a slot.
+        let load = &self.counters.load;
+        let mut current = load.load(Ordering::Acquire);
+        loop {
+            if current >= self.config.capacity {
+                return Err(Refusal::Full);
+            }
+            match load.compare_exchange(current, current + 1, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(now) => current = now,
+            }
+        }
+        let engine = Arc::clone(&self.engine);
+        let counters = Arc::clone(&self.counters);
+        let spawned = std::thread::Builder::new().name("chorus-job".into()).spawn(move || {
+            let request_id = job.request_id.clone();
+            let outcome = Job::new(&engine, job, &events).run(&inputs);
+            match outcome {
+                Outcome::Completed => counters.completed.fetch_add(1, Ordering::Relaxed),
+                Outcome::Stopped => counters.cancelled.fetch_add(1, Ordering::Relaxed),
+                Outcome::Failed => counters.failed.fetch_add(1, Ordering::Relaxed),
+            };
+            tracing::debug!(%request_id, ?outcome, "Job finished.");
+            counters.load.fetch_sub(1, Ordering::AcqRel);
+            drop(slot);
+        });
+        if spawned.is_err() {
+            load.fetch_sub(1, Ordering::AcqRel);
+            return Err(Refusal::Full);
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Completed,
+    /// Cancelled, or the client went away.
+    Stopped,
+    Failed,
+}
+
+/// Why speaking stopped early.
+enum Stop {
+    Gone,
+    Failed(JobError),
+}
+
+struct Job<'a> {
+    engine: &'a Engine,
+    job: SynthesisJob,
+    events: &'a Sender<JobEvent>,
+    seq: u64,
+    flush_id: u32,
+    /// Samples sent so far: the time origin of later timestamps.
+    samples_out: u64,
+}
+
+impl<'a> Job<'a> {
+    fn new(engine: &'a Engine, job: SynthesisJob, events: &'a Sender<JobEvent>) -> Self {
+        Self { engine, job, events, seq: 0, flush_id: 1, samples_out: 0 }
+    }
+
+    fn run(mut self, inputs: &Receiver<ContextInput>) -> Outcome {
+        let result = if self.job.continuation { self.run_context(inputs) } else { self.speak_all() };
+        match result {
+            Ok(Outcome::Completed) => {
+                if self.send(JobEvent::Done).is_err() {
+                    return Outcome::Stopped;
+                }
+                Outcome::Completed
+            }
+            Ok(other) => other,
+            Err(Stop::Gone) => Outcome::Stopped,
+            Err(Stop::Failed(e)) => {
+                tracing::warn!(request_id = %self.job.request_id, code = e.code.as_str(), error = %e.message, "Job failed.");
+                let _ = self.send(JobEvent::Error(e));
+                Outcome::Failed
+            }
+        }
+    }
+
+    fn speak_all(&mut self) -> Result<Outcome, Stop> {
+        let text = std::mem::take(&mut self.job.transcript);
+        self.speak(&text)?;
+        Ok(Outcome::Completed)
+    }
+
+    /// A WebSocket context: text arrives in pieces. Complete sentences are spoken as soon as they are in; the rest
+    /// waits up to `max_buffer_delay_ms` for more context, a flush, or the end.
+    fn run_context(&mut self, inputs: &Receiver<ContextInput>) -> Result<Outcome, Stop> {
+        let delay = Duration::from_millis(u64::from(self.job.max_buffer_delay_ms));
+        let mut buffer = std::mem::take(&mut self.job.transcript);
+        let mut since: Option<Instant> = has_speech(&buffer).then(Instant::now);
+        loop {
+            if let Some(cut) = sentence_cut(&buffer) {
+                let head: String = buffer.drain(..cut).collect();
+                self.speak(&head)?;
+                since = has_speech(&buffer).then(Instant::now);
+            }
+            let wait = since.map_or(LIVENESS_POLL, |t| delay.saturating_sub(t.elapsed()).min(LIVENESS_POLL));
+            match inputs.recv_timeout(wait) {
+                Ok(ContextInput::Append { text }) => {
+                    buffer.push_str(&text);
+                    if since.is_none() && has_speech(&buffer) {
+                        since = Some(Instant::now());
+                    }
+                }
+                Ok(ContextInput::Flush) => {
+                    let all = std::mem::take(&mut buffer);
+                    self.speak(&all)?;
+                    self.send(JobEvent::FlushDone { flush_id: self.flush_id })?;
+                    self.flush_id += 1;
+                    since = None;
+                }
+                Ok(ContextInput::End) => {
+                    let all = std::mem::take(&mut buffer);
+                    self.speak(&all)?;
+                    return Ok(Outcome::Completed);
+                }
+                Ok(ContextInput::Cancel) | Err(RecvTimeoutError::Disconnected) => {
+                    return Ok(Outcome::Stopped);
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.events.is_closed() {
+                        return Err(Stop::Gone);
+                    }
+                    if since.is_some_and(|t| t.elapsed() >= delay) {
+                        // Waited long enough: speak up to the last complete word (a word may still be arriving).
+                        let cut = word_cut(&buffer);
+                        let head: String = buffer.drain(..cut).collect();
+                        self.speak(&head)?;
+                        since = has_speech(&buffer).then(Instant::now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Speaks `text` (inline tags honoured), sending audio and timestamps as they are produced.
+    fn speak(&mut self, text: &str) -> Result<(), Stop> {
+        if !has_speech(text) && !text.contains("<break") {
+            return Ok(());
+        }
+        for segment in parse_tags(text) {
+            match segment {
+                Segment::Break { seconds } => self.silence(seconds)?,
+                Segment::Text { text, speed, volume } => {
+                    if has_speech(&text) {
+                        self.speak_segment(text, speed, volume)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn speak_segment(&mut self, text: String, speed: f32, volume: f32) -> Result<(), Stop> {
+        let base = self.job.params;
+        let params = SynthesisParams {
+            speed: (base.speed * speed).clamp(chorus_proto::SPEED_RANGE.0, chorus_proto::SPEED_RANGE.1),
+            volume: (base.volume * volume).clamp(chorus_proto::VOLUME_RANGE.0, chorus_proto::VOLUME_RANGE.1),
+            ..base
+        };
+        let request = SynthesisRequest {
+            params,
+            normalize: self.job.normalize,
+            pronunciations: self.job.pronunciations.clone(),
+            ..SynthesisRequest::new(text, &self.job.model)
+        };
+        let started = Instant::now();
+        let synthesis = self.engine.synthesize(&request).map_err(|e| Stop::Failed(job_error(&e)))?;
+        let rate = synthesis.sample_rate();
+        let offset = self.samples_out as f64 / f64::from(rate);
+        let mut last = started;
+        for chunk in synthesis {
+            if self.events.is_closed() {
+                return Err(Stop::Gone);
+            }
+            let chunk = chunk.map_err(|e| Stop::Failed(job_error(&e)))?;
+            let step_time_ms = last.elapsed().as_secs_f64() * 1000.0;
+            last = Instant::now();
+            self.samples_out += chunk.samples.len() as u64;
+            let audio = AudioEvent {
+                seq: self.seq,
+                sample_rate: rate,
+                samples: chunk.samples,
+                step_time_ms,
+                flush_id: self.flush_id,
+            };
+            self.seq += 1;
+            self.send(JobEvent::Audio(audio))?;
+            if self.job.word_timestamps && !chunk.words.is_empty() {
+                let mut words = chorus_proto::WordTimestamps::default();
+                words.extend_shifted(&chunk.words, offset);
+                self.send(JobEvent::Words { flush_id: self.flush_id, words })?;
+            }
+            if self.job.phoneme_timestamps && !chunk.phonemes.phonemes.is_empty() {
+                let mut phonemes = chorus_proto::PhonemeTimestamps::default();
+                phonemes.extend_shifted(&chunk.phonemes, offset);
+                self.send(JobEvent::Phonemes { flush_id: self.flush_id, phonemes })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn silence(&mut self, seconds: f32) -> Result<(), Stop> {
+        let rate = self.engine.voice(&self.job.model).map_or(22050, |v| v.sample_rate);
+        let samples = vec![0.0f32; (f64::from(seconds) * f64::from(rate)).round() as usize];
+        if samples.is_empty() {
+            return Ok(());
+        }
+        self.samples_out += samples.len() as u64;
+        let audio = AudioEvent {
+            seq: self.seq,
+            sample_rate: rate,
+            samples,
+            step_time_ms: 0.0,
+            flush_id: self.flush_id,
+        };
+        self.seq += 1;
+        self.send(JobEvent::Audio(audio))
+    }
+
+    /// Sends an event, waiting while the client is slow; `Gone` if the client has left.
+    fn send(&self, event: JobEvent) -> Result<(), Stop> {
+        self.events.blocking_send(event).map_err(|_| Stop::Gone)
+    }
+}
+
+fn job_error(e: &EngineError) -> JobError {
+    let code = match e {
+        EngineError::Text(t) => match t {
+            chorus_text::TextError::TooLong { .. } => ErrorCode::TextTooLong,
+            chorus_text::TextError::Empty | chorus_text::TextError::NothingToSpeak => {
+                ErrorCode::EmptyTranscript
+            }
+            chorus_text::TextError::Espeak(_)
+            | chorus_text::TextError::UnknownEspeakVoice(_)
+            | chorus_text::TextError::PhonemizerGone
+            | chorus_text::TextError::PhonemeMap(_) => ErrorCode::Internal,
+        },
+        EngineError::UnknownVoice(_) => ErrorCode::VoiceNotFound,
+        EngineError::InvalidParams(_) => ErrorCode::InvalidRequest,
+        EngineError::Inference(_) => ErrorCode::InferenceFailed,
+        EngineError::Runtime(_)
+        | EngineError::VoiceLoad { .. }
+        | EngineError::Shutdown
+        | EngineError::Cancelled => ErrorCode::Internal,
+    };
+    JobError { code, message: e.to_string() }
+}
+
+fn has_speech(text: &str) -> bool {
+    text.chars().any(char::is_alphanumeric)
+}
+
+/// Words whose period does not end a sentence.
+const ABBREVIATIONS: [&str; 16] = [
+    "dr", "mr", "mrs", "ms", "st", "prof", "jr", "sr", "vs", "etc", "e.g", "i.e", "no", "mt", "ft", "approx",
+];
+
+/// End (exclusive) of the last complete sentence in `buffer`: a `.`, `!` or `?`, whitespace, and the start of the
+/// next sentence already in (a character that is not lower-case), outside an unfinished tag and not after an
+/// abbreviation such as "Dr.". `None` if there is none yet.
+fn sentence_cut(buffer: &str) -> Option<usize> {
+    let mut cut = None;
+    let chars: Vec<(usize, char)> = buffer.char_indices().collect();
+    for (k, &(i, c)) in chars.iter().enumerate() {
+        let ends = matches!(c, '.' | '!' | '?');
+        if !ends {
+            continue;
+        }
+        let mut j = k + 1;
+        if chars.get(j).is_none_or(|(_, w)| !w.is_whitespace()) {
+            continue;
+        }
+        while chars.get(j).is_some_and(|(_, w)| w.is_whitespace()) {
+            j += 1;
+        }
+        let Some(&(next_at, next)) = chars.get(j) else { continue };
+        if next.is_lowercase() {
+            continue;
+        }
+        if c == '.' {
+            let word_start = buffer[..i].rfind(|w: char| w.is_whitespace()).map_or(0, |p| p + 1);
+            let word =
+                buffer[word_start..i].trim_start_matches(|w: char| !w.is_alphanumeric()).to_lowercase();
+            if ABBREVIATIONS.contains(&word.as_str()) {
+                continue;
+            }
+        }
+        cut = Some(next_at);
+    }
+    let cut = cut?;
+    (!ends_in_open_tag(&buffer[..cut]) && has_speech(&buffer[..cut])).then_some(cut)
+}
+
+/// End of the last whole word of `buffer` (the last whitespace), or the whole buffer when it ends in whitespace
+/// or punctuation; never inside an unfinished tag.
+fn word_cut(buffer: &str) -> usize {
+    if ends_in_open_tag(buffer) {
+        // Everything before the unfinished tag is complete.
+        return buffer.rfind('<').unwrap_or(0);
+    }
+    if buffer.ends_with(|c: char| c.is_whitespace() || c.is_ascii_punctuation()) {
+        buffer.len()
+    } else {
+        buffer.rfind(char::is_whitespace).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuts() {
+        assert_eq!(sentence_cut("Hello there. How are"), Some(13));
+        assert_eq!(sentence_cut("Hello there. "), None, "the next sentence has not started");
+        assert_eq!(sentence_cut("Hello there"), None);
+        assert_eq!(sentence_cut("Ask Dr. Smith. Then go"), Some(15));
+        assert_eq!(sentence_cut("It costs 5 p. m. per"), None);
+        assert_eq!(sentence_cut("Wow! Really? Yes"), Some(13));
+        assert_eq!(word_cut("Hello wor"), 5);
+        assert_eq!(word_cut("Hello world, "), 13);
+        assert_eq!(word_cut("Hello <brea"), 6);
+        assert_eq!(word_cut("Hello<brea"), 5);
+    }
+}
