@@ -20,8 +20,18 @@ pub struct Catalogue {
 impl Default for Catalogue {
     fn default() -> Self {
         let aliases = [
-            "sonic", "sonic-2", "sonic-3", "sonic-3.5", "sonic-latest", "sonic-3-latest", "sonic-turbo",
-            "sonic-english", "sonic-multilingual", "tts-1", "tts-1-hd", "gpt-4o-mini-tts",
+            "sonic",
+            "sonic-2",
+            "sonic-3",
+            "sonic-3.5",
+            "sonic-latest",
+            "sonic-3-latest",
+            "sonic-turbo",
+            "sonic-english",
+            "sonic-multilingual",
+            "tts-1",
+            "tts-1-hd",
+            "gpt-4o-mini-tts",
         ];
         Self {
             models: vec![ModelEntry {
@@ -38,7 +48,9 @@ impl Catalogue {
     pub fn resolve(&self, model_id: &str) -> Option<&ModelEntry> {
         self.models.iter().find(|m| {
             m.id == model_id
-                || m.aliases.iter().any(|a| a == model_id || model_id.strip_prefix(a.as_str()).is_some_and(is_snapshot))
+                || m.aliases
+                    .iter()
+                    .any(|a| a == model_id || model_id.strip_prefix(a.as_str()).is_some_and(is_snapshot))
         })
     }
 }
@@ -60,8 +72,15 @@ mod tests {
     #[test]
     fn aliases_and_snapshots_resolve() {
         let c = Catalogue::default();
-        for id in ["chorus-piper", "sonic-3", "sonic-2", "sonic-latest", "tts-1", "sonic-3-2025-10-27", "sonic-3.5-2026-05-04"]
-        {
+        for id in [
+            "chorus-piper",
+            "sonic-3",
+            "sonic-2",
+            "sonic-latest",
+            "tts-1",
+            "sonic-3-2025-10-27",
+            "sonic-3.5-2026-05-04",
+        ] {
             assert_eq!(c.resolve(id).map(|m| m.id.as_str()), Some("chorus-piper"), "{id}");
         }
         for id in ["", "sonic-4", "sonic-3-latest-x", "gpt-4", "sonic-3-2025-1-27"] {

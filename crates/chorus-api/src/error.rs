@@ -42,7 +42,14 @@ impl ApiError {
             | ErrorCode::InferenceFailed
             | ErrorCode::Internal => None,
         };
-        Self { status, code, title: title_for(code).to_owned(), message: message.into(), request_id: String::new(), retry_after }
+        Self {
+            status,
+            code,
+            title: title_for(code).to_owned(),
+            message: message.into(),
+            request_id: String::new(),
+            retry_after,
+        }
     }
 
     /// 400 `invalid_request`.
@@ -140,7 +147,9 @@ impl From<chorus_bus::BusError> for ApiError {
                 format!("every worker for '{m}' is busy and the queue is full; retry shortly"),
             ),
             chorus_bus::BusError::Refused(why) => ApiError::new(ErrorCode::Unserviceable, why),
-            chorus_bus::BusError::Closed => ApiError::new(ErrorCode::Unserviceable, "the server is shutting down"),
+            chorus_bus::BusError::Closed => {
+                ApiError::new(ErrorCode::Unserviceable, "the server is shutting down")
+            }
         }
     }
 }

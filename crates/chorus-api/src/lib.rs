@@ -4,12 +4,21 @@
 //! is never linked into the API server. Handlers validate requests ([`AppState::prepare`]), start jobs on the bus,
 //! and encode the workers' audio for the client.
 
+pub mod app;
+pub mod auth;
 pub mod catalogue;
 pub mod error;
+mod job_stream;
+pub mod middleware;
 pub mod request;
+pub mod routes;
+pub mod sse;
 pub mod state;
 pub mod store;
+pub mod ws;
 
+pub use app::{router, serve};
 pub use catalogue::{Catalogue, ModelEntry};
 pub use error::ApiError;
+pub use middleware::RequestId;
 pub use state::{ApiConfig, ApiKeys, AppState, Prepared, Route};

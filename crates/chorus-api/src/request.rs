@@ -66,7 +66,8 @@ impl OutputFormatSpec {
             }
             (_, Some(e)) => e.parse().map_err(bad)?,
         };
-        let format = OutputFormat { container, encoding, sample_rate: self.sample_rate, bit_rate: self.bit_rate };
+        let format =
+            OutputFormat { container, encoding, sample_rate: self.sample_rate, bit_rate: self.bit_rate };
         format.validate().map_err(bad)?;
         Ok(format)
     }
@@ -148,14 +149,15 @@ pub struct TtsRequest {
 /// both in the Cartesia error format.
 pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| match e.classify() {
-        serde_json::error::Category::Syntax | serde_json::error::Category::Eof | serde_json::error::Category::Io => {
-            ApiError::invalid(format!("malformed JSON: {e}"))
-        }
+        serde_json::error::Category::Syntax
+        | serde_json::error::Category::Eof
+        | serde_json::error::Category::Io => ApiError::invalid(format!("malformed JSON: {e}")),
         serde_json::error::Category::Data => ApiError::unprocessable(format!("invalid request body: {e}")),
     })
 }
 
-/// A JSON body extractor whose rejections are [`ApiError`]s (the Cartesia error JSON, not axum's plain text).
+/// A JSON body extractor whose rejections are [`ApiError`]s (the Cartesia error JSON, not axum's plain text),
+/// carrying the request id; a body over the limit is a 413.
 #[derive(Debug, Clone)]
 pub struct ApiJson<T>(pub T);
 
@@ -167,10 +169,23 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::invalid(format!("cannot read the request body: {e}")))?;
-        parse_json(&bytes).map(ApiJson)
+        let request_id = crate::middleware::RequestId::from_extensions(req.extensions());
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            let status = e.status();
+            let error = ApiError::invalid(format!("cannot read the request body: {e}"));
+            let error = if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError {
+                    status,
+                    title: "Request body too large".into(),
+                    message: format!("the request body is larger than {} bytes", crate::app::MAX_BODY_BYTES),
+                    ..error
+                }
+            } else {
+                error
+            };
+            error.with_request_id(request_id.as_str())
+        })?;
+        parse_json(&bytes).map(ApiJson).map_err(|e| e.with_request_id(request_id.as_str()))
     }
 }
 
@@ -198,9 +213,15 @@ mod tests {
         let mp3 = f(r#"{"container":"mp3","sample_rate":44100,"bit_rate":128000}"#);
         assert!(mp3.resolve(false).is_ok());
         assert!(mp3.resolve(true).is_err());
-        assert!(f(r#"{"container":"raw","encoding":"pcm_s24le","sample_rate":44100}"#).resolve(false).is_err());
-        assert!(f(r#"{"container":"raw","encoding":"pcm_s16le","sample_rate":11025}"#).resolve(false).is_err());
-        assert!(f(r#"{"container":"ogg","encoding":"pcm_s16le","sample_rate":8000}"#).resolve(false).is_err());
+        assert!(
+            f(r#"{"container":"raw","encoding":"pcm_s24le","sample_rate":44100}"#).resolve(false).is_err()
+        );
+        assert!(
+            f(r#"{"container":"raw","encoding":"pcm_s16le","sample_rate":11025}"#).resolve(false).is_err()
+        );
+        assert!(
+            f(r#"{"container":"ogg","encoding":"pcm_s16le","sample_rate":8000}"#).resolve(false).is_err()
+        );
     }
 
     #[test]

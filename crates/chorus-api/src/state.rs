@@ -120,17 +120,19 @@ impl AppState {
         }
         let voice_id = req.voice.id()?;
         self.voices.sync_builtin(&self.bus.models());
-        let voice = self
-            .voices
-            .get(voice_id)
-            .ok_or_else(|| ApiError::new(ErrorCode::VoiceNotFound, format!("voice '{voice_id}' does not exist")))?;
+        let voice = self.voices.get(voice_id).ok_or_else(|| {
+            ApiError::new(ErrorCode::VoiceNotFound, format!("voice '{voice_id}' does not exist"))
+        })?;
         let format = req.output_format.resolve(route != Route::Bytes)?;
 
         let chars = req.transcript.chars().count();
         if chars > self.config.max_transcript_chars {
             return Err(ApiError::new(
                 ErrorCode::TextTooLong,
-                format!("the transcript is {chars} characters; the limit is {}", self.config.max_transcript_chars),
+                format!(
+                    "the transcript is {chars} characters; the limit is {}",
+                    self.config.max_transcript_chars
+                ),
             ));
         }
         let continuing = route == Route::WebSocket && req.continue_.unwrap_or(false);
@@ -165,7 +167,12 @@ impl AppState {
         let pronunciations = match req.pronunciation_dict_id.as_deref() {
             None | Some("") => Vec::new(),
             Some(id) => {
-                self.dicts.get(id).ok_or_else(|| ApiError::not_found(format!("pronunciation dictionary '{id}' does not exist")))?.items
+                self.dicts
+                    .get(id)
+                    .ok_or_else(|| {
+                        ApiError::not_found(format!("pronunciation dictionary '{id}' does not exist"))
+                    })?
+                    .items
             }
         };
         if let Some(ms) = req.max_buffer_delay_ms

@@ -1,0 +1,112 @@
+//! The router and the server loop.
+//!
+//! Layers, outermost first: request id (header, extension, tracing span) -> `cartesia-version` echo -> body limit
+//! -> API key check -> the routes. Unknown paths answer 404 and wrong methods 405, both in the Cartesia error JSON
+//! (OpenAI's under `/v1/`).
+
+use std::future::{Future, IntoFuture};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, OriginalUri};
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use chorus_proto::ErrorCode;
+
+use crate::auth::require_api_key;
+use crate::error::ApiError;
+use crate::middleware::{RequestId, cartesia_version, request_id};
+use crate::routes::{dicts, error_response, openai, status, tts, voices};
+use crate::state::AppState;
+
+/// Largest request body accepted (1 MiB): far above the 50,000-character transcript limit (at most 200 kB of
+/// UTF-8), so an over-long transcript gets its own `text_too_long` error, not a 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// How long [`serve`] waits, once shutdown is signalled, for open responses (streams) to finish.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The whole HTTP API, ready to serve.
+pub fn router(state: AppState) -> Router {
+    routes()
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), require_api_key))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(cartesia_version))
+        .layer(axum::middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+/// Every route. Routes must be added here, before [`router`] applies the fallbacks and layers: a route added
+/// after `.layer()` would bypass authentication.
+fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(status::status))
+        .route("/status", get(status::status))
+        .route("/tts/bytes", post(tts::bytes))
+        .route("/tts/sse", post(tts::sse))
+        // ---- WebSocket -------------------------------------------------------------------------------------
+        // The WebSocket route goes here (authentication and the request id apply to its handshake):
+        .route("/tts/websocket", get(crate::ws::handler))
+        // -----------------------------------------------------------------------------------------------------
+        .route("/voices", get(voices::list).post(voices::create))
+        .route("/voices/", get(voices::list).post(voices::create))
+        .route("/voices/{id}", get(voices::get).patch(voices::update).delete(voices::delete))
+        .route("/pronunciation-dicts", get(dicts::list).post(dicts::create))
+        .route("/pronunciation-dicts/", get(dicts::list).post(dicts::create))
+        .route("/pronunciation-dicts/{id}", get(dicts::get).patch(dicts::update).delete(dicts::delete))
+        .route("/v1/audio/speech", post(openai::speech))
+        .route("/v1/models", get(openai::models))
+}
+
+async fn not_found(request_id: RequestId, method: Method, OriginalUri(uri): OriginalUri) -> Response {
+    let error = ApiError::new(ErrorCode::NotFound, format!("no route for {method} {}", uri.path()));
+    error_response(uri.path(), error.with_request_id(request_id.as_str()))
+}
+
+async fn method_not_allowed(
+    request_id: RequestId,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+) -> Response {
+    let error = ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        title: "Method not allowed".into(),
+        ..ApiError::invalid(format!("{method} is not allowed on {}", uri.path()))
+    };
+    error_response(uri.path(), error.with_request_id(request_id.as_str()))
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then stops accepting connections and lets open
+/// responses finish, for at most [`DRAIN_TIMEOUT`].
+///
+/// Upgraded connections (WebSockets) are not waited for: their handler closes them on shutdown.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("Shutdown requested: no new connections; draining open responses.");
+        let _ = signalled_tx.send(());
+    };
+    let server = axum::serve(listener, router).with_graceful_shutdown(signal).into_future();
+    let drain_deadline = async move {
+        // A dropped sender means the server ended by itself; never fire then.
+        if signalled_rx.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(DRAIN_TIMEOUT).await;
+    };
+    tokio::select! {
+        result = server => result,
+        () = drain_deadline => {
+            tracing::warn!(timeout_s = DRAIN_TIMEOUT.as_secs(), "Responses still open after the drain timeout; stopping.");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! A job on the bus, read as a stream of encoded audio and timestamps: the part the HTTP streaming routes share.
+//!
+//! [`JobStream::start`] starts the job and waits for its first event, so that an error the worker finds before any
+//! audio (or a bus refusal) is still a plain HTTP error. After that, [`JobStream::next`] yields [`Piece`]s until
+//! `Done` or an error. Encoding (resampling, G.711, MP3) runs on Tokio's blocking pool, never on a runtime worker.
+//!
+//! Dropping a `JobStream` drops its [`JobHandle`], which cancels the job: that is how a client that hangs up stops
+//! the worker.
+
+use chorus_audio::StreamEncoder;
+use chorus_bus::JobHandle;
+use chorus_proto::{
+    AudioEvent, ErrorCode, JobEvent, OutputFormat, PhonemeTimestamps, SynthesisJob, WordTimestamps,
+};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// One step of a job's output.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Piece {
+    /// Encoded audio in the requested format (may be empty while the resampler or MP3 encoder holds samples back).
+    Audio { bytes: Vec<u8>, step_time_ms: f64 },
+    /// Word timestamps of the audio sent so far, in seconds from the start of the job's audio.
+    Words(WordTimestamps),
+    /// Phoneme timestamps of the audio sent so far.
+    Phonemes(PhonemeTimestamps),
+    /// The job is complete; `tail` holds the last encoded bytes (the encoder's flush; may be empty).
+    Done { tail: Vec<u8> },
+}
+
+/// A running job and the encoder of its audio.
+#[derive(Debug)]
+pub(crate) struct JobStream {
+    handle: JobHandle,
+    format: OutputFormat,
+    /// Built on the first audio chunk, whose sample rate it needs.
+    encoder: Option<StreamEncoder>,
+    request_id: String,
+    next_seq: u64,
+    /// The first event, read by [`JobStream::start`].
+    pending: Option<JobEvent>,
+    finished: bool,
+}
+
+impl JobStream {
+    /// Starts `job` and waits for its first event. A bus refusal, a worker error before any output, or a worker
+    /// that vanishes at once are returned as errors (for a plain HTTP error response).
+    pub(crate) async fn start(
+        state: &AppState,
+        job: SynthesisJob,
+        format: OutputFormat,
+    ) -> Result<Self, ApiError> {
+        let request_id = job.request_id.clone();
+        let mut handle = state.bus.start(job).await.map_err(|e| {
+            tracing::info!(kind = e.kind(), error = %e, "The bus did not start the job.");
+            ApiError::from(e).with_request_id(&request_id)
+        })?;
+        let first = match handle.events.recv().await {
+            Some(JobEvent::Error(e)) => return Err(ApiError::from(e).with_request_id(&request_id)),
+            None => return Err(worker_lost().with_request_id(&request_id)),
+            Some(
+                event @ (JobEvent::Audio(_)
+                | JobEvent::Words { .. }
+                | JobEvent::Phonemes { .. }
+                | JobEvent::FlushDone { .. }
+                | JobEvent::Done),
+            ) => event,
+        };
+        Ok(Self {
+            handle,
+            format,
+            encoder: None,
+            request_id,
+            next_seq: 0,
+            pending: Some(first),
+            finished: false,
+        })
+    }
+
+    /// The next piece of output; `None` after `Done` or an error.
+    pub(crate) async fn next(&mut self) -> Option<Result<Piece, ApiError>> {
+        if self.finished {
+            return None;
+        }
+        loop {
+            let event = match self.pending.take() {
+                Some(event) => Some(event),
+                None => self.handle.events.recv().await,
+            };
+            let result = match event {
+                None => Err(worker_lost()),
+                Some(JobEvent::Audio(audio)) => {
+                    let step_time_ms = audio.step_time_ms;
+                    self.encode(audio).await.map(|bytes| Piece::Audio { bytes, step_time_ms })
+                }
+                Some(JobEvent::Words { words, .. }) => Ok(Piece::Words(words)),
+                Some(JobEvent::Phonemes { phonemes, .. }) => Ok(Piece::Phonemes(phonemes)),
+                // HTTP requests have no flushes: nothing to tell the client.
+                Some(JobEvent::FlushDone { .. }) => continue,
+                Some(JobEvent::Done) => self.finish().await.map(|tail| Piece::Done { tail }),
+                Some(JobEvent::Error(e)) => Err(ApiError::from(e)),
+            };
+            if matches!(result, Ok(Piece::Done { .. }) | Err(_)) {
+                self.finished = true;
+            }
+            return Some(result.map_err(|e| e.with_request_id(&self.request_id)));
+        }
+    }
+
+    /// Encodes one chunk on the blocking pool.
+    async fn encode(&mut self, audio: AudioEvent) -> Result<Vec<u8>, ApiError> {
+        if audio.seq != self.next_seq {
+            tracing::error!(
+                request_id = self.request_id,
+                got = audio.seq,
+                expected = self.next_seq,
+                "Audio chunk out of sequence."
+            );
+            return Err(ApiError::new(
+                ErrorCode::WorkerLost,
+                format!("audio chunk {} arrived where {} was expected", audio.seq, self.next_seq),
+            ));
+        }
+        self.next_seq += 1;
+        let format = self.format;
+        let encoder = self.encoder.take();
+        let (encoder, result) = run_blocking(move || {
+            let mut encoder = match encoder {
+                Some(encoder) if encoder.resampler().input_rate() == audio.sample_rate => encoder,
+                Some(encoder) => {
+                    let message = format!(
+                        "the sample rate changed mid-stream ({} Hz, then {} Hz)",
+                        encoder.resampler().input_rate(),
+                        audio.sample_rate
+                    );
+                    return (Some(encoder), Err(message));
+                }
+                None => match StreamEncoder::new(audio.sample_rate, format) {
+                    Ok(encoder) => encoder,
+                    Err(e) => return (None, Err(e.to_string())),
+                },
+            };
+            let result = encoder.push(&audio.samples).map_err(|e| e.to_string());
+            (Some(encoder), result)
+        })
+        .await?;
+        self.encoder = encoder;
+        result.map_err(|e| encoding_failed(&self.request_id, &e))
+    }
+
+    /// Flushes the encoder (building one if no audio came, so that a WAV still gets its header).
+    async fn finish(&mut self) -> Result<Vec<u8>, ApiError> {
+        let format = self.format;
+        let encoder = self.encoder.take();
+        let result = run_blocking(move || {
+            // Without audio the input rate does not matter: use the output rate (no resampler).
+            let mut encoder = match encoder {
+                Some(encoder) => encoder,
+                None => StreamEncoder::new(format.sample_rate, format).map_err(|e| e.to_string())?,
+            };
+            encoder.finish().map_err(|e| e.to_string())
+        })
+        .await?;
+        result.map_err(|e| encoding_failed(&self.request_id, &e))
+    }
+}
+
+/// Runs CPU work (resampling, encoding) on the blocking pool.
+async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        tracing::error!(error = %e, "The audio encoder task failed.");
+        ApiError::new(ErrorCode::Internal, "audio encoding failed")
+    })
+}
+
+/// Logs the cause (which may hold internal details) and returns a generic error for the client.
+fn encoding_failed(request_id: &str, cause: &str) -> ApiError {
+    tracing::error!(request_id, error = cause, "Audio encoding failed.");
+    ApiError::new(ErrorCode::Internal, "audio encoding failed")
+}
+
+fn worker_lost() -> ApiError {
+    ApiError::new(ErrorCode::WorkerLost, "the worker stopped before finishing the job")
+}

@@ -1,0 +1,211 @@
+//! Pronunciation dictionaries (spec 2.6): create, list, get, update, delete, under `/pronunciation-dicts/` with
+//! and without the trailing slash.
+//!
+//! An item is `{text, alias, case_sensitive?}`: `text` is matched as whole words; `alias` is replacement text, or
+//! IPA phonemes between slashes (`/təmˈɑːtoʊ/`). Both must be non-empty; a dictionary holds at most
+//! [`MAX_ITEMS`] items. `PATCH` with `items` replaces the whole list.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chorus_proto::PronunciationItem;
+
+use crate::error::ApiError;
+use crate::middleware::RequestId;
+use crate::request::ApiJson;
+use crate::routes::IdPath;
+use crate::routes::pagination::{ListQuery, Page, paginate};
+use crate::state::AppState;
+use crate::store::{PronunciationDict, rfc3339_now};
+
+/// Most items in one dictionary.
+pub const MAX_ITEMS: usize = 1000;
+/// Longest `text` or `alias`, in characters.
+const MAX_ITEM_CHARS: usize = 500;
+/// Longest name, in characters.
+const MAX_NAME: usize = 256;
+/// Longest description, in characters.
+const MAX_DESCRIPTION: usize = 4096;
+/// `owner_id` of every dictionary (a self-hosted server has one owner).
+const OWNER_ID: &str = "chorus";
+
+/// The body of `POST /pronunciation-dicts/`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct CreateDict {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub items: Option<Vec<PronunciationItem>>,
+}
+
+/// The body of `PATCH /pronunciation-dicts/{id}`.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct UpdateDict {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Replaces every item.
+    #[serde(default)]
+    pub items: Option<Vec<PronunciationItem>>,
+}
+
+/// `POST /pronunciation-dicts/`.
+pub async fn create(
+    State(state): State<AppState>,
+    request_id: RequestId,
+    ApiJson(body): ApiJson<CreateDict>,
+) -> Result<Json<PronunciationDict>, ApiError> {
+    let build = || -> Result<PronunciationDict, ApiError> {
+        Ok(PronunciationDict {
+            id: uuid::Uuid::new_v4().to_string(),
+            name: check_name(&body.name)?,
+            description: check_description(body.description.clone().unwrap_or_default())?,
+            items: check_items(body.items.clone().unwrap_or_default())?,
+            created_at: rfc3339_now(),
+            owner_id: OWNER_ID.into(),
+            pinned: false,
+        })
+    };
+    let dict = build().map_err(|e| e.with_request_id(request_id.as_str()))?;
+    tracing::info!(dict = %dict.id, items = dict.items.len(), "Pronunciation dictionary created.");
+    state.dicts.insert(dict.clone());
+    Ok(Json(dict))
+}
+
+/// `GET /pronunciation-dicts/`: paginated like the voices.
+pub async fn list(State(state): State<AppState>, query: ListQuery) -> Json<Page<PronunciationDict>> {
+    Json(paginate(state.dicts.list(), |d| d.id.as_str(), &query))
+}
+
+/// `GET /pronunciation-dicts/{id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    request_id: RequestId,
+    IdPath(id): IdPath,
+) -> Result<Json<PronunciationDict>, ApiError> {
+    state.dicts.get(&id).map(Json).ok_or_else(|| dict_not_found(&id).with_request_id(request_id.as_str()))
+}
+
+/// `PATCH /pronunciation-dicts/{id}`.
+pub async fn update(
+    State(state): State<AppState>,
+    request_id: RequestId,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<UpdateDict>,
+) -> Result<Json<PronunciationDict>, ApiError> {
+    let with_id = |e: ApiError| e.with_request_id(request_id.as_str());
+    let name = body.name.as_deref().map(check_name).transpose().map_err(with_id)?;
+    let description = body.description.map(check_description).transpose().map_err(with_id)?;
+    let items = body.items.map(check_items).transpose().map_err(with_id)?;
+    let dict = state
+        .dicts
+        .update(&id, |dict| {
+            if let Some(name) = name {
+                dict.name = name;
+            }
+            if let Some(description) = description {
+                dict.description = description;
+            }
+            if let Some(items) = items {
+                dict.items = items;
+            }
+            dict.clone()
+        })
+        .ok_or_else(|| with_id(dict_not_found(&id)))?;
+    Ok(Json(dict))
+}
+
+/// `DELETE /pronunciation-dicts/{id}`: 204.
+pub async fn delete(
+    State(state): State<AppState>,
+    request_id: RequestId,
+    IdPath(id): IdPath,
+) -> Result<Response, ApiError> {
+    state.dicts.remove(&id).ok_or_else(|| dict_not_found(&id).with_request_id(request_id.as_str()))?;
+    tracing::info!(dict = %id, "Pronunciation dictionary deleted.");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn dict_not_found(id: &str) -> ApiError {
+    ApiError::not_found(format!("pronunciation dictionary '{id}' does not exist"))
+}
+
+fn check_name(name: &str) -> Result<String, ApiError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(ApiError::invalid("name must not be empty"));
+    }
+    if name.chars().count() > MAX_NAME {
+        return Err(ApiError::invalid(format!("name is longer than {MAX_NAME} characters")));
+    }
+    Ok(name.to_owned())
+}
+
+fn check_description(description: String) -> Result<String, ApiError> {
+    if description.chars().count() > MAX_DESCRIPTION {
+        return Err(ApiError::invalid(format!("description is longer than {MAX_DESCRIPTION} characters")));
+    }
+    Ok(description)
+}
+
+/// Non-empty `text` and `alias`, an IPA alias closed by its slash, at most [`MAX_ITEMS`] items.
+fn check_items(items: Vec<PronunciationItem>) -> Result<Vec<PronunciationItem>, ApiError> {
+    if items.len() > MAX_ITEMS {
+        return Err(ApiError::invalid(format!(
+            "a dictionary holds at most {MAX_ITEMS} items, got {}",
+            items.len()
+        )));
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut item)| {
+            item.text = item.text.trim().to_owned();
+            item.alias = item.alias.trim().to_owned();
+            if item.text.is_empty() {
+                return Err(ApiError::invalid(format!("items[{i}].text must not be empty")));
+            }
+            if item.alias.is_empty() {
+                return Err(ApiError::invalid(format!("items[{i}].alias must not be empty")));
+            }
+            if item.text.chars().count() > MAX_ITEM_CHARS || item.alias.chars().count() > MAX_ITEM_CHARS {
+                return Err(ApiError::invalid(format!("items[{i}] is longer than {MAX_ITEM_CHARS} characters")));
+            }
+            if let Some(ipa) = item.alias.strip_prefix('/') {
+                match ipa.strip_suffix('/') {
+                    Some(phonemes) if !phonemes.trim().is_empty() && !phonemes.contains('/') => {}
+                    Some(_) | None => {
+                        return Err(ApiError::invalid(format!(
+                            "items[{i}].alias starts with '/' but is not IPA between two slashes (e.g. /təmˈɑːtoʊ/)"
+                        )));
+                    }
+                }
+            }
+            Ok(item)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(text: &str, alias: &str) -> PronunciationItem {
+        PronunciationItem { text: text.into(), alias: alias.into(), case_sensitive: false }
+    }
+
+    #[test]
+    fn item_validation() {
+        assert!(check_items(vec![item("tomato", "/təmˈɑːtoʊ/"), item("SQL", "sequel")]).is_ok());
+        for (text, alias) in
+            [("", "x"), ("x", ""), ("  ", "x"), ("x", "/"), ("x", "//"), ("x", "/abc"), ("x", "/a/b/")]
+        {
+            assert!(check_items(vec![item(text, alias)]).is_err(), "{text:?} {alias:?}");
+        }
+        assert!(check_items(vec![item("a", "b"); MAX_ITEMS]).is_ok());
+        assert!(check_items(vec![item("a", "b"); MAX_ITEMS + 1]).is_err());
+    }
+}

@@ -1,0 +1,662 @@
+//! One socket: a reader loop that owns every context of the connection, and a writer task that owns the sink.
+//!
+//! ```text
+//!  client ──text──▶ reader loop ──Append/Flush/End/Cancel (try_send)──▶ worker (one per context)
+//!                    ▲    │ spawns, aborts                                   │ JobEvent
+//!      Started/Finished   ▼                                                  ▼
+//!                    context task (one per context: bus.start, encode) ──Outgoing──▶ writer task ──▶ client
+//! ```
+//!
+//! The reader loop is the only owner of the context map, so there is no lock. Context tasks report back on a
+//! bounded internal channel, which the loop always polls first (`biased`): a context that has finished is
+//! forgotten before any later client message is read, so a client reusing the id after `done` starts a new
+//! context.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
+use axum::http::StatusCode;
+use chorus_proto::{ContextInput, ErrorCode};
+use futures_util::{Sink, SinkExt as _, Stream, StreamExt as _};
+use tokio::sync::{mpsc, watch};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+use tracing::Instrument as _;
+
+use super::context::{ContextTask, inputs_for};
+use super::frames::{self, BadMessage, ClientMessage, Generate};
+use super::{WsConfig, close_code};
+use crate::error::ApiError;
+use crate::state::{AppState, Route, new_request_id};
+
+/// Frames queued toward the writer. Small: the socket is the real buffer, and a full queue is what slows the
+/// context tasks (and through them the workers) down to the client's pace.
+const OUT_BUFFER: usize = 64;
+/// Ids of recently ended contexts remembered per socket (see [`Recent`]).
+const RECENT_CONTEXTS: usize = 256;
+/// Longest `context_id` accepted, in bytes.
+const MAX_CONTEXT_ID_BYTES: usize = 1024;
+
+/// What the writer task sends.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    /// A text frame. Dropped unasked if `muted` is set by the time the writer gets to it (a cancelled context).
+    Frame { text: String, muted: Option<Arc<AtomicBool>> },
+    /// A close frame; the writer stops after it.
+    Close { code: u16, reason: &'static str },
+}
+
+/// What context tasks tell the reader loop.
+#[derive(Debug)]
+pub(crate) enum Internal {
+    /// The bus accepted the job: here is where its inputs go.
+    Started { context_id: Arc<str>, generation: u64, inputs: crossbeam_channel::Sender<ContextInput> },
+    /// The context ended (its `done` or, when `!ok`, `error` frame follows).
+    Finished { context_id: Arc<str>, generation: u64, ok: bool },
+}
+
+/// Where a context's inputs go.
+#[derive(Debug)]
+enum Inputs {
+    /// The job is still being started (the bus may queue it): inputs wait here, in order.
+    Starting(Vec<ContextInput>),
+    Running(crossbeam_channel::Sender<ContextInput>),
+}
+
+#[derive(Debug)]
+struct Context {
+    generation: u64,
+    inputs: Inputs,
+    /// `continue: false` was seen: the context only awaits its `done`.
+    ended: bool,
+    muted: Arc<AtomicBool>,
+    task: AbortHandle,
+    request_id: String,
+}
+
+/// How a context that is no longer running ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// It sent `done`. The id may be used again for a new context.
+    Done,
+    /// Its first message was refused (an `error` frame). The id may be used again, e.g. with a fixed request.
+    Refused,
+    /// The client cancelled it. Whatever the client sends after its cancel is meant for a new context.
+    Cancelled,
+    /// It failed while starting or running (an `error` frame). For [`FAILED_GRACE`] every message for the id is
+    /// dropped silently: it is input the client sent before it learned of the error, and answering it would start
+    /// a job on a fragment of text, or send frames for a context the SDK has forgotten (the sync Python SDK hands
+    /// those to another context). After that, the id may be used again.
+    Failed(Instant),
+}
+
+/// See [`Ended::Failed`].
+const FAILED_GRACE: Duration = Duration::from_secs(1);
+
+/// Contexts that ended recently, by id (the last [`RECENT_CONTEXTS`]). The closing message
+/// (`{"transcript": "", "continue": false}`) of any of them is dropped silently: the SDKs send it after an error
+/// or a cancel too. `insert` keeps the latest ending.
+#[derive(Debug, Default)]
+struct Recent {
+    order: VecDeque<Arc<str>>,
+    ended: HashMap<Arc<str>, Ended>,
+}
+
+impl Recent {
+    fn insert(&mut self, id: Arc<str>, how: Ended) {
+        if self.ended.insert(Arc::clone(&id), how).is_none() {
+            self.order.push_back(id);
+            if self.order.len() > RECENT_CONTEXTS
+                && let Some(old) = self.order.pop_front()
+            {
+                self.ended.remove(&old);
+            }
+        }
+    }
+
+    fn get(&self, id: &str) -> Option<Ended> {
+        self.ended.get(id).copied()
+    }
+
+    /// True while messages for `id` are dropped (see [`Ended::Failed`]).
+    fn in_grace(&self, id: &str) -> bool {
+        matches!(self.get(id), Some(Ended::Failed(at)) if at.elapsed() < FAILED_GRACE)
+    }
+}
+
+/// When the connection last saw traffic, either way (ping and pong excepted). Shared with the writer.
+#[derive(Debug)]
+struct Activity {
+    origin: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self { origin: Instant::now(), last_ms: AtomicU64::new(0) }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.origin + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Open,
+    /// Shutting down: new contexts are refused; the socket closes with 1001 when the last context ends or at
+    /// `deadline`.
+    Draining {
+        deadline: Instant,
+    },
+    /// Our close frame is out: waiting for the client's, until `deadline`.
+    Closing {
+        deadline: Instant,
+    },
+}
+
+struct Connection {
+    state: AppState,
+    config: WsConfig,
+    out: mpsc::Sender<Outgoing>,
+    internal: mpsc::Sender<Internal>,
+    contexts: HashMap<Arc<str>, Context>,
+    recent: Recent,
+    generation: u64,
+    phase: Phase,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("contexts", &self.contexts.len())
+            .field("phase", &self.phase)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Serves one upgraded socket until it closes.
+pub(crate) async fn serve<S>(
+    socket: S,
+    state: AppState,
+    config: WsConfig,
+    shutdown: Option<watch::Receiver<bool>>,
+) where
+    S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Send + 'static,
+{
+    let (sink, mut stream) = socket.split();
+    let activity = Arc::new(Activity::new());
+    let (out_tx, out_rx) = mpsc::channel(OUT_BUFFER);
+    let writer = tokio::spawn(write_loop(sink, out_rx, Arc::clone(&activity), config.write_timeout));
+    // Each context task sends at most two internal messages, and the loop drains them first: this never fills.
+    let (internal_tx, mut internal_rx) =
+        mpsc::channel(config.max_contexts.saturating_mul(2).saturating_add(16));
+    let mut shutdown = shutdown;
+    let idle_timeout = config.idle_timeout;
+    let mut conn = Connection {
+        state,
+        config,
+        out: out_tx,
+        internal: internal_tx,
+        contexts: HashMap::new(),
+        recent: Recent::default(),
+        generation: 0,
+        phase: Phase::Open,
+    };
+    tracing::debug!("WebSocket connection opened.");
+
+    let idle = tokio::time::sleep(idle_timeout);
+    tokio::pin!(idle);
+    loop {
+        let deadline = match conn.phase {
+            Phase::Open => None,
+            Phase::Draining { deadline } | Phase::Closing { deadline } => Some(deadline),
+        };
+        let closing = matches!(conn.phase, Phase::Closing { .. });
+        tokio::select! {
+            biased;
+            Some(msg) = internal_rx.recv() => conn.on_internal(msg).await,
+            // The writer is gone (the client stopped reading, or the socket broke). While closing, the writer
+            // stops by design after the close frame: keep reading for the client's close then.
+            () = conn.out.closed(), if !closing => break,
+            msg = stream.next() => match msg {
+                None => break,
+                Some(Ok(msg)) => {
+                    if !matches!(msg, Message::Ping(_) | Message::Pong(_)) {
+                        activity.touch();
+                    }
+                    conn.on_message(msg).await;
+                }
+                Some(Err(e)) => match close_code(&e) {
+                    Some((code, reason)) if !closing => {
+                        tracing::debug!(%e, code, "WebSocket read error: closing.");
+                        conn.close(code, reason).await;
+                    }
+                    Some(_) | None => {
+                        tracing::debug!(%e, "WebSocket read error.");
+                        break;
+                    }
+                },
+            },
+            () = &mut idle => {
+                let due = activity.last() + idle_timeout;
+                if Instant::now() >= due {
+                    conn.close(1000, "idle timeout").await;
+                    // Checked again after the close timeout, which ends the loop first.
+                    idle.as_mut().reset(Instant::now() + idle_timeout);
+                } else {
+                    idle.as_mut().reset(due);
+                }
+            }
+            () = wait_shutdown(&mut shutdown), if conn.phase == Phase::Open => conn.drain().await,
+            () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                match conn.phase {
+                    Phase::Draining { .. } => conn.close(1001, "server shutting down").await,
+                    Phase::Closing { .. } | Phase::Open => break,
+                }
+            }
+        }
+    }
+    conn.abort_all();
+    let close_timeout = conn.config.close_timeout;
+    drop(conn);
+    // Let the writer finish what is queued (a close frame, typically): it ends once every sender is gone, or on
+    // its first failed write if the client is gone.
+    let abort = writer.abort_handle();
+    if tokio::time::timeout(close_timeout, writer).await.is_err() {
+        abort.abort();
+    }
+    tracing::debug!("WebSocket connection closed.");
+}
+
+/// Completes when the shutdown signal is raised; never if there is none (or its sender is gone).
+async fn wait_shutdown(signal: &mut Option<watch::Receiver<bool>>) {
+    if let Some(rx) = signal
+        && rx.wait_for(|down| *down).await.is_ok()
+    {
+        return;
+    }
+    std::future::pending::<()>().await;
+}
+
+/// Writes queued frames until a close frame, an error, or a write that stalls past `write_timeout`. Frames are
+/// fed as they come and flushed whenever the queue runs empty, so a burst costs one flush.
+async fn write_loop<K>(
+    mut sink: K,
+    mut rx: mpsc::Receiver<Outgoing>,
+    activity: Arc<Activity>,
+    write_timeout: Duration,
+) where
+    K: Sink<Message, Error = axum::Error> + Unpin,
+{
+    let mut unflushed = false;
+    loop {
+        let next = match rx.try_recv() {
+            Ok(out) => Some(out),
+            Err(mpsc::error::TryRecvError::Empty) => {
+                if unflushed {
+                    if !timed_write(write_timeout, sink.flush()).await {
+                        return;
+                    }
+                    unflushed = false;
+                }
+                rx.recv().await
+            }
+            Err(mpsc::error::TryRecvError::Disconnected) => None,
+        };
+        match next {
+            Some(Outgoing::Frame { text, muted }) => {
+                if muted.as_deref().is_some_and(|m| m.load(Ordering::Acquire)) {
+                    continue;
+                }
+                if !timed_write(write_timeout, sink.feed(Message::Text(Utf8Bytes::from(text)))).await {
+                    return;
+                }
+                unflushed = true;
+                activity.touch();
+            }
+            Some(Outgoing::Close { code, reason }) => {
+                let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
+                timed_write(write_timeout, sink.send(Message::Close(Some(frame)))).await;
+                return;
+            }
+            None => {
+                if unflushed {
+                    timed_write(write_timeout, sink.flush()).await;
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Runs one write; false (logged) if it failed or stalled.
+async fn timed_write(limit: Duration, write: impl Future<Output = Result<(), axum::Error>>) -> bool {
+    match tokio::time::timeout(limit, write).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::debug!(%e, "WebSocket write failed.");
+            false
+        }
+        Err(_) => {
+            tracing::debug!(timeout_s = limit.as_secs_f64(), "WebSocket write stalled: giving up.");
+            false
+        }
+    }
+}
+
+impl Connection {
+    async fn on_message(&mut self, msg: Message) {
+        if !matches!(self.phase, Phase::Open | Phase::Draining { .. }) {
+            return;
+        }
+        match msg {
+            Message::Text(text) => match frames::parse(text.as_str()) {
+                Ok(ClientMessage::Cancel { context_id }) => self.on_cancel(context_id).await,
+                Ok(ClientMessage::Generate(g)) => self.on_generate(g).await,
+                Err(BadMessage { context_id, error }) => {
+                    // An error is terminal for its context: a live context it names ends with it.
+                    match context_id {
+                        Some(id) if self.contexts.contains_key(id.as_str()) => {
+                            self.fail(&Arc::from(id), error).await;
+                        }
+                        Some(id) if self.recent.in_grace(&id) => {}
+                        Some(id) => self.send_error(&error, Some(&id)).await,
+                        None => self.send_error(&error, None).await,
+                    }
+                }
+            },
+            Message::Binary(_) => {
+                let error =
+                    ApiError::invalid("binary frames are not supported: send each message as JSON text");
+                self.send_error(&error, None).await;
+            }
+            // Pings are answered by the protocol layer.
+            Message::Ping(_) | Message::Pong(_) => {}
+            // The client is leaving: stop every job now; the protocol layer answers the close on the next read.
+            Message::Close(_) => self.abort_all(),
+        }
+    }
+
+    async fn on_cancel(&mut self, context_id: Option<String>) {
+        let Some(id) = context_id else {
+            self.send_error(&ApiError::unprocessable("a cancel needs the context_id to cancel"), None).await;
+            return;
+        };
+        if let Some(ctx) = self.contexts.remove(id.as_str()) {
+            tracing::debug!(request_id = %ctx.request_id, "WebSocket context cancelled.");
+            stop(ctx);
+            self.recent.insert(Arc::from(id), Ended::Cancelled);
+            self.maybe_drained().await;
+        }
+        // An unknown or finished context: nothing to do, and nothing may be sent for it.
+    }
+
+    async fn on_generate(&mut self, g: Generate) {
+        let id: Arc<str> = match g.context_id.as_deref() {
+            Some(id) => Arc::from(id),
+            // The SDKs always send one; a hand-written client may not. Its frames still carry this one.
+            None => Arc::from(new_request_id()),
+        };
+        if id.len() > MAX_CONTEXT_ID_BYTES {
+            let e =
+                ApiError::unprocessable(format!("context_id is longer than {MAX_CONTEXT_ID_BYTES} bytes"));
+            self.send_error(&e, Some(&id)).await;
+            return;
+        }
+        if self.contexts.contains_key(&id) {
+            self.continue_context(id, g).await;
+            return;
+        }
+        let closing = g.transcript.is_empty() && !g.continue_;
+        if self.recent.in_grace(&id) {
+            tracing::debug!(context_id = ?id, "Message for a context that just failed dropped.");
+            return;
+        }
+        if closing && self.recent.get(&id).is_some() {
+            return;
+        }
+        // The closing message of a context that never had any text: done at once. Its voice, model and format
+        // are not checked: the Python SDK fills them with placeholders.
+        if closing {
+            self.recent.insert(Arc::clone(&id), Ended::Done);
+            self.send(frames::done(&id), None).await;
+            return;
+        }
+        if let Err(e) = self.open_context(Arc::clone(&id), &g) {
+            self.recent.insert(Arc::clone(&id), Ended::Refused);
+            self.send_error(&e, Some(&id)).await;
+        }
+    }
+
+    /// Validates the first message of a context and starts its task.
+    fn open_context(&mut self, id: Arc<str>, g: &Generate) -> Result<(), ApiError> {
+        let request_id = new_request_id();
+        if let Phase::Draining { .. } = self.phase {
+            return Err(ApiError::new(
+                ErrorCode::Unserviceable,
+                "the server is shutting down: reconnect to send new contexts",
+            )
+            .with_request_id(&request_id));
+        }
+        if self.contexts.len() >= self.config.max_contexts {
+            return Err(ApiError::new(
+                ErrorCode::ConcurrencyLimited,
+                format!(
+                    "this connection already has {} contexts in progress; wait for one to finish or open \
+                     another connection",
+                    self.contexts.len()
+                ),
+            )
+            .with_request_id(&request_id));
+        }
+        let request = g.request().map_err(|e| e.with_request_id(&request_id))?;
+        let prepared = self.state.prepare(&request, &request_id, Route::WebSocket)?;
+        let mut pending = Vec::new();
+        if prepared.job.continuation && g.flush {
+            pending.push(ContextInput::Flush);
+        }
+        self.generation += 1;
+        let muted = Arc::new(AtomicBool::new(false));
+        let task = ContextTask {
+            context_id: Arc::clone(&id),
+            generation: self.generation,
+            job: prepared.job,
+            format: prepared.format,
+            bus: Arc::clone(&self.state.bus),
+            out: self.out.clone(),
+            internal: self.internal.clone(),
+            muted: Arc::clone(&muted),
+        };
+        let ended = !task.job.continuation;
+        let span = tracing::debug_span!("ws_context", %request_id, context_id = ?id);
+        let handle = tokio::spawn(task.run().instrument(span));
+        tracing::debug!(%request_id, contexts = self.contexts.len() + 1, "WebSocket context opened.");
+        self.contexts.insert(
+            id,
+            Context {
+                generation: self.generation,
+                inputs: Inputs::Starting(pending),
+                ended,
+                muted,
+                task: handle.abort_handle(),
+                request_id,
+            },
+        );
+        Ok(())
+    }
+
+    /// A later message on a running context: its transcript, flush and end become inputs, in order.
+    async fn continue_context(&mut self, id: Arc<str>, g: Generate) {
+        let max_chars = self.state.config.max_transcript_chars;
+        let Some(ctx) = self.contexts.get_mut(&id) else { return };
+        if ctx.ended {
+            if !g.transcript.is_empty() {
+                let e = ApiError::invalid(
+                    "this context was closed with continue=false: no more text is accepted",
+                );
+                self.fail(&id, e).await;
+            }
+            return;
+        }
+        let chars = g.transcript.chars().count();
+        if chars > max_chars {
+            let e = ApiError::new(
+                ErrorCode::TextTooLong,
+                format!("the transcript is {chars} characters; the limit is {max_chars}"),
+            );
+            self.fail(&id, e).await;
+            return;
+        }
+        ctx.ended = !g.continue_;
+        for input in inputs_for(g.transcript, g.flush, g.continue_) {
+            if let Err(e) = push(ctx, input) {
+                self.fail(&id, e).await;
+                return;
+            }
+        }
+    }
+
+    async fn on_internal(&mut self, msg: Internal) {
+        match msg {
+            Internal::Started { context_id, generation, inputs } => {
+                let Some(ctx) = self.contexts.get_mut(&context_id).filter(|c| c.generation == generation)
+                else {
+                    // Cancelled while starting: dropping `inputs` ends the job.
+                    return;
+                };
+                let Inputs::Starting(pending) = std::mem::replace(&mut ctx.inputs, Inputs::Running(inputs))
+                else {
+                    return;
+                };
+                for input in pending {
+                    if let Err(e) = push(ctx, input) {
+                        self.fail(&context_id, e).await;
+                        return;
+                    }
+                }
+            }
+            Internal::Finished { context_id, generation, ok } => {
+                if self.contexts.get(&context_id).is_some_and(|c| c.generation == generation) {
+                    self.contexts.remove(&context_id);
+                    let how = if ok { Ended::Done } else { Ended::Failed(Instant::now()) };
+                    self.recent.insert(context_id, how);
+                    self.maybe_drained().await;
+                }
+            }
+        }
+    }
+
+    /// Ends a context with an error event: the job stops and nothing else is sent for it.
+    async fn fail(&mut self, id: &Arc<str>, error: ApiError) {
+        let mut error = error;
+        if let Some(ctx) = self.contexts.remove(id) {
+            error = error.with_request_id(&ctx.request_id);
+            stop(ctx);
+        }
+        if error.request_id.is_empty() {
+            error = error.with_request_id(&new_request_id());
+        }
+        self.recent.insert(Arc::clone(id), Ended::Failed(Instant::now()));
+        self.send_error(&error, Some(id)).await;
+        self.maybe_drained().await;
+    }
+
+    async fn send_error(&self, error: &ApiError, context_id: Option<&str>) {
+        let error = if error.request_id.is_empty() {
+            error.clone().with_request_id(&new_request_id())
+        } else {
+            error.clone()
+        };
+        tracing::debug!(request_id = %error.request_id, error = %error, "WebSocket error event.");
+        self.send(frames::error(&error, context_id), None).await;
+    }
+
+    async fn send(&self, text: String, muted: Option<Arc<AtomicBool>>) {
+        // Fails only when the writer is gone; the loop notices that on its own.
+        let _ = self.out.send(Outgoing::Frame { text, muted }).await;
+    }
+
+    /// Starts draining for a server shutdown.
+    async fn drain(&mut self) {
+        tracing::debug!(contexts = self.contexts.len(), "Shutdown: draining the WebSocket connection.");
+        self.phase = Phase::Draining { deadline: Instant::now() + self.config.drain_timeout };
+        self.maybe_drained().await;
+    }
+
+    async fn maybe_drained(&mut self) {
+        if matches!(self.phase, Phase::Draining { .. }) && self.contexts.is_empty() {
+            self.close(1001, "server shutting down").await;
+        }
+    }
+
+    /// Stops every context, sends a close frame after what is queued, and waits (bounded) for the client's.
+    async fn close(&mut self, code: u16, reason: &'static str) {
+        if matches!(self.phase, Phase::Closing { .. }) {
+            return;
+        }
+        tracing::debug!(code, reason, "Closing the WebSocket connection.");
+        self.abort_all();
+        let timeout = self.config.close_timeout;
+        let queued = tokio::time::timeout(timeout, self.out.send(Outgoing::Close { code, reason })).await;
+        let deadline = match queued {
+            Ok(Ok(())) => Instant::now() + timeout,
+            // The writer is stuck or gone: no close handshake is possible.
+            Ok(Err(_)) | Err(_) => Instant::now(),
+        };
+        self.phase = Phase::Closing { deadline };
+    }
+
+    /// Stops every job (socket closing or gone). Nothing more is sent for any context.
+    fn abort_all(&mut self) {
+        for (_, ctx) in self.contexts.drain() {
+            stop(ctx);
+        }
+    }
+}
+
+/// Stops a context's job and silences it: Cancel to the worker, the task aborted (dropping the job handle), and
+/// its frames still queued dropped by the writer.
+fn stop(ctx: Context) {
+    ctx.muted.store(true, Ordering::Release);
+    if let Inputs::Running(inputs) = &ctx.inputs {
+        // Full or disconnected: the dropped handle stops the worker anyway.
+        let _ = inputs.try_send(ContextInput::Cancel);
+    }
+    ctx.task.abort();
+}
+
+/// Queues one input for a context's worker. A full queue means the client sends faster than it can be served.
+fn push(ctx: &mut Context, input: ContextInput) -> Result<(), ApiError> {
+    let flooded = || ApiError {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        title: "Too many inputs".into(),
+        ..ApiError::invalid(format!(
+            "more than {} inputs are waiting on this context; send text in fewer, larger messages",
+            chorus_bus::INPUT_BUFFER
+        ))
+    };
+    match &mut ctx.inputs {
+        Inputs::Starting(pending) => {
+            if pending.len() >= chorus_bus::INPUT_BUFFER {
+                return Err(flooded());
+            }
+            pending.push(input);
+            Ok(())
+        }
+        Inputs::Running(inputs) => match inputs.try_send(input) {
+            Ok(()) => Ok(()),
+            Err(crossbeam_channel::TrySendError::Full(_)) => Err(flooded()),
+            // The job already ended; its task reports how (done or error).
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => Ok(()),
+        },
+    }
+}

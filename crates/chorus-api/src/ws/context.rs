@@ -1,0 +1,245 @@
+//! One context's task: starts its job on the bus, then turns the job's events into frames.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use chorus_audio::StreamEncoder;
+use chorus_bus::{Bus, JobHandle};
+use chorus_proto::{AudioEvent, ContextInput, ErrorCode, JobEvent, OutputFormat, SynthesisJob};
+use tokio::sync::mpsc;
+
+use super::connection::{Internal, Outgoing};
+use super::frames;
+use crate::error::ApiError;
+
+/// Everything a context task needs; built by the connection when a context opens.
+pub(crate) struct ContextTask {
+    pub(crate) context_id: Arc<str>,
+    /// Tells this context apart from an earlier one with the same id.
+    pub(crate) generation: u64,
+    pub(crate) job: SynthesisJob,
+    pub(crate) format: OutputFormat,
+    pub(crate) bus: Arc<dyn Bus>,
+    pub(crate) out: mpsc::Sender<Outgoing>,
+    pub(crate) internal: mpsc::Sender<Internal>,
+    /// Set by the connection on cancel: the writer drops this context's frames still queued.
+    pub(crate) muted: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for ContextTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContextTask")
+            .field("context_id", &self.context_id)
+            .field("generation", &self.generation)
+            .field("request_id", &self.job.request_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How the event loop ended.
+enum End {
+    /// `done` is due.
+    Done,
+    /// An `error` is due.
+    Failed(ApiError),
+    /// The socket's writer is gone: nothing can be sent.
+    Gone,
+}
+
+impl ContextTask {
+    /// Runs the context to its end. Aborting the task drops the job handle, which stops the worker.
+    pub(crate) async fn run(self) {
+        let handle = match self.bus.start(self.job.clone()).await {
+            Ok(handle) => handle,
+            Err(e) => {
+                tracing::debug!(request_id = %self.job.request_id, %e, "WebSocket context refused by the bus.");
+                self.finish(End::Failed(ApiError::from(e))).await;
+                return;
+            }
+        };
+        let JobHandle { inputs, events } = handle;
+        let started = Internal::Started {
+            context_id: Arc::clone(&self.context_id),
+            generation: self.generation,
+            inputs,
+        };
+        if self.internal.send(started).await.is_err() {
+            return;
+        }
+        let end = self.forward(events).await;
+        self.finish(end).await;
+    }
+
+    /// Sends one frame; false when the writer is gone.
+    async fn send(&self, text: String) -> bool {
+        self.out.send(Outgoing::Frame { text, muted: Some(Arc::clone(&self.muted)) }).await.is_ok()
+    }
+
+    /// Forwards the job's events until it ends.
+    async fn forward(&self, mut events: mpsc::Receiver<JobEvent>) -> End {
+        let id: &str = &self.context_id;
+        let mut encoder = Encoder { format: self.format, current: None, next_seq: 0 };
+        // The flush period of the audio in flight (counts from 1), and the step time of chunks that encoded to
+        // nothing yet (resampler latency), carried to the next chunk sent.
+        let mut flush_id = 1;
+        let mut step_ms = 0.0;
+        while let Some(event) = events.recv().await {
+            let text = match event {
+                JobEvent::Audio(audio) => {
+                    flush_id = audio.flush_id;
+                    step_ms += audio.step_time_ms;
+                    match encoder.push(audio).await {
+                        Ok(bytes) if bytes.is_empty() => continue,
+                        Ok(bytes) => frames::chunk(id, &bytes, std::mem::take(&mut step_ms), flush_id),
+                        Err(e) => return End::Failed(e),
+                    }
+                }
+                JobEvent::Words { flush_id, words } => {
+                    if !self.job.word_timestamps || words.is_empty() {
+                        continue;
+                    }
+                    frames::word_timestamps(id, &words, flush_id)
+                }
+                JobEvent::Phonemes { flush_id, phonemes } => {
+                    if !self.job.phoneme_timestamps || phonemes.phonemes.is_empty() {
+                        continue;
+                    }
+                    frames::phoneme_timestamps(id, &phonemes, flush_id)
+                }
+                JobEvent::FlushDone { flush_id: done_id } => {
+                    // `flush_done` promises that the flushed audio is out: send what the resampler holds back.
+                    // The next period starts a fresh encoder; a flush boundary is already a seam between two
+                    // model runs, so this adds none.
+                    match self.drain(&mut encoder, done_id, &mut step_ms).await {
+                        Ok(true) => {}
+                        Ok(false) => return End::Gone,
+                        Err(e) => return End::Failed(e),
+                    }
+                    flush_id = done_id.saturating_add(1);
+                    frames::flush_done(id, done_id)
+                }
+                JobEvent::Done => {
+                    return match self.drain(&mut encoder, flush_id, &mut step_ms).await {
+                        Ok(true) => End::Done,
+                        Ok(false) => End::Gone,
+                        Err(e) => End::Failed(e),
+                    };
+                }
+                JobEvent::Error(e) => return End::Failed(ApiError::from(e)),
+            };
+            if !self.send(text).await {
+                return End::Gone;
+            }
+        }
+        End::Failed(ApiError::new(ErrorCode::WorkerLost, "the worker stopped before finishing this context"))
+    }
+
+    /// Finishes the period's encoder and sends its last bytes. Ok(false) when the writer is gone.
+    async fn drain(&self, encoder: &mut Encoder, flush_id: u32, step_ms: &mut f64) -> Result<bool, ApiError> {
+        let bytes = encoder.finish().await?;
+        if bytes.is_empty() {
+            return Ok(true);
+        }
+        Ok(self.send(frames::chunk(&self.context_id, &bytes, std::mem::take(step_ms), flush_id)).await)
+    }
+
+    /// Reports the end to the connection, then sends the terminal frame. In that order: a client may reuse the
+    /// context id as soon as it reads `done`, and the connection must have forgotten the old context by then.
+    async fn finish(self, end: End) {
+        let ok = matches!(end, End::Done);
+        let text = match end {
+            End::Done => frames::done(&self.context_id),
+            End::Failed(e) => {
+                let e = e.with_request_id(&self.job.request_id);
+                tracing::debug!(request_id = %self.job.request_id, error = %e, "WebSocket context failed.");
+                frames::error(&e, Some(&self.context_id))
+            }
+            End::Gone => String::new(),
+        };
+        let finished =
+            Internal::Finished { context_id: Arc::clone(&self.context_id), generation: self.generation, ok };
+        if self.internal.send(finished).await.is_err() || text.is_empty() {
+            return;
+        }
+        // Muted like the rest: a context the connection cancelled or failed says nothing more.
+        let _ = self.out.send(Outgoing::Frame { text, muted: Some(Arc::clone(&self.muted)) }).await;
+    }
+}
+
+/// A context's encoder: one [`StreamEncoder`] per flush period, built on the period's first chunk (whose rate it
+/// needs). Encoding (resampling, G.711) runs on Tokio's blocking pool, never on a runtime worker.
+struct Encoder {
+    format: OutputFormat,
+    current: Option<StreamEncoder>,
+    /// Chunks are numbered per job: a gap is an error, never silence.
+    next_seq: u64,
+}
+
+impl Encoder {
+    async fn push(&mut self, audio: AudioEvent) -> Result<Vec<u8>, ApiError> {
+        if audio.seq != self.next_seq {
+            tracing::error!(got = audio.seq, expected = self.next_seq, "Audio chunk out of sequence.");
+            return Err(ApiError::new(
+                ErrorCode::WorkerLost,
+                format!("audio chunk {} arrived where {} was expected", audio.seq, self.next_seq),
+            ));
+        }
+        self.next_seq += 1;
+        let format = self.format;
+        let current = self.current.take();
+        let (encoder, result) = run_blocking(move || {
+            let mut encoder = match current {
+                Some(encoder) if encoder.resampler().input_rate() == audio.sample_rate => encoder,
+                Some(encoder) => {
+                    let rates = (encoder.resampler().input_rate(), audio.sample_rate);
+                    let message =
+                        format!("the sample rate changed mid-stream ({} Hz, then {} Hz)", rates.0, rates.1);
+                    return (Some(encoder), Err(message));
+                }
+                None => match StreamEncoder::new(audio.sample_rate, format) {
+                    Ok(encoder) => encoder,
+                    Err(e) => return (None, Err(e.to_string())),
+                },
+            };
+            let result = encoder.push(&audio.samples).map_err(|e| e.to_string());
+            (Some(encoder), result)
+        })
+        .await?;
+        self.current = encoder;
+        result.map_err(|e| encode_error(&e))
+    }
+
+    /// Ends the period: the bytes the encoder still holds (none if it saw no audio).
+    async fn finish(&mut self) -> Result<Vec<u8>, ApiError> {
+        let Some(mut encoder) = self.current.take() else { return Ok(Vec::new()) };
+        run_blocking(move || encoder.finish().map_err(|e| e.to_string())).await?.map_err(|e| encode_error(&e))
+    }
+}
+
+async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        tracing::error!(%e, "The WebSocket audio encoder task failed.");
+        ApiError::new(ErrorCode::Internal, "audio encoding failed")
+    })
+}
+
+/// Logs the cause (which may hold internal details) and returns a generic error for the client.
+fn encode_error(cause: &str) -> ApiError {
+    tracing::error!(error = cause, "WebSocket audio encoding failed.");
+    ApiError::new(ErrorCode::Internal, "audio encoding failed")
+}
+
+/// The inputs a later message on a context turns into, in order.
+pub(crate) fn inputs_for(transcript: String, flush: bool, continue_: bool) -> Vec<ContextInput> {
+    let mut inputs = Vec::with_capacity(3);
+    if !transcript.is_empty() {
+        inputs.push(ContextInput::Append { text: transcript });
+    }
+    if flush {
+        inputs.push(ContextInput::Flush);
+    }
+    if !continue_ {
+        inputs.push(ContextInput::End);
+    }
+    inputs
+}
