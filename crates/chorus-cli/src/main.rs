@@ -4,6 +4,7 @@
 mod bench;
 mod paths;
 mod say;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -17,9 +18,10 @@ struct Cli {
     #[command(flatten)]
     paths: paths::PathArgs,
 
-    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `chorus_engine=debug`.
-    #[arg(long, global = true, env = "CHORUS_LOG", default_value = "warn")]
-    log: String,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `chorus_engine=debug`. Default: `info` for serve,
+    /// `warn` for the one-shot commands.
+    #[arg(long, global = true, env = "CHORUS_LOG")]
+    log: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -27,6 +29,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve the Cartesia-compatible API (and the OpenAI speech endpoint) with the installed voices, in one process.
+    Serve(serve::ServeArgs),
     /// Speak a text into an audio file (or stdout), chunk by chunk as it is synthesized.
     Say(say::SayArgs),
     /// Measure model load time, time to first audio and real-time factor, against the Python Piper peer.
@@ -49,9 +53,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("warn"));
+    let default_level = match cli.command {
+        Command::Serve(_) => "info",
+        Command::Say(_) | Command::Bench(_) => "warn",
+    };
+    let filter = EnvFilter::try_new(cli.log.as_deref().unwrap_or(default_level))
+        .unwrap_or_else(|_| EnvFilter::new(default_level));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let result = match cli.command {
+        Command::Serve(args) => serve::run(&cli.paths, args),
         Command::Say(args) => say::run(&cli.paths, args),
         Command::Bench(args) => bench::run(&cli.paths, args),
     };

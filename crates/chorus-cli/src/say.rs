@@ -99,7 +99,11 @@ pub fn run(paths: &PathArgs, args: SayArgs) -> Result<()> {
     let engine = Engine::load(&config).context("cannot load the engine")?;
     let voice = engine.voice(&args.voice).context("voice not loaded")?;
     let format = OutputFormat { sample_rate: args.sample_rate.unwrap_or(voice.sample_rate), ..format };
-    let request = SynthesisRequest { text, voice: args.voice.clone(), params, normalize: !args.no_normalize };
+    let request = SynthesisRequest {
+        params,
+        normalize: !args.no_normalize,
+        ..SynthesisRequest::new(text, &args.voice)
+    };
     let synthesis = engine.synthesize(&request)?;
     let mut encoder = StreamEncoder::new(synthesis.sample_rate(), format)?;
 
