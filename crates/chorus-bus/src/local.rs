@@ -7,7 +7,9 @@ use std::time::Duration;
 use chorus_proto::SynthesisJob;
 use tokio::sync::Notify;
 
-use crate::{BoxFuture, Bus, BusError, EVENT_BUFFER, INPUT_BUFFER, JobHandle, ModelInfo, Refusal, Worker, WorkerStatus};
+use crate::{
+    BoxFuture, Bus, BusError, EVENT_BUFFER, INPUT_BUFFER, JobHandle, ModelInfo, Refusal, Worker, WorkerStatus,
+};
 
 /// Queueing when every worker is busy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +56,9 @@ pub struct LocalBus {
 
 impl std::fmt::Debug for LocalBus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalBus").field("queued", &self.queued.load(Ordering::Relaxed)).finish_non_exhaustive()
+        f.debug_struct("LocalBus")
+            .field("queued", &self.queued.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
     }
 }
 

@@ -43,7 +43,11 @@ pub struct SynthesisJob {
 
 impl SynthesisJob {
     /// A one-shot job for `transcript` with default settings.
-    pub fn new(request_id: impl Into<String>, model: impl Into<String>, transcript: impl Into<String>) -> Self {
+    pub fn new(
+        request_id: impl Into<String>,
+        model: impl Into<String>,
+        transcript: impl Into<String>,
+    ) -> Self {
         Self {
             request_id: request_id.into(),
             model: model.into(),
@@ -150,11 +154,19 @@ pub struct AudioEvent {
 pub enum JobEvent {
     Audio(AudioEvent),
     /// Word timestamps for the audio sent so far (seconds from the start of the job's audio).
-    Words { flush_id: u32, words: WordTimestamps },
+    Words {
+        flush_id: u32,
+        words: WordTimestamps,
+    },
     /// Phoneme timestamps for the audio sent so far.
-    Phonemes { flush_id: u32, phonemes: PhonemeTimestamps },
+    Phonemes {
+        flush_id: u32,
+        phonemes: PhonemeTimestamps,
+    },
     /// Everything before flush `flush_id` has been sent.
-    FlushDone { flush_id: u32 },
+    FlushDone {
+        flush_id: u32,
+    },
     /// The job is complete.
     Done,
     /// The job failed; nothing follows.

@@ -9,7 +9,8 @@ mod timestamps;
 
 pub use format::{Container, Encoding, FormatError, MP3_BIT_RATES, OutputFormat, SUPPORTED_SAMPLE_RATES};
 pub use job::{
-    AudioEvent, ContextInput, ErrorCode, JobError, JobEvent, PROTOCOL_VERSION, PronunciationItem, SynthesisJob,
+    AudioEvent, ContextInput, ErrorCode, JobError, JobEvent, PROTOCOL_VERSION, PronunciationItem,
+    SynthesisJob,
 };
 pub use timestamps::{PhonemeTimestamps, WordTimestamps};
 
