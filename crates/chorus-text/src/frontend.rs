@@ -514,7 +514,13 @@ fn apply_overrides(prepared: &mut Prepared, normalized: &Normalized, overrides: 
     let mut last: Option<usize> = None;
     prepared.groups.retain_mut(|g| {
         let hit = g.word.as_ref().and_then(|w| {
-            let orig = normalized.original_range(w.clone());
+            // The token may carry punctuation ("tomato,"): compare its letters only.
+            let text = normalized.text();
+            let word = &text[w.clone()];
+            let lead = word.len() - word.trim_start_matches(|c: char| !c.is_alphanumeric()).len();
+            let trail = word.len() - word.trim_end_matches(|c: char| !c.is_alphanumeric()).len();
+            let core = (w.start + lead)..(w.end - trail).max(w.start + lead);
+            let orig = normalized.original_range(core);
             overrides.iter().position(|o| o.original.start <= orig.start && orig.end <= o.original.end)
         });
         match hit {
