@@ -2,17 +2,15 @@
 //!
 //! [`JobStream::start`] starts the job and waits for its first event, so that an error the worker finds before any
 //! audio (or a bus refusal) is still a plain HTTP error. After that, [`JobStream::next`] yields [`Piece`]s until
-//! `Done` or an error. Encoding (resampling, G.711, MP3) runs on Tokio's blocking pool, never on a runtime worker.
+//! `Done` or an error. The audio is encoded by a [`ChunkEncoder`], on Tokio's blocking pool.
 //!
 //! Dropping a `JobStream` drops its [`JobHandle`], which cancels the job: that is how a client that hangs up stops
 //! the worker.
 
-use chorus_audio::StreamEncoder;
 use chorus_bus::JobHandle;
-use chorus_proto::{
-    AudioEvent, ErrorCode, JobEvent, OutputFormat, PhonemeTimestamps, SynthesisJob, WordTimestamps,
-};
+use chorus_proto::{ErrorCode, JobEvent, OutputFormat, PhonemeTimestamps, SynthesisJob, WordTimestamps};
 
+use crate::encode::ChunkEncoder;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -33,11 +31,8 @@ pub(crate) enum Piece {
 #[derive(Debug)]
 pub(crate) struct JobStream {
     handle: JobHandle,
-    format: OutputFormat,
-    /// Built on the first audio chunk, whose sample rate it needs.
-    encoder: Option<StreamEncoder>,
+    encoder: ChunkEncoder,
     request_id: String,
-    next_seq: u64,
     /// The first event, read by [`JobStream::start`].
     pending: Option<JobEvent>,
     finished: bool,
@@ -69,10 +64,8 @@ impl JobStream {
         };
         Ok(Self {
             handle,
-            format,
-            encoder: None,
+            encoder: ChunkEncoder::new(format, &request_id),
             request_id,
-            next_seq: 0,
             pending: Some(first),
             finished: false,
         })
@@ -92,13 +85,13 @@ impl JobStream {
                 None => Err(worker_lost()),
                 Some(JobEvent::Audio(audio)) => {
                     let step_time_ms = audio.step_time_ms;
-                    self.encode(audio).await.map(|bytes| Piece::Audio { bytes, step_time_ms })
+                    self.encoder.push(audio).await.map(|bytes| Piece::Audio { bytes, step_time_ms })
                 }
                 Some(JobEvent::Words { words, .. }) => Ok(Piece::Words(words)),
                 Some(JobEvent::Phonemes { phonemes, .. }) => Ok(Piece::Phonemes(phonemes)),
                 // HTTP requests have no flushes: nothing to tell the client.
                 Some(JobEvent::FlushDone { .. }) => continue,
-                Some(JobEvent::Done) => self.finish().await.map(|tail| Piece::Done { tail }),
+                Some(JobEvent::Done) => self.encoder.finish().await.map(|tail| Piece::Done { tail }),
                 Some(JobEvent::Error(e)) => Err(ApiError::from(e)),
             };
             if matches!(result, Ok(Piece::Done { .. }) | Err(_)) {
@@ -107,77 +100,6 @@ impl JobStream {
             return Some(result.map_err(|e| e.with_request_id(&self.request_id)));
         }
     }
-
-    /// Encodes one chunk on the blocking pool.
-    async fn encode(&mut self, audio: AudioEvent) -> Result<Vec<u8>, ApiError> {
-        if audio.seq != self.next_seq {
-            tracing::error!(
-                request_id = self.request_id,
-                got = audio.seq,
-                expected = self.next_seq,
-                "Audio chunk out of sequence."
-            );
-            return Err(ApiError::new(
-                ErrorCode::WorkerLost,
-                format!("audio chunk {} arrived where {} was expected", audio.seq, self.next_seq),
-            ));
-        }
-        self.next_seq += 1;
-        let format = self.format;
-        let encoder = self.encoder.take();
-        let (encoder, result) = run_blocking(move || {
-            let mut encoder = match encoder {
-                Some(encoder) if encoder.resampler().input_rate() == audio.sample_rate => encoder,
-                Some(encoder) => {
-                    let message = format!(
-                        "the sample rate changed mid-stream ({} Hz, then {} Hz)",
-                        encoder.resampler().input_rate(),
-                        audio.sample_rate
-                    );
-                    return (Some(encoder), Err(message));
-                }
-                None => match StreamEncoder::new(audio.sample_rate, format) {
-                    Ok(encoder) => encoder,
-                    Err(e) => return (None, Err(e.to_string())),
-                },
-            };
-            let result = encoder.push(&audio.samples).map_err(|e| e.to_string());
-            (Some(encoder), result)
-        })
-        .await?;
-        self.encoder = encoder;
-        result.map_err(|e| encoding_failed(&self.request_id, &e))
-    }
-
-    /// Flushes the encoder (building one if no audio came, so that a WAV still gets its header).
-    async fn finish(&mut self) -> Result<Vec<u8>, ApiError> {
-        let format = self.format;
-        let encoder = self.encoder.take();
-        let result = run_blocking(move || {
-            // Without audio the input rate does not matter: use the output rate (no resampler).
-            let mut encoder = match encoder {
-                Some(encoder) => encoder,
-                None => StreamEncoder::new(format.sample_rate, format).map_err(|e| e.to_string())?,
-            };
-            encoder.finish().map_err(|e| e.to_string())
-        })
-        .await?;
-        result.map_err(|e| encoding_failed(&self.request_id, &e))
-    }
-}
-
-/// Runs CPU work (resampling, encoding) on the blocking pool.
-async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
-        tracing::error!(error = %e, "The audio encoder task failed.");
-        ApiError::new(ErrorCode::Internal, "audio encoding failed")
-    })
-}
-
-/// Logs the cause (which may hold internal details) and returns a generic error for the client.
-fn encoding_failed(request_id: &str, cause: &str) -> ApiError {
-    tracing::error!(request_id, error = cause, "Audio encoding failed.");
-    ApiError::new(ErrorCode::Internal, "audio encoding failed")
 }
 
 fn worker_lost() -> ApiError {

@@ -7,6 +7,7 @@
 pub mod app;
 pub mod auth;
 pub mod catalogue;
+mod encode;
 pub mod error;
 mod job_stream;
 pub mod middleware;

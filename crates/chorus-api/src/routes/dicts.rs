@@ -16,6 +16,7 @@ use crate::middleware::RequestId;
 use crate::request::ApiJson;
 use crate::routes::IdPath;
 use crate::routes::pagination::{ListQuery, Page, paginate};
+use crate::routes::validate::{check_description, check_name};
 use crate::state::AppState;
 use crate::store::{PronunciationDict, rfc3339_now};
 
@@ -23,10 +24,6 @@ use crate::store::{PronunciationDict, rfc3339_now};
 pub const MAX_ITEMS: usize = 1000;
 /// Longest `text` or `alias`, in characters.
 const MAX_ITEM_CHARS: usize = 500;
-/// Longest name, in characters.
-const MAX_NAME: usize = 256;
-/// Longest description, in characters.
-const MAX_DESCRIPTION: usize = 4096;
 /// `owner_id` of every dictionary (a self-hosted server has one owner).
 const OWNER_ID: &str = "chorus";
 
@@ -131,24 +128,6 @@ pub async fn delete(
 
 fn dict_not_found(id: &str) -> ApiError {
     ApiError::not_found(format!("pronunciation dictionary '{id}' does not exist"))
-}
-
-fn check_name(name: &str) -> Result<String, ApiError> {
-    let name = name.trim();
-    if name.is_empty() {
-        return Err(ApiError::invalid("name must not be empty"));
-    }
-    if name.chars().count() > MAX_NAME {
-        return Err(ApiError::invalid(format!("name is longer than {MAX_NAME} characters")));
-    }
-    Ok(name.to_owned())
-}
-
-fn check_description(description: String) -> Result<String, ApiError> {
-    if description.chars().count() > MAX_DESCRIPTION {
-        return Err(ApiError::invalid(format!("description is longer than {MAX_DESCRIPTION} characters")));
-    }
-    Ok(description)
 }
 
 /// Non-empty `text` and `alias`, an IPA alias closed by its slash, at most [`MAX_ITEMS`] items.

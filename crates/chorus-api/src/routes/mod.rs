@@ -5,6 +5,7 @@ pub mod openai;
 pub mod pagination;
 pub mod status;
 pub mod tts;
+mod validate;
 pub mod voices;
 
 use axum::extract::{FromRequestParts, Path};

@@ -25,15 +25,12 @@ use crate::middleware::RequestId;
 use crate::request::ApiJson;
 use crate::routes::IdPath;
 use crate::routes::pagination::{ListQuery, Page, paginate};
+use crate::routes::validate::{check_description, check_name};
 use crate::state::AppState;
 use crate::store::{Voice, VoiceParams, rfc3339_now};
 
 /// Gender presentations the API accepts (Cartesia's enum).
 pub const GENDERS: [&str; 3] = ["masculine", "feminine", "gender_neutral"];
-/// Longest voice name, in characters.
-const MAX_NAME: usize = 256;
-/// Longest voice description, in characters.
-const MAX_DESCRIPTION: usize = 4096;
 
 /// A voice as the API returns it (the Cartesia `Voice` plus `base_voice_id` and `parameters`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -190,12 +187,8 @@ fn create_voice(state: &AppState, body: CreateVoice) -> Result<Voice, ApiError> 
             )));
         }
     }
-    let params = VoiceParams {
-        speed: body.speed.or(base.params.speed),
-        noise_scale: body.noise_scale.or(base.params.noise_scale),
-        noise_w: body.noise_w.or(base.params.noise_w),
-    };
-    validate_params(&params)?;
+    let asked = VoiceParams { speed: body.speed, noise_scale: body.noise_scale, noise_w: body.noise_w };
+    let params = params_over(asked, base.params)?;
     let voice = Voice {
         id: uuid::Uuid::new_v4().to_string(),
         name: check_name(&body.name)?,
@@ -255,12 +248,8 @@ fn update_voice(state: &AppState, id: &str, body: UpdateVoice) -> Result<Voice, 
     let name = body.name.as_deref().map(check_name).transpose()?;
     let description = body.description.map(check_description).transpose()?;
     let gender = body.gender.map(|g| g.map(check_gender).transpose()).transpose()?;
-    let params = VoiceParams {
-        speed: body.speed.or(current.params.speed),
-        noise_scale: body.noise_scale.or(current.params.noise_scale),
-        noise_w: body.noise_w.or(current.params.noise_w),
-    };
-    validate_params(&params)?;
+    let asked = VoiceParams { speed: body.speed, noise_scale: body.noise_scale, noise_w: body.noise_w };
+    let params = params_over(asked, current.params)?;
     state
         .voices
         .update(id, |voice| {
@@ -310,24 +299,6 @@ fn builtin_is_read_only(id: &str, what: &str) -> ApiError {
     }
 }
 
-fn check_name(name: &str) -> Result<String, ApiError> {
-    let name = name.trim();
-    if name.is_empty() {
-        return Err(ApiError::invalid("name must not be empty"));
-    }
-    if name.chars().count() > MAX_NAME {
-        return Err(ApiError::invalid(format!("name is longer than {MAX_NAME} characters")));
-    }
-    Ok(name.to_owned())
-}
-
-fn check_description(description: String) -> Result<String, ApiError> {
-    if description.chars().count() > MAX_DESCRIPTION {
-        return Err(ApiError::invalid(format!("description is longer than {MAX_DESCRIPTION} characters")));
-    }
-    Ok(description)
-}
-
 fn check_gender(gender: String) -> Result<String, ApiError> {
     if GENDERS.contains(&gender.as_str()) {
         Ok(gender)
@@ -338,15 +309,22 @@ fn check_gender(gender: String) -> Result<String, ApiError> {
     }
 }
 
-/// speed 0.5-2.0, noise_scale and noise_w 0-2.
-fn validate_params(params: &VoiceParams) -> Result<(), ApiError> {
+/// The parameters a request `asked` for, each one it left out taken from `base` (the voice it starts from),
+/// checked: speed 0.5-2.0, noise_scale and noise_w 0-2.
+fn params_over(asked: VoiceParams, base: VoiceParams) -> Result<VoiceParams, ApiError> {
+    let params = VoiceParams {
+        speed: asked.speed.or(base.speed),
+        noise_scale: asked.noise_scale.or(base.noise_scale),
+        noise_w: asked.noise_w.or(base.noise_w),
+    };
     let synthesis = SynthesisParams {
         speed: params.speed.unwrap_or(1.0),
         volume: 1.0,
         noise_scale: params.noise_scale,
         noise_w: params.noise_w,
     };
-    synthesis.validate().map_err(|e| ApiError::invalid(e.to_string()))
+    synthesis.validate().map_err(|e| ApiError::invalid(e.to_string()))?;
+    Ok(params)
 }
 
 #[cfg(test)]

@@ -3,13 +3,13 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use chorus_audio::StreamEncoder;
 use chorus_bus::{Bus, JobHandle};
-use chorus_proto::{AudioEvent, ContextInput, ErrorCode, JobEvent, OutputFormat, SynthesisJob};
+use chorus_proto::{ContextInput, ErrorCode, JobEvent, OutputFormat, SynthesisJob};
 use tokio::sync::mpsc;
 
 use super::connection::{Internal, Outgoing};
 use super::frames;
+use crate::encode::ChunkEncoder;
 use crate::error::ApiError;
 
 /// Everything a context task needs; built by the connection when a context opens.
@@ -78,7 +78,8 @@ impl ContextTask {
     /// Forwards the job's events until it ends.
     async fn forward(&self, mut events: mpsc::Receiver<JobEvent>) -> End {
         let id: &str = &self.context_id;
-        let mut encoder = Encoder { format: self.format, current: None, next_seq: 0 };
+        // One encoder per flush period (see `drain`): built on the period's first chunk, whose rate it needs.
+        let mut encoder = ChunkEncoder::new(self.format, &self.job.request_id);
         // The flush period of the audio in flight (counts from 1), and the step time of chunks that encoded to
         // nothing yet (resampler latency), carried to the next chunk sent.
         let mut flush_id = 1;
@@ -135,8 +136,13 @@ impl ContextTask {
     }
 
     /// Finishes the period's encoder and sends its last bytes. Ok(false) when the writer is gone.
-    async fn drain(&self, encoder: &mut Encoder, flush_id: u32, step_ms: &mut f64) -> Result<bool, ApiError> {
-        let bytes = encoder.finish().await?;
+    async fn drain(
+        &self,
+        encoder: &mut ChunkEncoder,
+        flush_id: u32,
+        step_ms: &mut f64,
+    ) -> Result<bool, ApiError> {
+        let bytes = encoder.finish_period().await?;
         if bytes.is_empty() {
             return Ok(true);
         }
@@ -164,69 +170,6 @@ impl ContextTask {
         // Muted like the rest: a context the connection cancelled or failed says nothing more.
         let _ = self.out.send(Outgoing::Frame { text, muted: Some(Arc::clone(&self.muted)) }).await;
     }
-}
-
-/// A context's encoder: one [`StreamEncoder`] per flush period, built on the period's first chunk (whose rate it
-/// needs). Encoding (resampling, G.711) runs on Tokio's blocking pool, never on a runtime worker.
-struct Encoder {
-    format: OutputFormat,
-    current: Option<StreamEncoder>,
-    /// Chunks are numbered per job: a gap is an error, never silence.
-    next_seq: u64,
-}
-
-impl Encoder {
-    async fn push(&mut self, audio: AudioEvent) -> Result<Vec<u8>, ApiError> {
-        if audio.seq != self.next_seq {
-            tracing::error!(got = audio.seq, expected = self.next_seq, "Audio chunk out of sequence.");
-            return Err(ApiError::new(
-                ErrorCode::WorkerLost,
-                format!("audio chunk {} arrived where {} was expected", audio.seq, self.next_seq),
-            ));
-        }
-        self.next_seq += 1;
-        let format = self.format;
-        let current = self.current.take();
-        let (encoder, result) = run_blocking(move || {
-            let mut encoder = match current {
-                Some(encoder) if encoder.resampler().input_rate() == audio.sample_rate => encoder,
-                Some(encoder) => {
-                    let rates = (encoder.resampler().input_rate(), audio.sample_rate);
-                    let message =
-                        format!("the sample rate changed mid-stream ({} Hz, then {} Hz)", rates.0, rates.1);
-                    return (Some(encoder), Err(message));
-                }
-                None => match StreamEncoder::new(audio.sample_rate, format) {
-                    Ok(encoder) => encoder,
-                    Err(e) => return (None, Err(e.to_string())),
-                },
-            };
-            let result = encoder.push(&audio.samples).map_err(|e| e.to_string());
-            (Some(encoder), result)
-        })
-        .await?;
-        self.current = encoder;
-        result.map_err(|e| encode_error(&e))
-    }
-
-    /// Ends the period: the bytes the encoder still holds (none if it saw no audio).
-    async fn finish(&mut self) -> Result<Vec<u8>, ApiError> {
-        let Some(mut encoder) = self.current.take() else { return Ok(Vec::new()) };
-        run_blocking(move || encoder.finish().map_err(|e| e.to_string())).await?.map_err(|e| encode_error(&e))
-    }
-}
-
-async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
-        tracing::error!(%e, "The WebSocket audio encoder task failed.");
-        ApiError::new(ErrorCode::Internal, "audio encoding failed")
-    })
-}
-
-/// Logs the cause (which may hold internal details) and returns a generic error for the client.
-fn encode_error(cause: &str) -> ApiError {
-    tracing::error!(error = cause, "WebSocket audio encoding failed.");
-    ApiError::new(ErrorCode::Internal, "audio encoding failed")
 }
 
 /// The inputs a later message on a context turns into, in order.
