@@ -150,6 +150,9 @@ impl From<chorus_bus::BusError> for ApiError {
             chorus_bus::BusError::Closed => {
                 ApiError::new(ErrorCode::Unserviceable, "the server is shutting down")
             }
+            chorus_bus::BusError::Nats(e) => {
+                ApiError::new(ErrorCode::Unserviceable, format!("the bus to the workers is unavailable: {e}"))
+            }
         }
     }
 }

@@ -8,6 +8,8 @@
 //! Dropping a [`JobHandle`] cancels the job: the worker sees its event channel closed and stops.
 
 mod local;
+mod nats;
+mod wire;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,6 +17,8 @@ use std::pin::Pin;
 use chorus_proto::{ContextInput, JobEvent, SynthesisJob};
 
 pub use local::{LocalBus, LocalBusConfig, SlotGuard};
+pub use nats::{ModelLoad, NatsBus, NatsBusConfig, NatsWorkerHost, subjects};
+pub use wire::WireError;
 
 /// A boxed future, so that [`Bus`] can be used as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -39,6 +43,9 @@ pub enum BusError {
     /// The bus is shutting down.
     #[error("the bus is closed")]
     Closed,
+    /// A NATS operation failed.
+    #[error("NATS: {0}")]
+    Nats(String),
 }
 
 impl BusError {
@@ -49,12 +56,13 @@ impl BusError {
             BusError::Busy(_) => "busy",
             BusError::Refused(_) => "refused",
             BusError::Closed => "closed",
+            BusError::Nats(_) => "nats",
         }
     }
 }
 
 /// A model that some worker serves.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ModelInfo {
     /// The engine voice id, e.g. `en_US-joe-medium`.
     pub id: String,
@@ -64,7 +72,7 @@ pub struct ModelInfo {
 }
 
 /// A worker's state, as its heartbeats report it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WorkerStatus {
     pub worker_id: String,
     pub models: Vec<ModelInfo>,
@@ -74,6 +82,13 @@ pub struct WorkerStatus {
     pub load: u32,
     pub draining: bool,
     pub version: String,
+    /// The bus protocol version the worker speaks.
+    #[serde(default = "default_protocol")]
+    pub protocol_version: u32,
+}
+
+fn default_protocol() -> u32 {
+    chorus_proto::PROTOCOL_VERSION
 }
 
 /// The API side of a running job.

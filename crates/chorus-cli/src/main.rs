@@ -1,10 +1,14 @@
 //! `chorus`: the Chorus command line.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod api;
 mod bench;
+mod common;
 mod paths;
+mod probe;
 mod say;
 mod serve;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -31,6 +35,12 @@ struct Cli {
 enum Command {
     /// Serve the Cartesia-compatible API (and the OpenAI speech endpoint) with the installed voices, in one process.
     Serve(serve::ServeArgs),
+    /// Run the API server alone, reaching workers over NATS (cluster mode).
+    Api(api::ApiRoleArgs),
+    /// Run one model's worker, serving jobs from NATS (cluster mode).
+    Worker(worker::WorkerArgs),
+    /// Check a role's readiness (for Kubernetes probes).
+    Probe(probe::ProbeArgs),
     /// Speak a text into an audio file (or stdout), chunk by chunk as it is synthesized.
     Say(say::SayArgs),
     /// Measure model load time, time to first audio and real-time factor, against the Python Piper peer.
@@ -54,14 +64,17 @@ fn main() -> ExitCode {
         }
     };
     let default_level = match cli.command {
-        Command::Serve(_) => "info",
-        Command::Say(_) | Command::Bench(_) => "warn",
+        Command::Serve(_) | Command::Api(_) | Command::Worker(_) => "info",
+        Command::Say(_) | Command::Bench(_) | Command::Probe(_) => "warn",
     };
     let filter = EnvFilter::try_new(cli.log.as_deref().unwrap_or(default_level))
         .unwrap_or_else(|_| EnvFilter::new(default_level));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let result = match cli.command {
         Command::Serve(args) => serve::run(&cli.paths, args),
+        Command::Api(args) => api::run(args),
+        Command::Worker(args) => worker::run(&cli.paths, args),
+        Command::Probe(args) => probe::run(args),
         Command::Say(args) => say::run(&cli.paths, args),
         Command::Bench(args) => bench::run(&cli.paths, args),
     };

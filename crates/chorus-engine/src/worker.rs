@@ -17,6 +17,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use tokio::sync::mpsc::Sender;
 
 use crate::{Engine, EngineError, SynthesisRequest};
+use chorus_proto::metrics as names;
 
 /// How often a waiting job checks that its client is still there.
 const LIVENESS_POLL: Duration = Duration::from_millis(250);
@@ -84,6 +85,7 @@ impl Worker for EngineWorker {
             load: self.counters.load.load(Ordering::Acquire),
             draining: self.draining.load(Ordering::Acquire),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            protocol_version: PROTOCOL_VERSION,
         }
     }
 
@@ -119,12 +121,24 @@ impl Worker for EngineWorker {
         let counters = Arc::clone(&self.counters);
         let spawned = std::thread::Builder::new().name("chorus-job".into()).spawn(move || {
             let request_id = job.request_id.clone();
-            let outcome = Job::new(&engine, job, &events).run(&inputs);
-            match outcome {
-                Outcome::Completed => counters.completed.fetch_add(1, Ordering::Relaxed),
-                Outcome::Stopped => counters.cancelled.fetch_add(1, Ordering::Relaxed),
-                Outcome::Failed => counters.failed.fetch_add(1, Ordering::Relaxed),
+            let mut run = Job::new(&engine, job, &events);
+            let outcome = run.run(&inputs);
+            let label = match outcome {
+                Outcome::Completed => {
+                    counters.completed.fetch_add(1, Ordering::Relaxed);
+                    "completed"
+                }
+                Outcome::Stopped => {
+                    counters.cancelled.fetch_add(1, Ordering::Relaxed);
+                    "cancelled"
+                }
+                Outcome::Failed => {
+                    counters.failed.fetch_add(1, Ordering::Relaxed);
+                    "failed"
+                }
             };
+            metrics::counter!(names::JOBS_TOTAL, "outcome" => label).increment(1);
+            run.record_metrics();
             tracing::debug!(%request_id, ?outcome, "Job finished.");
             counters.load.fetch_sub(1, Ordering::AcqRel);
             drop(slot);
@@ -153,6 +167,11 @@ enum Stop {
 
 struct Job<'a> {
     engine: &'a Engine,
+    accepted: Instant,
+    first_audio: Option<Instant>,
+    /// Time spent in synthesis (model and front end), for the real-time factor.
+    compute: Duration,
+    chars: usize,
     job: SynthesisJob,
     events: &'a Sender<JobEvent>,
     seq: u64,
@@ -163,10 +182,35 @@ struct Job<'a> {
 
 impl<'a> Job<'a> {
     fn new(engine: &'a Engine, job: SynthesisJob, events: &'a Sender<JobEvent>) -> Self {
-        Self { engine, job, events, seq: 0, flush_id: 1, samples_out: 0 }
+        Self {
+            engine,
+            accepted: Instant::now(),
+            first_audio: None,
+            compute: Duration::ZERO,
+            chars: 0,
+            job,
+            events,
+            seq: 0,
+            flush_id: 1,
+            samples_out: 0,
+        }
     }
 
-    fn run(mut self, inputs: &Receiver<ContextInput>) -> Outcome {
+    /// TTFA, RTF, audio seconds and characters, once the job is over.
+    fn record_metrics(&self) {
+        if let Some(first) = self.first_audio {
+            metrics::histogram!(names::WORKER_TTFA).record(first.duration_since(self.accepted).as_secs_f64());
+        }
+        let rate = self.engine.voice(&self.job.model).map_or(22050, |v| v.sample_rate);
+        let audio = self.samples_out as f64 / f64::from(rate);
+        if audio > 0.0 {
+            metrics::histogram!(names::WORKER_RTF).record(self.compute.as_secs_f64() / audio);
+            metrics::counter!(names::AUDIO_SECONDS_TOTAL).increment(audio.round() as u64);
+        }
+        metrics::counter!(names::CHARACTERS_TOTAL).increment(self.chars as u64);
+    }
+
+    fn run(&mut self, inputs: &Receiver<ContextInput>) -> Outcome {
         let result = if self.job.continuation { self.run_context(inputs) } else { self.speak_all() };
         match result {
             Ok(Outcome::Completed) => {
@@ -267,6 +311,7 @@ impl<'a> Job<'a> {
             volume: (base.volume * volume).clamp(chorus_proto::VOLUME_RANGE.0, chorus_proto::VOLUME_RANGE.1),
             ..base
         };
+        self.chars += text.chars().count();
         let request = SynthesisRequest {
             params,
             normalize: self.job.normalize,
@@ -283,8 +328,10 @@ impl<'a> Job<'a> {
                 return Err(Stop::Gone);
             }
             let chunk = chunk.map_err(|e| Stop::Failed(job_error(&e)))?;
-            let step_time_ms = last.elapsed().as_secs_f64() * 1000.0;
-            last = Instant::now();
+            let step = last.elapsed();
+            self.compute += step;
+            let step_time_ms = step.as_secs_f64() * 1000.0;
+            self.first_audio.get_or_insert_with(Instant::now);
             self.samples_out += chunk.samples.len() as u64;
             let audio = AudioEvent {
                 seq: self.seq,
@@ -305,6 +352,8 @@ impl<'a> Job<'a> {
                 phonemes.extend_shifted(&chunk.phonemes, offset);
                 self.send(JobEvent::Phonemes { flush_id: self.flush_id, phonemes })?;
             }
+            // The next step counts from here: time spent waiting on a slow client is not compute.
+            last = Instant::now();
         }
         Ok(())
     }

@@ -5,6 +5,7 @@
 
 mod format;
 mod job;
+pub mod metrics;
 mod timestamps;
 
 pub use format::{Container, Encoding, FormatError, MP3_BIT_RATES, OutputFormat, SUPPORTED_SAMPLE_RATES};

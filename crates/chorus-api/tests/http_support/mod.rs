@@ -95,6 +95,7 @@ impl Worker for SineWorker {
             load: self.load.load(Ordering::SeqCst),
             draining: false,
             version: "test".into(),
+            protocol_version: chorus_proto::PROTOCOL_VERSION,
         }
     }
 

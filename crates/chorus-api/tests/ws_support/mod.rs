@@ -80,6 +80,7 @@ impl Worker for TestWorker {
             load: 0,
             draining: false,
             version: "test".into(),
+            protocol_version: chorus_proto::PROTOCOL_VERSION,
         }
     }
 

@@ -1,0 +1,85 @@
+//! `chorus api`: the API server alone, reaching workers over NATS.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chorus_api::AppState;
+use chorus_bus::{Bus, NatsBus, NatsBusConfig};
+use tokio::task::JoinHandle;
+
+use crate::common::{self, ApiArgs, ConfigFile};
+
+#[derive(Debug, clap::Args)]
+pub struct ApiRoleArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// NATS server URL.
+    #[arg(long = "nats", env = "CHORUS_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats: String,
+    /// Address of /metrics and /ready (keep it internal).
+    #[arg(long, env = "CHORUS_METRICS_LISTEN", default_value = "127.0.0.1:8080")]
+    pub metrics_listen: SocketAddr,
+    /// A TOML config file (model catalogue, limits); flags override it.
+    #[arg(long, env = "CHORUS_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// Starts the API on `listener`; returns the server task and the WebSocket shutdown switch.
+pub fn spawn_api(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> (JoinHandle<std::io::Result<()>>, chorus_api::ws::WsShutdown) {
+    // WebSockets outlive axum's graceful shutdown: they are closed (1001) through their own switch.
+    let ws_shutdown = chorus_api::ws::WsShutdown::new();
+    let app = chorus_api::app::router(state)
+        .layer(axum::Extension(chorus_api::ws::WsConfig::default().with_shutdown(&ws_shutdown)));
+    let server = tokio::spawn(chorus_api::app::serve(listener, app, async move {
+        let _ = stop.changed().await;
+    }));
+    (server, ws_shutdown)
+}
+
+pub fn run(args: ApiRoleArgs) -> Result<()> {
+    let file = ConfigFile::load(args.config.as_deref())?;
+    let metrics = common::install_metrics()?;
+    let runtime = common::runtime()?;
+    runtime.block_on(async move {
+        let client = common::connect_nats(&args.nats, "chorus-api").await?;
+        let config = NatsBusConfig {
+            max_queue: file.max_queue.unwrap_or(256),
+            queue_timeout: Duration::from_secs(file.queue_timeout_seconds.unwrap_or(30)),
+            ..NatsBusConfig::default()
+        };
+        let bus = NatsBus::start(client, config).await.context("cannot follow the workers on NATS")?;
+        let state = common::api_state(&args.api, &file, Arc::new(bus.clone()) as Arc<dyn Bus>)?;
+        let listener = tokio::net::TcpListener::bind(args.api.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.api.listen))?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let refresh = {
+            let bus = bus.clone();
+            Arc::new(move || common::record_api(&bus.model_loads()))
+        };
+        // The API is ready as soon as it listens: requests for models no worker serves yet wait (unserviceable).
+        let ready = Arc::new(|| true);
+        common::serve_internal(
+            args.metrics_listen,
+            common::internal_router(metrics, refresh, ready),
+            stop_rx.clone(),
+        )
+        .await?;
+        tracing::info!(api = %args.api.listen, nats = %args.nats, "Chorus API is serving.");
+        let (server, ws_shutdown) = spawn_api(listener, state, stop_rx);
+        common::shutdown_signal().await;
+        tracing::info!("Shutting down the API.");
+        ws_shutdown.trigger();
+        let _ = stop_tx.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(30), server).await;
+        let _ = tokio::time::timeout(Duration::from_secs(15), ws_shutdown.wait_closed()).await;
+        Ok(())
+    })
+}

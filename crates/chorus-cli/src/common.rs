@@ -1,0 +1,271 @@
+//! What the serving roles share: the metrics recorder, the internal port (/metrics, /ready), shutdown signals,
+//! the engine worker, and the API state.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chorus_api::{ApiConfig, ApiKeys, AppState, ModelEntry};
+use chorus_bus::{Bus, ModelLoad};
+use chorus_engine::{Engine, EngineWorker, WorkerConfig};
+use chorus_proto::metrics as names;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::paths::PathArgs;
+
+/// The config file (`--config`, TOML). Every field is optional; flags override it.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// The model catalogue: ids and the aliases clients send.
+    pub models: Option<Vec<ModelEntry>>,
+    pub max_transcript_chars: Option<usize>,
+    pub capacity: Option<u32>,
+    pub sessions_per_voice: Option<usize>,
+    pub intra_threads: Option<usize>,
+    /// Requests that may wait for a free stream.
+    pub max_queue: Option<usize>,
+    /// Seconds a request may wait for a free stream (or for a worker of its model).
+    pub queue_timeout_seconds: Option<u64>,
+}
+
+impl ConfigFile {
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        let Some(path) = path else { return Ok(Self::default()) };
+        let raw = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        toml::from_str(&raw).with_context(|| format!("invalid config {}", path.display()))
+    }
+}
+
+/// API role flags (`serve` and `api`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApiArgs {
+    /// Address of the API (the Cartesia-compatible port).
+    #[arg(long, env = "CHORUS_LISTEN", default_value = "127.0.0.1:5000")]
+    pub listen: SocketAddr,
+    /// An API key clients must send (Bearer, X-API-Key or ?api_key=); repeat for several.
+    /// CHORUS_API_KEYS takes a comma-separated list.
+    #[arg(long = "api-key", env = "CHORUS_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    pub api_keys: Vec<String>,
+    /// Serve without API keys on a non-loopback address (otherwise refused).
+    #[arg(long, env = "CHORUS_ALLOW_OPEN")]
+    pub allow_open: bool,
+}
+
+/// Engine flags (`serve` and `worker`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct EngineArgs {
+    /// Concurrent streams the worker accepts; more wait in the API's queue.
+    #[arg(long, env = "CHORUS_CAPACITY")]
+    pub capacity: Option<u32>,
+    /// Model threads (ONNX Runtime sessions) per voice (default: one per core).
+    #[arg(long, env = "CHORUS_SESSIONS")]
+    pub sessions: Option<usize>,
+    /// ONNX Runtime intra-op threads per session.
+    #[arg(long, env = "CHORUS_THREADS")]
+    pub threads: Option<usize>,
+}
+
+/// Checks the keys against the listen address and builds the API state over `bus`.
+pub fn api_state(args: &ApiArgs, file: &ConfigFile, bus: Arc<dyn Bus>) -> Result<AppState> {
+    let keys = ApiKeys::new(args.api_keys.clone());
+    if keys.is_open() {
+        if !args.listen.ip().is_loopback() && !args.allow_open {
+            anyhow::bail!(
+                "refusing to serve without API keys on {} (not loopback): give --api-key, or --allow-open to run open",
+                args.listen
+            );
+        }
+        tracing::warn!(listen = %args.listen, "No API key configured: the API is OPEN to anyone who can reach it.");
+        eprintln!("WARNING: no API key configured; the API on {} accepts every request.", args.listen);
+    }
+    let mut config = ApiConfig { api_keys: keys, ..ApiConfig::default() };
+    if let Some(models) = &file.models {
+        config.catalogue.models.clone_from(models);
+    }
+    if let Some(max) = file.max_transcript_chars {
+        config.max_transcript_chars = max;
+    }
+    Ok(AppState::new(bus, config))
+}
+
+/// Loads the engine and wraps it as a worker.
+pub fn engine_worker(
+    paths: &PathArgs,
+    args: &EngineArgs,
+    file: &ConfigFile,
+    worker_id: String,
+    only: Option<&str>,
+) -> Result<Arc<EngineWorker>> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut config = paths.engine_config();
+    config.sessions_per_voice = args.sessions.or(file.sessions_per_voice).unwrap_or(cores).max(1);
+    config.intra_threads = args.threads.or(file.intra_threads).unwrap_or(1).max(1);
+    if let Some(model) = only {
+        config.voices = vec![model.to_owned()];
+    }
+    let capacity = args.capacity.or(file.capacity).unwrap_or(32).max(1);
+    let engine = Arc::new(Engine::load(&config).context("cannot load the engine")?);
+    Ok(Arc::new(EngineWorker::new(engine, WorkerConfig { worker_id, capacity })))
+}
+
+/// Installs the Prometheus recorder with the TTFA and RTF buckets and every metric described.
+pub fn install_metrics() -> Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(names::WORKER_TTFA.into()), &names::TTFA_BUCKETS)
+        .context("TTFA buckets")?
+        .set_buckets_for_metric(Matcher::Full(names::WORKER_RTF.into()), &names::RTF_BUCKETS)
+        .context("RTF buckets")?
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    metrics::describe_gauge!(names::WORKER_CAPACITY, "Streams the worker accepts at once.");
+    metrics::describe_gauge!(names::WORKER_LOAD, "Streams in flight on the worker.");
+    metrics::describe_histogram!(
+        names::WORKER_TTFA,
+        metrics::Unit::Seconds,
+        "Time from acceptance to first audio."
+    );
+    metrics::describe_histogram!(names::WORKER_RTF, "Compute time over audio duration, per job.");
+    metrics::describe_gauge!(names::API_QUEUE_SIZE, "Requests waiting for a free stream, per model.");
+    metrics::describe_gauge!(
+        names::API_UNSERVICEABLE,
+        "Requests waiting because no worker serves their model."
+    );
+    metrics::describe_counter!(names::JOBS_TOTAL, "Jobs finished by the worker, by outcome.");
+    metrics::describe_counter!(names::AUDIO_SECONDS_TOTAL, metrics::Unit::Seconds, "Audio produced.");
+    metrics::describe_counter!(names::CHARACTERS_TOTAL, "Characters synthesized.");
+    Ok(handle)
+}
+
+/// Sets the worker gauges (read at scrape time).
+pub fn record_worker(worker: &EngineWorker) {
+    use chorus_bus::Worker;
+    let s = worker.status();
+    metrics::gauge!(names::WORKER_CAPACITY).set(if s.draining { 0.0 } else { f64::from(s.capacity) });
+    metrics::gauge!(names::WORKER_LOAD).set(f64::from(s.load));
+}
+
+/// Sets the API gauges (read at scrape time).
+pub fn record_api(loads: &[ModelLoad]) {
+    for l in loads {
+        metrics::gauge!(names::API_QUEUE_SIZE, "model" => l.model.clone()).set(l.queued as f64);
+        metrics::gauge!(names::API_UNSERVICEABLE, "model" => l.model.clone()).set(l.unserviceable as f64);
+    }
+}
+
+/// `/metrics` (after `refresh`) and `/ready` (200 when `ready`) on the internal port.
+pub fn internal_router(
+    metrics: PrometheusHandle,
+    refresh: Arc<dyn Fn() + Send + Sync>,
+    ready: Arc<dyn Fn() -> bool + Send + Sync>,
+) -> axum::Router {
+    use axum::routing::get;
+    axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let (metrics, refresh) = (metrics.clone(), Arc::clone(&refresh));
+                async move {
+                    refresh();
+                    metrics.render()
+                }
+            }),
+        )
+        .route(
+            "/ready",
+            get(move || {
+                let ready = Arc::clone(&ready);
+                async move {
+                    if ready() {
+                        (axum::http::StatusCode::OK, "ready")
+                    } else {
+                        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "not ready")
+                    }
+                }
+            }),
+        )
+}
+
+/// Serves the internal router until `stop` changes.
+pub async fn serve_internal(
+    addr: SocketAddr,
+    router: axum::Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<()> {
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stop.changed().await;
+            })
+            .await;
+    });
+    Ok(())
+}
+
+/// Waits for SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// Waits (bounded) until the worker has no stream in flight.
+pub async fn drain(worker: &EngineWorker, grace: Duration) {
+    worker.drain();
+    let deadline = tokio::time::Instant::now() + grace;
+    while worker.counters().load.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Connects to NATS, retrying until it answers; the client reconnects by itself afterwards.
+pub async fn connect_nats(url: &str, name: &str) -> Result<async_nats::Client> {
+    async_nats::ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connection_timeout(Duration::from_secs(2))
+        .event_callback(|event| async move {
+            tracing::info!(%event, "NATS connection event.");
+        })
+        .connect(url)
+        .await
+        .with_context(|| format!("cannot connect to NATS at {url}"))
+}
+
+/// A tokio runtime for the serving roles (model work stays on its own threads).
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("chorus-io")
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// The default worker id: host name and process id.
+pub fn default_worker_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "worker".into());
+    format!("{host}-{}", std::process::id())
+}

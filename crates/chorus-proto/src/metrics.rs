@@ -1,0 +1,27 @@
+//! Every Prometheus metric name Chorus exports, in one place. The `inferno_*` and `api_*` names are the ones
+//! autoscalers and dashboards of the system we reproduce key on (cartesia-spec 1.3); ours follow
+//! `chorus_<subsystem>_<name>_<unit>[_total]`. Labels never carry text, voice ids or request ids.
+
+/// Gauge: streams the worker accepts at once.
+pub const WORKER_CAPACITY: &str = "inferno_worker_capacity";
+/// Gauge: streams in flight on the worker.
+pub const WORKER_LOAD: &str = "inferno_worker_load";
+/// Histogram (seconds): time from a job's acceptance to its first audio.
+pub const WORKER_TTFA: &str = "inferno_worker_ttfa";
+/// Histogram: compute time over audio duration, per job.
+pub const WORKER_RTF: &str = "inferno_worker_rtf";
+/// Gauge, label `model`: requests waiting for a free slot.
+pub const API_QUEUE_SIZE: &str = "api_queue_size";
+/// Gauge, label `model`: requests waiting because no worker serves their model.
+pub const API_UNSERVICEABLE: &str = "api_unserviceable_requests_size";
+/// Counter, label `outcome` (completed, cancelled, failed): jobs finished by the worker.
+pub const JOBS_TOTAL: &str = "chorus_worker_jobs_total";
+/// Counter: seconds of audio produced.
+pub const AUDIO_SECONDS_TOTAL: &str = "chorus_audio_seconds_total";
+/// Counter: characters of text synthesized.
+pub const CHARACTERS_TOTAL: &str = "chorus_characters_total";
+
+/// Buckets of the TTFA histogram, in seconds.
+pub const TTFA_BUCKETS: [f64; 12] = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0];
+/// Buckets of the RTF histogram.
+pub const RTF_BUCKETS: [f64; 10] = [0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0];
