@@ -417,12 +417,14 @@ _METRIC = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
 
 
 def parse_metrics(text: str) -> dict[str, float]:
-    """Prometheus text to {name: value summed over label sets}."""
+    """Prometheus text to {name: value summed over label sets, and name{labels}: value of that series}."""
     out: dict[str, float] = {}
     for line in text.splitlines():
         m = _METRIC.match(line)
         if m and not line.startswith("#"):
             out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(3))
+            if m.group(2):
+                out[m.group(1) + m.group(2)] = float(m.group(3))
     return out
 
 

@@ -6,6 +6,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from apisupport import (
+
     MODEL,
     VOICE,
     Collected,
@@ -16,6 +17,8 @@ from apisupport import (
     stamp_words,
     text_words,
 )
+
+COMPLETED = 'chorus_worker_jobs_total{outcome="completed"}'
 
 TEXTS = [
     "Yes.",
@@ -76,5 +79,5 @@ def test_sixteen_simultaneous_requests(client, server):
 
     after = poll(idle, timeout=3)
     assert after, f"inferno_worker_load did not return to 0: {server.metrics()}"
-    completed = after.get("chorus_jobs_completed", 0) - before.get("chorus_jobs_completed", 0)
+    completed = after.get(COMPLETED, 0) - before.get(COMPLETED, 0)
     assert completed >= 16, f"chorus_jobs_completed rose by {completed}, expected at least 16"

@@ -13,6 +13,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from apisupport import (
+
     MODEL,
     VOICE,
     assert_cartesia_error,
@@ -24,6 +25,8 @@ from apisupport import (
     raw_format,
     tts_body,
 )
+
+CANCELLED = 'chorus_worker_jobs_total{outcome="cancelled"}'
 
 TTS_ROUTES = ["/tts/bytes", "/tts/sse"]
 OK_FMT = raw_format("pcm_s16le", 16000)
@@ -283,14 +286,14 @@ def test_client_disconnect_cancels_the_job(server, still_serving):
 
     def settled():
         m = server.metrics()
-        ok = m.get("inferno_worker_load", 1) == 0 and m.get("chorus_jobs_cancelled", 0) > before.get(
-            "chorus_jobs_cancelled", 0)
+        ok = m.get("inferno_worker_load", 1) == 0 and m.get(CANCELLED, 0) > before.get(
+            CANCELLED, 0)
         return m if ok else None
 
     after = poll(settled, timeout=2.5)
     assert after, (
         f"2.5 s after the client hung up: load {server.metrics().get('inferno_worker_load')}, cancelled "
-        f"{server.metrics().get('chorus_jobs_cancelled')} (was {before.get('chorus_jobs_cancelled')})"
+        f"{server.metrics().get(CANCELLED)} (was {before.get(CANCELLED)})"
     )
     assert time.monotonic() - t0 < 2.5
     still_serving()
