@@ -34,9 +34,15 @@ pub struct BenchArgs {
     /// Python interpreter with `piper-tts` installed (`scripts/setup --dev` makes `.venv`); `none` skips the peer.
     #[arg(long, env = "CHORUS_BENCH_PEER_PYTHON")]
     pub peer_python: Option<String>,
-    /// Also write the results as JSON to this file.
+        /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Measure running servers instead of the engine in-process (repeat to compare; requests are interleaved).
+    #[arg(long)]
+    pub url: Vec<String>,
+    /// API key for --url servers.
+    #[arg(long, env = "CHORUS_BENCH_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
@@ -67,6 +73,9 @@ pub fn run(paths: &PathArgs, args: BenchArgs) -> Result<()> {
     if args.iterations == 0 || args.loads == 0 || args.threads.is_empty() {
         bail!("--iterations, --loads and --threads must be positive");
     }
+    if !args.url.is_empty() {
+        return run_urls(&args);
+    }
     let peer_python = match args.peer_python.as_deref() {
         Some("none") => None,
         Some(p) => Some(PathBuf::from(p)),
@@ -92,6 +101,33 @@ pub fn run(paths: &PathArgs, args: BenchArgs) -> Result<()> {
     println!("{}", render(&rows, &args));
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&rows)?)?;
+    }
+    Ok(())
+}
+
+fn run_urls(args: &BenchArgs) -> Result<()> {
+    let results = crate::bench_url::measure(&args.url, args.api_key.as_deref(), &args.voice, SHORT_TEXT, args.iterations)?;
+    let base = results.first().map(|r| quantile(&r.ttfa_s, 0.5)).unwrap_or(f64::NAN);
+    let mut s = format!(
+        "POST /tts/bytes, \"{SHORT_TEXT}\", {} requests per server, interleaved, one at a time\n\n",
+        args.iterations
+    );
+    s.push_str("| server | TTFA p50 (ms) | TTFA p90 (ms) | total p50 (ms) | TTFA p50 minus the first server's (ms) |\n");
+    s.push_str("|---|---|---|---|---|\n");
+    for r in &results {
+        let p50 = quantile(&r.ttfa_s, 0.5);
+        s.push_str(&format!(
+            "| {} | {:.2} | {:.2} | {:.2} | {:+.2} |\n",
+            r.url,
+            p50 * 1e3,
+            quantile(&r.ttfa_s, 0.9) * 1e3,
+            quantile(&r.total_s, 0.5) * 1e3,
+            (p50 - base) * 1e3
+        ));
+    }
+    println!("{s}");
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&results)?)?;
     }
     Ok(())
 }

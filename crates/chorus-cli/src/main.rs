@@ -3,6 +3,7 @@
 
 mod api;
 mod bench;
+mod bench_url;
 mod common;
 mod paths;
 mod probe;
@@ -72,7 +73,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let result = match cli.command {
         Command::Serve(args) => serve::run(&cli.paths, args),
-        Command::Api(args) => api::run(args),
+        Command::Api(args) => api::run(&cli.paths, args),
         Command::Worker(args) => worker::run(&cli.paths, args),
         Command::Probe(args) => probe::run(args),
         Command::Say(args) => say::run(&cli.paths, args),
