@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chorus_proto::{PhonemeTimestamps, PronunciationItem, SynthesisParams, WordTimestamps};
 use chorus_text::{ChunkStream, EspeakConfig, Frontend, FrontendConfig, PhonemeChunk, Phonemizer, TextInput};
@@ -14,7 +14,7 @@ use crate::EngineError;
 use crate::model::{Model, Scales};
 use crate::piper::{PiperModel, PiperVoice};
 use crate::pool::{JobResult, ModelPool};
-use crate::runtime;
+use crate::{runtime, scheduler};
 
 /// How the engine is loaded.
 #[derive(Debug, Clone)]
@@ -51,7 +51,14 @@ struct LoadedVoice {
     voice: PiperVoice,
     pool: ModelPool,
     speed: SpeedCurve,
+    /// Real-time factor of one model thread, measured at warm-up.
+    rtf: f64,
+    /// Seconds of audio per input id, measured at warm-up (to estimate a chunk's compute before running it).
+    seconds_per_id: f64,
 }
+
+/// Share of the model threads' speed that admission plans to use, so that first chunks find a thread quickly.
+const PLANNED_UTILIZATION: f64 = 0.7;
 
 /// How a voice's duration responds to `length_scale`: `duration(ls) / duration(1) = fixed + (1 - fixed) * ls`.
 ///
@@ -79,15 +86,18 @@ impl SpeedCurve {
     }
 
     /// Measures the curve: the warm-up ran `ids` at `length_scale` 1 (`pool.warmup_frames()`); one more run at 0.5.
-    fn measure(pool: &ModelPool, ids: &[i64], default: Scales) -> Result<Self, EngineError> {
+    /// That run, on a warm session, also gives the voice's real-time factor (returned second).
+    fn measure(pool: &ModelPool, ids: &[i64], default: Scales) -> Result<(Self, f64), EngineError> {
         let scales = Scales { length_scale: default.length_scale * 0.5, ..Self::warmup_scales(default) };
-        let rx = pool.submit(ids.to_vec(), scales, Arc::new(AtomicBool::new(false)))?;
-        let (out, _) = rx.recv().map_err(|_| EngineError::Shutdown)??;
+        let rx = pool.submit(ids.to_vec(), scales, Arc::new(AtomicBool::new(false)), Instant::now())?;
+        let (out, seconds) = rx.recv().map_err(|_| EngineError::Shutdown)??;
         let half: f64 = out.durations.iter().map(|d| f64::from(*d)).sum();
         let full = pool.warmup_frames();
         let ratio = if full > 0.0 { half / full } else { 0.5 };
         let fixed = (2.0 * ratio - 1.0).clamp(0.0, 0.6) as f32;
-        Ok(Self { fixed })
+        let audio = out.audio.len() as f64 / f64::from(pool.sample_rate());
+        let rtf = if audio > 0.0 { seconds / audio } else { f64::INFINITY };
+        Ok((Self { fixed }, rtf))
     }
 }
 
@@ -184,9 +194,12 @@ impl Engine {
                         Ok(Box::new(PiperModel::load(&env, &v, threads)?))
                     };
                     let pool = ModelPool::start(&voice.id, sessions, factory, warmup.clone(), scales)?;
-                    let speed = SpeedCurve::measure(&pool, &warmup, voice.default_scales)?;
+                                        let (speed, rtf) = SpeedCurve::measure(&pool, &warmup, voice.default_scales)?;
+                    tracing::info!(voice = %voice.id, rtf = format!("{rtf:.3}"), threads = pool.threads(), "Voice warm.");
                     tracing::debug!(voice = %voice.id, fixed = speed.fixed, "Speed curve measured.");
-                    Ok(LoadedVoice { voice, pool, speed })
+                                                            let audio = pool.warmup_frames() * pool.hop_length() as f64 / f64::from(pool.sample_rate());
+                    let seconds_per_id = audio / warmup.len().max(1) as f64;
+                    Ok(LoadedVoice { voice, pool, speed, rtf, seconds_per_id })
                 })
             })
             .collect();
@@ -198,6 +211,16 @@ impl Engine {
         let load_seconds = started.elapsed().as_secs_f64();
         tracing::info!(voices = loaded.len(), load_s = format!("{load_seconds:.2}"), "Engine ready.");
         Ok(Self { frontend, voices: loaded, load_seconds })
+    }
+
+    /// How many concurrent streams the engine keeps ahead of real time, from the voices' measured speed (the
+    /// slowest voice decides): see [`scheduler::capacity`].
+    pub fn measured_capacity(&self) -> u32 {
+        self.voices
+            .values()
+            .map(|v| scheduler::capacity(v.pool.threads(), v.rtf, PLANNED_UTILIZATION))
+            .min()
+            .unwrap_or(1)
     }
 
     /// Seconds the last [`Engine::load`] took (libraries, sessions, warm-up).
@@ -247,8 +270,14 @@ impl Engine {
             cancelled: Arc::new(AtomicBool::new(false)),
             in_flight: None,
             samples_out: 0,
+            first_audio_at: None,
+            compute_per_id: if loaded.rtf.is_finite() {
+                loaded.rtf * loaded.seconds_per_id / f64::from(request.params.speed)
+            } else {
+                0.0
+            },
         };
-        match synthesis.submit_next() {
+        match synthesis.submit_next(0) {
             Some(Ok(first)) => synthesis.in_flight = Some(Ok(first)),
             Some(Err(e)) => return Err(e),
             None => return Err(chorus_text::TextError::NothingToSpeak.into()),
@@ -280,6 +309,10 @@ pub struct Synthesis {
     cancelled: Arc<AtomicBool>,
     in_flight: Option<Result<InFlight, EngineError>>,
     samples_out: u64,
+    /// When the first chunk's audio was ready: the listener's playback clock starts there.
+    first_audio_at: Option<Instant>,
+    /// Expected compute seconds per input id, for the scheduler's latest-start priority.
+    compute_per_id: f64,
 }
 
 impl std::fmt::Debug for Synthesis {
@@ -299,14 +332,21 @@ impl Synthesis {
         self.cancelled.store(true, Ordering::Release);
     }
 
-    fn submit_next(&mut self) -> Option<Result<InFlight, EngineError>> {
+    /// Takes the next chunk from the front end and queues it, due when `audio_sent` samples have played.
+    fn submit_next(&mut self, audio_sent: u64) -> Option<Result<InFlight, EngineError>> {
         let chunk = match self.chunks.next()? {
             Ok(c) => c,
             Err(e) => return Some(Err(e.into())),
         };
+        let rate = f64::from(self.pool.sample_rate());
+        let sent = Duration::from_secs_f64(audio_sent as f64 / rate);
+        let due = scheduler::deadline(self.first_audio_at, sent, Instant::now());
+        let compute =
+            Duration::from_secs_f64((chunk.ids.len() as f64 * self.compute_per_id).clamp(0.0, 60.0));
+        let priority = scheduler::latest_start(due, compute);
         Some(
             self.pool
-                .submit(chunk.ids.clone(), self.scales, Arc::clone(&self.cancelled))
+                .submit(chunk.ids.clone(), self.scales, Arc::clone(&self.cancelled), priority)
                 .map(|reply| InFlight { chunk, reply }),
         )
     }
@@ -316,7 +356,8 @@ impl Iterator for Synthesis {
     type Item = Result<AudioChunk, EngineError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let current = match self.in_flight.take().or_else(|| self.submit_next())? {
+        let sent = self.samples_out;
+        let current = match self.in_flight.take().or_else(|| self.submit_next(sent))? {
             Ok(f) => f,
             Err(e) => return Some(Err(e)),
         };
@@ -325,11 +366,14 @@ impl Iterator for Synthesis {
             Ok(r) => r,
             Err(e) => return Some(Err(e)),
         };
-        // Queue the following chunk before handing this one over, so the model works while the caller encodes.
-        self.in_flight = self.submit_next();
-
+        // The listener starts playing now: later chunks are due as their audio would be reached.
+        self.first_audio_at.get_or_insert_with(Instant::now);
         let rate = f64::from(self.pool.sample_rate());
         let start = self.samples_out as f64 / rate;
+        // Queue the following chunk before handing this one over, so the model works while the caller encodes. It
+        // is due when the audio sent so far, this chunk included, has played.
+        self.in_flight = self.submit_next(self.samples_out + output.audio.len() as u64);
+
         let seconds_per_frame = self.pool.hop_length() as f64 / rate;
         let (words, mut phonemes) = current.chunk.timestamps(&output.durations, seconds_per_frame, start);
         let mut samples = output.audio;

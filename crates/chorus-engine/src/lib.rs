@@ -11,6 +11,7 @@ mod model;
 mod piper;
 mod pool;
 mod runtime;
+pub mod scheduler;
 mod worker;
 
 pub use engine::{AudioChunk, Engine, EngineConfig, SpeedCurve, Synthesis, SynthesisRequest};

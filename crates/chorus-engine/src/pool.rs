@@ -1,4 +1,4 @@
-//! Model threads: each owns one session and takes jobs from a shared bounded queue.
+//! Model threads: each owns one session and takes the most urgent chunk from the voice's scheduler queue.
 //!
 //! Models never run on an async runtime's workers. Sessions load in parallel, each is warmed up with one inference,
 //! and [`ModelPool::start`] returns only when every thread is ready.
@@ -8,13 +8,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender, bounded};
+use crossbeam_channel::{Sender, bounded};
 
 use crate::EngineError;
 use crate::model::{Model, ModelOutput, Scales};
+use crate::scheduler::{ChunkQueue, PushError};
 
-/// How many chunks may wait per model thread before submitters block.
-const QUEUE_PER_THREAD: usize = 64;
+/// Chunks that may wait at once. Each stream keeps at most one queued, so this is above any capacity.
+const QUEUE_LIMIT: usize = 1024;
 
 /// A chunk to synthesize.
 pub(crate) struct Job {
@@ -28,10 +29,21 @@ pub(crate) struct Job {
 /// The model's output plus the time the forward pass took.
 pub(crate) type JobResult = Result<(ModelOutput, f64), EngineError>;
 
+/// Closes the queue when the last [`ModelPool`] handle goes, so that the model threads end.
+#[derive(Debug)]
+struct Closer(Arc<ChunkQueue<Job>>);
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 /// A handle to a voice's model threads. Cloning is cheap; the threads stop when every handle is dropped.
 #[derive(Debug, Clone)]
 pub struct ModelPool {
-    tx: Sender<Job>,
+    queue: Arc<ChunkQueue<Job>>,
+    _closer: Arc<Closer>,
     sample_rate: u32,
     hop_length: usize,
     threads: usize,
@@ -58,11 +70,11 @@ impl ModelPool {
         F: Fn() -> Result<Box<dyn Model>, EngineError> + Send + Sync + 'static,
     {
         let threads = threads.max(1);
-        let (tx, rx) = bounded::<Job>(QUEUE_PER_THREAD * threads);
+        let queue = Arc::new(ChunkQueue::<Job>::new(QUEUE_LIMIT));
         let (ready_tx, ready_rx) = bounded::<Result<(u32, usize, f64), EngineError>>(threads);
         let factory = Arc::new(factory);
         for i in 0..threads {
-            let rx = rx.clone();
+            let queue = Arc::clone(&queue);
             let ready_tx = ready_tx.clone();
             let factory = Arc::clone(&factory);
             let warmup_ids = warmup_ids.clone();
@@ -93,7 +105,7 @@ impl ModelPool {
                     );
                     let _ = ready_tx.send(Ok((model.sample_rate(), model.hop_length(), frames)));
                     drop(ready_tx);
-                    serve(model.as_mut(), &rx);
+                    serve(model.as_mut(), &queue);
                 })
                 .map_err(|e| EngineError::Runtime(format!("cannot start a model thread: {e}")))?;
         }
@@ -103,7 +115,8 @@ impl ModelPool {
             shape = Some(ready_rx.recv().map_err(|_| EngineError::Shutdown)??);
         }
         let (sample_rate, hop_length, warmup_frames) = shape.ok_or(EngineError::Shutdown)?;
-        Ok(Self { tx, sample_rate, hop_length, threads, warmup_frames })
+        let closer = Arc::new(Closer(Arc::clone(&queue)));
+        Ok(Self { queue, _closer: closer, sample_rate, hop_length, threads, warmup_frames })
     }
 
     pub fn sample_rate(&self) -> u32 {
@@ -124,21 +137,32 @@ impl ModelPool {
         self.threads
     }
 
-    /// Queues a job; the result arrives on the returned channel.
+    /// Queues a chunk due at `deadline` (see [`crate::scheduler`]); the result arrives on the returned channel.
     pub(crate) fn submit(
         &self,
         ids: Vec<i64>,
         scales: Scales,
         cancelled: Arc<AtomicBool>,
-    ) -> Result<Receiver<JobResult>, EngineError> {
+        deadline: Instant,
+    ) -> Result<crossbeam_channel::Receiver<JobResult>, EngineError> {
         let (reply, rx) = bounded(1);
-        self.tx.send(Job { ids, scales, cancelled, reply }).map_err(|_| EngineError::Shutdown)?;
+        self.queue.push(Job { ids, scales, cancelled, reply }, deadline).map_err(|e| match e {
+            PushError::Closed => EngineError::Shutdown,
+            PushError::Full => {
+                EngineError::Runtime("the chunk queue is full (more streams than capacity)".into())
+            }
+        })?;
         Ok(rx)
+    }
+
+    /// Chunks waiting for a model thread.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
     }
 }
 
-fn serve(model: &mut dyn Model, rx: &Receiver<Job>) {
-    for job in rx.iter() {
+fn serve(model: &mut dyn Model, queue: &ChunkQueue<Job>) {
+    while let Some(job) = queue.pop() {
         if job.cancelled.load(Ordering::Acquire) {
             let _ = job.reply.send(Err(EngineError::Cancelled));
             continue;

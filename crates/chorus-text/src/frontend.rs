@@ -24,7 +24,8 @@ pub struct FrontendConfig {
     pub first_chunk_min_phonemes: usize,
     /// A first clause longer than this is split at a word boundary.
     pub first_chunk_max_phonemes: usize,
-    /// Later chunks hold whole sentences up to this many phonemes; longer ones split at clause, then word, bounds.
+    /// Later chunks hold whole sentences up to this many phonemes (ramping up from twice the first chunk's limit);
+    /// longer ones split at clause, then word, bounds.
     pub max_chunk_phonemes: usize,
 }
 
@@ -336,7 +337,14 @@ impl ChunkStream {
 
     fn next_chunk(&mut self) -> Result<Option<PhonemeChunk>, TextError> {
         let first = self.index == 0;
-        let max = if first { self.config.first_chunk_max_phonemes } else { self.config.max_chunk_phonemes };
+        // Chunks ramp up (90, 180, 360, then 400 phonemes by default): each is short enough to be ready before the
+        // audio already sent has played, and later ones long enough for good prosody and few model calls.
+        let ramp = self.config.first_chunk_max_phonemes.saturating_mul(1 << self.index.min(8));
+        let max = if first {
+            self.config.first_chunk_max_phonemes
+        } else {
+            ramp.min(self.config.max_chunk_phonemes)
+        };
         let mut taken: Vec<Prepared> = Vec::new();
         let mut count = 0usize;
         while self.peek_pending()? {
