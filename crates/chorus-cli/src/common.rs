@@ -58,7 +58,8 @@ pub struct ApiArgs {
 /// Engine flags (`serve` and `worker`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct EngineArgs {
-    /// Concurrent streams the worker accepts; more wait in the API's queue.
+    /// Concurrent streams the worker accepts; more wait in the API's queue (default: measured at warm-up, the
+    /// streams this machine keeps ahead of real time).
     #[arg(long, env = "CHORUS_CAPACITY")]
     pub capacity: Option<u32>,
     /// Model threads (ONNX Runtime sessions) per voice (default: one per core).
@@ -107,8 +108,10 @@ pub fn engine_worker(
     if let Some(model) = only {
         config.voices = vec![model.to_owned()];
     }
-    let capacity = args.capacity.or(file.capacity).unwrap_or(32).max(1);
     let engine = Arc::new(Engine::load(&config).context("cannot load the engine")?);
+    // Unless configured, the capacity is what this machine keeps real-time, measured at warm-up.
+    let capacity = args.capacity.or(file.capacity).unwrap_or_else(|| engine.measured_capacity()).max(1);
+    tracing::info!(capacity, measured = engine.measured_capacity(), "Worker capacity.");
     Ok(Arc::new(EngineWorker::new(engine, WorkerConfig { worker_id, capacity })))
 }
 
