@@ -1,16 +1,17 @@
 //! `chorus api`: the API server alone, reaching workers over NATS.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use chorus_api::AppState;
-use chorus_bus::{Bus, NatsBus, NatsBusConfig};
+use chorus_bus::{Bus, ModelInfo, NatsBus, NatsBusConfig};
 use tokio::task::JoinHandle;
 
 use crate::common::{self, ApiArgs, ConfigFile};
+use crate::paths::PathArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct ApiRoleArgs {
@@ -43,7 +44,23 @@ pub fn spawn_api(
     (server, ws_shutdown)
 }
 
-pub fn run(args: ApiRoleArgs) -> Result<()> {
+/// The voices installed beside the API (the image ships them in `CHORUS_MODELS_DIR`), read from their configs
+/// only: no model is loaded here.
+fn installed_models(dir: &Path) -> Vec<ModelInfo> {
+    match chorus_engine::PiperVoice::discover(dir) {
+        Ok(voices) => voices
+            .into_iter()
+            .map(|v| ModelInfo { id: v.id, language: v.language, sample_rate: v.sample_rate })
+            .collect(),
+        Err(e) => {
+            tracing::info!(error = %e, "No installed voices: voices are learned from the workers' heartbeats.");
+            Vec::new()
+        }
+    }
+}
+
+pub fn run(paths: &PathArgs, args: ApiRoleArgs) -> Result<()> {
+    let installed = installed_models(&paths.models_dir());
     let file = ConfigFile::load(args.config.as_deref())?;
     let metrics = common::install_metrics()?;
     let runtime = common::runtime()?;
@@ -56,6 +73,9 @@ pub fn run(args: ApiRoleArgs) -> Result<()> {
         };
         let bus = NatsBus::start(client, config).await.context("cannot follow the workers on NATS")?;
         let state = common::api_state(&args.api, &file, Arc::new(bus.clone()) as Arc<dyn Bus>)?;
+        // Installed voices are known before any worker of theirs joins (a fresh API, a pool scaled to zero):
+        // their requests wait as unserviceable, which wakes the pool, instead of failing as unknown voices.
+        state.voices.sync_builtin(&installed);
         let listener = tokio::net::TcpListener::bind(args.api.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.api.listen))?;
