@@ -94,6 +94,13 @@ pub async fn serve(
         tracing::info!("Shutdown requested: no new connections; draining open responses.");
         let _ = signalled_tx.send(());
     };
+    // Audio chunks must leave at once: without TCP_NODELAY, Nagle's algorithm and the client's delayed ACK can hold
+    // the first chunk for tens of milliseconds (seen in `chorus bench`).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "Cannot set TCP_NODELAY.");
+        }
+    });
     let server = axum::serve(listener, router).with_graceful_shutdown(signal).into_future();
     let drain_deadline = async move {
         // A dropped sender means the server ended by itself; never fire then.

@@ -19,9 +19,10 @@ pub const PARAGRAPH: &str = "The museum opens at nine in the morning and closes 
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// Measured repetitions of each text (after one warm-up run).
-    #[arg(long, default_value_t = 10)]
-    pub iterations: usize,
+    /// Measured repetitions of each text (after one warm-up run) [default: 10]. With --url: the interleaved
+    /// one-at-a-time comparison of the servers instead of the load benchmark.
+    #[arg(long)]
+    pub iterations: Option<usize>,
     /// Engine loads measured per configuration.
     #[arg(long, default_value_t = 3)]
     pub loads: usize,
@@ -34,15 +35,27 @@ pub struct BenchArgs {
     /// Python interpreter with `piper-tts` installed (`scripts/setup --dev` makes `.venv`); `none` skips the peer.
     #[arg(long, env = "CHORUS_BENCH_PEER_PYTHON")]
     pub peer_python: Option<String>,
-        /// Also write the results as JSON to this file.
+    /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Measure running servers instead of the engine in-process (repeat to compare; requests are interleaved).
+    /// Measure a running server instead of the engine in-process: the load benchmark (the flags below); with
+    /// --iterations or several --url, the servers one request at a time, interleaved.
     #[arg(long)]
     pub url: Vec<String>,
     /// API key for --url servers.
     #[arg(long, env = "CHORUS_BENCH_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    #[command(flatten)]
+    pub load: Box<crate::bench_load::LoadArgs>,
+}
+
+/// Repetitions of the in-process and interleaved benchmarks.
+const DEFAULT_ITERATIONS: usize = 10;
+
+impl BenchArgs {
+    fn iterations(&self) -> usize {
+        self.iterations.unwrap_or(DEFAULT_ITERATIONS)
+    }
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
@@ -70,11 +83,33 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 }
 
 pub fn run(paths: &PathArgs, args: BenchArgs) -> Result<()> {
-    if args.iterations == 0 || args.loads == 0 || args.threads.is_empty() {
+    let iterations = args.iterations();
+    if iterations == 0 || args.loads == 0 || args.threads.is_empty() {
         bail!("--iterations, --loads and --threads must be positive");
     }
-    if !args.url.is_empty() {
-        return run_urls(&args);
+    match args.url.as_slice() {
+        [] if !args.load.from.is_empty() => {
+            return crate::bench_load::report(args.json.as_deref(), &args.load);
+        }
+        [] if args.load.any_given() => bail!("the load benchmark needs --url (or --from files to report)"),
+        [] => {}
+        [url] if args.iterations.is_none() => {
+            return crate::bench_load::run(
+                url,
+                args.api_key.as_deref(),
+                &args.voice,
+                args.json.as_deref(),
+                &args.load,
+            );
+        }
+        [_, ..] => {
+            if args.load.any_given() {
+                bail!(
+                    "--iterations and several --url compare servers one request at a time: drop the load flags"
+                );
+            }
+            return run_urls(&args, iterations);
+        }
     }
     let peer_python = match args.peer_python.as_deref() {
         Some("none") => None,
@@ -92,7 +127,7 @@ pub fn run(paths: &PathArgs, args: BenchArgs) -> Result<()> {
         let peer = match &peer_python {
             Some(python) => {
                 eprintln!("measuring piper-tts (Python) with {threads} thread(s)...");
-                Some(measure_peer(python, &voice_dir, &args.voice, threads, args.iterations)?)
+                Some(measure_peer(python, &voice_dir, &args.voice, threads, args.iterations())?)
             }
             None => None,
         };
@@ -105,12 +140,13 @@ pub fn run(paths: &PathArgs, args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn run_urls(args: &BenchArgs) -> Result<()> {
-    let results = crate::bench_url::measure(&args.url, args.api_key.as_deref(), &args.voice, SHORT_TEXT, args.iterations)?;
+fn run_urls(args: &BenchArgs, iterations: usize) -> Result<()> {
+    let results =
+        crate::bench_url::measure(&args.url, args.api_key.as_deref(), &args.voice, SHORT_TEXT, iterations)?;
     let base = results.first().map(|r| quantile(&r.ttfa_s, 0.5)).unwrap_or(f64::NAN);
     let mut s = format!(
         "POST /tts/bytes, \"{SHORT_TEXT}\", {} requests per server, interleaved, one at a time\n\n",
-        args.iterations
+        iterations
     );
     s.push_str("| server | TTFA p50 (ms) | TTFA p90 (ms) | total p50 (ms) | TTFA p50 minus the first server's (ms) |\n");
     s.push_str("|---|---|---|---|---|\n");
@@ -157,15 +193,15 @@ fn measure_chorus(paths: &PathArgs, args: &BenchArgs, threads: usize) -> Result<
             c?;
         }
     }
-    let mut ttfa = Vec::with_capacity(args.iterations);
-    for _ in 0..args.iterations {
+    let mut ttfa = Vec::with_capacity(args.iterations());
+    for _ in 0..args.iterations() {
         let t0 = Instant::now();
         let mut synthesis = engine.synthesize(&short)?;
         synthesis.next().context("no audio")??;
         ttfa.push(t0.elapsed().as_secs_f64());
     }
-    let mut rtf = Vec::with_capacity(args.iterations);
-    for _ in 0..args.iterations {
+    let mut rtf = Vec::with_capacity(args.iterations());
+    for _ in 0..args.iterations() {
         let t0 = Instant::now();
         let synthesis = engine.synthesize(&paragraph)?;
         let rate = f64::from(synthesis.sample_rate());
@@ -225,7 +261,8 @@ type Metric<'a> = (&'a str, f64, f64, Option<(f64, f64)>);
 fn render(rows: &[Row], args: &BenchArgs) -> String {
     let mut s = format!(
         "voice {}, {} iterations per text, median (p90); ratio = chorus / piper-tts (below 1 is better for chorus)\n\n",
-        args.voice, args.iterations
+        args.voice,
+        args.iterations()
     );
     s.push_str("| threads | metric | chorus | piper-tts (Python) | ratio |\n|---|---|---|---|---|\n");
     for row in rows {

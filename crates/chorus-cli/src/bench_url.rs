@@ -20,7 +20,13 @@ pub struct UrlMeasurement {
 }
 
 /// Measures every server `iterations` times with `text` (after one unmeasured request each).
-pub fn measure(urls: &[String], api_key: Option<&str>, voice: &str, text: &str, iterations: usize) -> Result<Vec<UrlMeasurement>> {
+pub fn measure(
+    urls: &[String],
+    api_key: Option<&str>,
+    voice: &str,
+    text: &str,
+    iterations: usize,
+) -> Result<Vec<UrlMeasurement>> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();

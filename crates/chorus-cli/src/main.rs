@@ -3,6 +3,11 @@
 
 mod api;
 mod bench;
+mod bench_load;
+mod bench_plot;
+mod bench_proto;
+mod bench_stats;
+mod bench_texts;
 mod bench_url;
 mod common;
 mod paths;
@@ -44,7 +49,8 @@ enum Command {
     Probe(probe::ProbeArgs),
     /// Speak a text into an audio file (or stdout), chunk by chunk as it is synthesized.
     Say(say::SayArgs),
-    /// Measure model load time, time to first audio and real-time factor, against the Python Piper peer.
+    /// Measure model load time, time to first audio and real-time factor, against the Python Piper peer; or load a
+    /// running server with `--url` (TTFA, RTF, throughput and underruns per concurrency level).
     Bench(bench::BenchArgs),
 }
 
