@@ -45,16 +45,8 @@ const MPEG2_RATES: [(u32, Bitrate); 12] = [
     (128, Bitrate::Kbps128),
     (160, Bitrate::Kbps160),
 ];
-/// ... and for MPEG-2.5 (8 to 12 kHz), where LAME stops at 64 kbit/s.
-const MPEG25_RATES: [(u32, Bitrate); 7] = [
-    (8, Bitrate::Kbps8),
-    (16, Bitrate::Kbps16),
-    (24, Bitrate::Kbps24),
-    (32, Bitrate::Kbps32),
-    (40, Bitrate::Kbps40),
-    (48, Bitrate::Kbps48),
-    (64, Bitrate::Kbps64),
-];
+/// ... and for MPEG-2.5 (8 to 12 kHz), where LAME stops at 64 kbit/s: MPEG-2's rates up to 64.
+const MPEG25_RATES: &[(u32, Bitrate)] = MPEG2_RATES.split_at(7).0;
 
 /// The allowed rate nearest to `format.bit_rate` (default 128 kbit/s) for the format's
 /// sample rate.
@@ -63,7 +55,7 @@ fn nearest_bit_rate(format: &OutputFormat) -> (u32, Bitrate) {
     let table: &[(u32, Bitrate)] = match format.sample_rate {
         32_000.. => &MPEG1_RATES,
         16_000..32_000 => &MPEG2_RATES,
-        _ => &MPEG25_RATES,
+        _ => MPEG25_RATES,
     };
     table.iter().copied().min_by_key(|&(kbps, _)| kbps.abs_diff(wanted)).unwrap_or((128, Bitrate::Kbps128))
 }
