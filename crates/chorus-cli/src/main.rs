@@ -14,6 +14,7 @@ mod paths;
 mod probe;
 mod say;
 mod serve;
+mod smoke;
 mod worker;
 
 use std::process::ExitCode;
@@ -47,6 +48,8 @@ enum Command {
     Worker(worker::WorkerArgs),
     /// Check a role's readiness (for Kubernetes probes).
     Probe(probe::ProbeArgs),
+    /// Smoke-test a running deployment: status, voices, a WAV, a WebSocket round trip, the metric names.
+    Smoke(smoke::SmokeArgs),
     /// Speak a text into an audio file (or stdout), chunk by chunk as it is synthesized.
     Say(say::SayArgs),
     /// Measure model load time, time to first audio and real-time factor, against the Python Piper peer; or load a
@@ -72,7 +75,7 @@ fn main() -> ExitCode {
     };
     let default_level = match cli.command {
         Command::Serve(_) | Command::Api(_) | Command::Worker(_) => "info",
-        Command::Say(_) | Command::Bench(_) | Command::Probe(_) => "warn",
+        Command::Say(_) | Command::Bench(_) | Command::Probe(_) | Command::Smoke(_) => "warn",
     };
     let filter = EnvFilter::try_new(cli.log.as_deref().unwrap_or(default_level))
         .unwrap_or_else(|_| EnvFilter::new(default_level));
@@ -82,6 +85,7 @@ fn main() -> ExitCode {
         Command::Api(args) => api::run(&cli.paths, args),
         Command::Worker(args) => worker::run(&cli.paths, args),
         Command::Probe(args) => probe::run(args),
+        Command::Smoke(args) => smoke::run(args),
         Command::Say(args) => say::run(&cli.paths, args),
         Command::Bench(args) => bench::run(&cli.paths, args),
     };

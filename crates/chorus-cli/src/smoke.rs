@@ -1,0 +1,181 @@
+//! `chorus smoke --url URL`: the seed system's smoke tests against a running deployment. Exits non-zero on any
+//! failure, printing one line per check.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+
+use crate::bench_proto::{self, Connection, HttpClient, Protocol, Target};
+
+/// Metric names a deployment must export (cartesia-spec 1.3): checked across every `--metrics-url`.
+const REQUIRED_METRICS: [&str; 6] = [
+    chorus_proto::metrics::WORKER_CAPACITY,
+    chorus_proto::metrics::WORKER_LOAD,
+    chorus_proto::metrics::WORKER_TTFA,
+    chorus_proto::metrics::WORKER_RTF,
+    chorus_proto::metrics::API_QUEUE_SIZE,
+    chorus_proto::metrics::API_UNSERVICEABLE,
+];
+
+#[derive(Debug, clap::Args)]
+pub struct SmokeArgs {
+    /// The API's base URL, e.g. http://127.0.0.1:5000.
+    #[arg(long, env = "CHORUS_SMOKE_URL")]
+    pub url: String,
+    /// API key, if the deployment needs one.
+    #[arg(long, env = "CHORUS_SMOKE_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// /metrics URLs of the API and workers (repeat); the required metric names must appear across them.
+    #[arg(long = "metrics-url")]
+    pub metrics_urls: Vec<String>,
+    /// Model id to request.
+    #[arg(long, default_value = "sonic-3")]
+    pub model_id: String,
+    /// Seconds each check may take.
+    #[arg(long, default_value_t = 60)]
+    pub timeout: u64,
+}
+
+pub fn run(args: SmokeArgs) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let http = bench_proto::http_client();
+        let base = args.url.trim_end_matches('/').to_owned();
+        let timeout = Duration::from_secs(args.timeout);
+        let mut failures = 0;
+        let mut check = |name: &str, result: Result<String>| match result {
+            Ok(detail) => println!("PASS {name}: {detail}"),
+            Err(e) => {
+                failures += 1;
+                println!("FAIL {name}: {}", format!("{e:#}").replace('\n', " "));
+            }
+        };
+        check(
+            "GET /status",
+            tokio::time::timeout(timeout, status(&http, &base)).await.unwrap_or_else(|_| bail_timeout()),
+        );
+        let voice = tokio::time::timeout(timeout, first_voice(&http, &base, args.api_key.as_deref()))
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("timed out")));
+        let voice_id = voice.as_ref().ok().cloned();
+        check("GET /voices", voice.map(|v| format!("first voice {v}")));
+        if let Some(voice) = voice_id {
+            let target = |protocol| Target {
+                base: base.clone(),
+                api_key: args.api_key.clone(),
+                voice: voice.clone(),
+                model_id: args.model_id.clone(),
+                protocol,
+            };
+            check(
+                "POST /tts/bytes (wav)",
+                tokio::time::timeout(timeout, wav(&http, &target(Protocol::Bytes)))
+                    .await
+                    .unwrap_or_else(|_| bail_timeout()),
+            );
+            check(
+                "WebSocket round trip",
+                tokio::time::timeout(timeout, websocket(&http, &target(Protocol::Ws)))
+                    .await
+                    .unwrap_or_else(|_| bail_timeout()),
+            );
+        }
+        if !args.metrics_urls.is_empty() {
+            check(
+                "metric names",
+                tokio::time::timeout(timeout, metrics(&http, &args.metrics_urls))
+                    .await
+                    .unwrap_or_else(|_| bail_timeout()),
+            );
+        }
+        if failures > 0 {
+            bail!("{failures} smoke check(s) failed");
+        }
+        Ok(())
+    })
+}
+
+fn bail_timeout() -> Result<String> {
+    Err(anyhow::anyhow!("timed out"))
+}
+
+async fn get(http: &HttpClient, url: &str, api_key: Option<&str>) -> Result<(u16, Bytes)> {
+    let mut req = hyper::Request::get(url);
+    if let Some(key) = api_key {
+        req = req.header("authorization", format!("Bearer {key}"));
+    }
+    let response = http
+        .request(req.body(Full::new(Bytes::new()))?)
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
+    let status = response.status().as_u16();
+    let body =
+        response.into_body().collect().await.with_context(|| format!("{url}: body failed"))?.to_bytes();
+    Ok((status, body))
+}
+
+async fn status(http: &HttpClient, base: &str) -> Result<String> {
+    let (code, body) = get(http, &format!("{base}/status"), None).await?;
+    ensure!(code == 200, "status {code}");
+    let json: serde_json::Value = serde_json::from_slice(&body).context("not JSON")?;
+    ensure!(json["ok"] == true, "ok is not true: {json}");
+    Ok(format!("{json}"))
+}
+
+async fn first_voice(http: &HttpClient, base: &str, api_key: Option<&str>) -> Result<String> {
+    let (code, body) = get(http, &format!("{base}/voices?limit=100"), api_key).await?;
+    ensure!(code == 200, "status {code}: {}", String::from_utf8_lossy(&body));
+    let json: serde_json::Value = serde_json::from_slice(&body).context("not JSON")?;
+    let first = json["data"].as_array().and_then(|d| d.first()).context("no voice listed")?;
+    first["id"].as_str().map(str::to_owned).context("a voice without an id")
+}
+
+async fn wav(http: &HttpClient, target: &Target) -> Result<String> {
+    let body = serde_json::json!({
+        "model_id": target.model_id,
+        "transcript": "This is a smoke test of the text to speech service.",
+        "voice": {"mode": "id", "id": target.voice},
+        "output_format": {"container": "wav", "encoding": "pcm_s16le", "sample_rate": 22050},
+    });
+    let mut req =
+        hyper::Request::post(format!("{}/tts/bytes", target.base)).header("content-type", "application/json");
+    if let Some(key) = &target.api_key {
+        req = req.header("authorization", format!("Bearer {key}"));
+    }
+    let response = http.request(req.body(Full::new(Bytes::from(serde_json::to_vec(&body)?)))?).await?;
+    let code = response.status().as_u16();
+    let bytes = response.into_body().collect().await.context("the audio stream failed")?.to_bytes();
+    ensure!(code == 200, "status {code}: {}", String::from_utf8_lossy(&bytes));
+    let (_, data_len, bytes_per_s) = bench_proto::wav_layout(&bytes)?;
+    let seconds = data_len as f64 / bytes_per_s;
+    ensure!(seconds > 1.0, "only {seconds:.2} s of audio");
+    Ok(format!("{seconds:.2} s of WAV audio"))
+}
+
+async fn websocket(http: &HttpClient, target: &Target) -> Result<String> {
+    let connection = Connection::open(target, http).await?;
+    let outcome = connection.request(target, "Smoke test over the WebSocket.").await;
+    connection.close().await;
+    let outcome = outcome?;
+    ensure!(outcome.audio_s() > 0.5, "only {:.2} s of audio", outcome.audio_s());
+    Ok(format!("{:.2} s of audio, first after {} ms", outcome.audio_s(), outcome.ttfa.as_millis()))
+}
+
+async fn metrics(http: &HttpClient, urls: &[String]) -> Result<String> {
+    let mut text = String::new();
+    for url in urls {
+        let (code, body) = get(http, url, None).await?;
+        ensure!(code == 200, "{url}: status {code}");
+        text.push_str(&String::from_utf8_lossy(&body));
+        text.push('\n');
+    }
+    let missing: Vec<&str> = REQUIRED_METRICS
+        .iter()
+        .copied()
+        .filter(|name| !text.lines().any(|l| l.starts_with(name) && !l.starts_with('#')))
+        .collect();
+    ensure!(missing.is_empty(), "missing {}", missing.join(", "));
+    Ok(format!("all of {} present", REQUIRED_METRICS.join(", ")))
+}
