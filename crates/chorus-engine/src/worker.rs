@@ -33,12 +33,8 @@ pub struct WorkerConfig {
 /// Counters a worker keeps (read by metrics and tests).
 #[derive(Debug, Default)]
 pub struct WorkerCounters {
-    /// Jobs in flight.
+        /// Jobs in flight. (Finished jobs are counted by outcome in the `chorus_worker_jobs_total` metric.)
     pub load: AtomicU32,
-    /// Jobs that ended because the client went away or cancelled.
-    pub cancelled: AtomicU32,
-    pub completed: AtomicU32,
-    pub failed: AtomicU32,
 }
 
 /// The engine behind the [`Worker`] trait.
@@ -123,19 +119,10 @@ impl Worker for EngineWorker {
             let request_id = job.request_id.clone();
             let mut run = Job::new(&engine, job, &events);
             let outcome = run.run(&inputs);
-            let label = match outcome {
-                Outcome::Completed => {
-                    counters.completed.fetch_add(1, Ordering::Relaxed);
-                    "completed"
-                }
-                Outcome::Stopped => {
-                    counters.cancelled.fetch_add(1, Ordering::Relaxed);
-                    "cancelled"
-                }
-                Outcome::Failed => {
-                    counters.failed.fetch_add(1, Ordering::Relaxed);
-                    "failed"
-                }
+                        let label = match outcome {
+                Outcome::Completed => "completed",
+                Outcome::Stopped => "cancelled",
+                Outcome::Failed => "failed",
             };
             metrics::counter!(names::JOBS_TOTAL, "outcome" => label).increment(1);
             run.record_metrics();
