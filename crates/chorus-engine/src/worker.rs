@@ -33,7 +33,7 @@ pub struct WorkerConfig {
 /// Counters a worker keeps (read by metrics and tests).
 #[derive(Debug, Default)]
 pub struct WorkerCounters {
-        /// Jobs in flight. (Finished jobs are counted by outcome in the `chorus_worker_jobs_total` metric.)
+    /// Jobs in flight. (Finished jobs are counted by outcome in the `chorus_worker_jobs_total` metric.)
     pub load: AtomicU32,
 }
 
@@ -119,7 +119,7 @@ impl Worker for EngineWorker {
             let request_id = job.request_id.clone();
             let mut run = Job::new(&engine, job, &events);
             let outcome = run.run(&inputs);
-                        let label = match outcome {
+            let label = match outcome {
                 Outcome::Completed => "completed",
                 Outcome::Stopped => "cancelled",
                 Outcome::Failed => "failed",
