@@ -167,7 +167,7 @@ impl Worker for EngineWorker {
         if job.protocol_version != PROTOCOL_VERSION {
             return Err(Refusal::Version(job.protocol_version));
         }
-        if !read(&self.served).get(&job.model).is_some_and(|s| !s.retiring) {
+        if read(&self.served).get(&job.model).is_none_or(|s| s.retiring) {
             return Err(Refusal::UnknownModel(job.model));
         }
         // Reserve a slot.
