@@ -4,8 +4,8 @@
 //! The store holds one directory per model: `models/<model-id>/` with a Piper config `<name>.onnx.json` and its
 //! graph beside it, `<name>.dur.onnx` (durations exposed by `scripts/expose_durations.py`, preferred: word and
 //! phoneme timestamps) or `<name>.onnx`. `<name>` is free; the directory name is the model id (letters, digits,
-//! `.`, `_`, `-`). The watcher lists `models/` every interval and compares the files' sizes and etags with what it
-//! loaded:
+//! `.`, `_`, `-`; names starting with `.` are skipped: staging directories). The watcher lists `models/` every
+//! interval and compares the files' sizes and etags with what it loaded:
 //!
 //! - a new directory, complete and unchanged for one whole interval (so a copy in progress is not read half-way),
 //!   is loaded into fresh sessions on the model's own threads, warmed up, and only then announced by the worker;
@@ -144,6 +144,10 @@ impl Tracker {
         let mut actions = Vec::new();
         let mut seen = BTreeMap::new();
         for (id, files) in scan {
+            if id.starts_with('.') {
+                // Hidden: a staging directory being filled before it is renamed into place.
+                continue;
+            }
             if self.fixed.contains(id) {
                 self.report(id, "a model of this id is installed on the worker; the store's copy is ignored");
                 continue;
@@ -384,36 +388,10 @@ impl Task {
 
     /// The directory the model's files are read from: in place for a local store, else a fresh download.
     async fn local_dir(&self, id: &str, files: &ModelFiles) -> Result<PathBuf, String> {
-        if let Some(root) = &self.config.local_root {
-            return Ok(root.join(MODELS_PREFIX).join(id));
+        match &self.config.local_root {
+            Some(root) => Ok(root.join(MODELS_PREFIX).join(id)),
+            None => download(self.store.as_ref(), &self.config.cache_dir, id, files).await,
         }
-        let dir = self.config.cache_dir.join(id).join(cache_key(&files.signature));
-        for name in [&files.config, &files.graph] {
-            let location = Path::from(format!("{MODELS_PREFIX}/{id}/{name}"));
-            let bytes = self
-                .store
-                .get(&location)
-                .await
-                .map(object_store::GetResult::into_stream)
-                .map_err(|e| format!("{location}: {e}"))?
-                .collect::<Vec<_>>()
-                .await;
-            let target = dir.join(name);
-            let dir = dir.clone();
-            tokio::task::spawn_blocking(move || write_chunks(&dir, &target, bytes))
-                .await
-                .map_err(|e| format!("the download stopped: {e}"))?
-                .map_err(|e| format!("{location}: {e}"))?;
-        }
-        // Older downloads of this model are no longer needed.
-        if let Ok(entries) = std::fs::read_dir(self.config.cache_dir.join(id)) {
-            for entry in entries.flatten() {
-                if entry.path() != dir {
-                    let _ = std::fs::remove_dir_all(entry.path());
-                }
-            }
-        }
-        Ok(dir)
     }
 
     async fn remove(&self, id: &str) {
@@ -438,6 +416,41 @@ impl Task {
         }
         tracing::info!(model = %id, "Model drained and unloaded.");
     }
+}
+
+/// Downloads a model's files into `<cache_dir>/<id>/<version>/` and returns that directory; older versions of the
+/// model in the cache are deleted.
+pub async fn download(
+    store: &dyn ObjectStore,
+    cache_dir: &FsPath,
+    id: &str,
+    files: &ModelFiles,
+) -> Result<PathBuf, String> {
+    let dir = cache_dir.join(id).join(cache_key(&files.signature));
+    for name in [&files.config, &files.graph] {
+        let location = Path::from(format!("{MODELS_PREFIX}/{id}/{name}"));
+        let chunks = store
+            .get(&location)
+            .await
+            .map(object_store::GetResult::into_stream)
+            .map_err(|e| format!("{location}: {e}"))?
+            .collect::<Vec<_>>()
+            .await;
+        let target = dir.join(name);
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || write_chunks(&dir, &target, chunks))
+            .await
+            .map_err(|e| format!("the download stopped: {e}"))?
+            .map_err(|e| format!("{location}: {e}"))?;
+    }
+    if let Ok(entries) = std::fs::read_dir(cache_dir.join(id)) {
+        for entry in entries.flatten() {
+            if entry.path() != dir {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    Ok(dir)
 }
 
 /// A short, file-name-safe key of a signature (FNV-1a).
@@ -618,6 +631,38 @@ mod tests {
         assert!(t.plan(&scan, false).is_empty());
         assert!(t.plan(&Scan::new(), false).is_empty(), "a fixed model is never removed");
         assert!(valid_model_id("en_US-joe-medium") && !valid_model_id("a/b") && !valid_model_id(""));
+    }
+
+    /// A bucket's model (here the in-memory store) is downloaded whole into the cache; a new version replaces the
+    /// old one there.
+    #[test]
+    fn downloads_a_bucket_model_into_the_cache() {
+        use object_store::{ObjectStoreExt, PutPayload};
+        let store = object_store::memory::InMemory::new();
+        let cache = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let graph = vec![7u8; 3 * 1024 * 1024];
+        runtime.block_on(async {
+            let put = |name: &str, bytes: Vec<u8>| {
+                let location = Path::from(format!("models/m/{name}"));
+                let store = &store;
+                async move { store.put(&location, PutPayload::from(bytes)).await.unwrap() }
+            };
+            put("v.onnx.json", b"{\"audio\":{}}".to_vec()).await;
+            put("v.onnx", graph.clone()).await;
+            let scan = scan(&store).await.unwrap();
+            let files = model_files(&scan["m"]).unwrap();
+            let dir = download(&store, cache.path(), "m", &files).await.unwrap();
+            assert_eq!(std::fs::read(dir.join("v.onnx")).unwrap(), graph);
+            assert_eq!(std::fs::read(dir.join("v.onnx.json")).unwrap(), b"{\"audio\":{}}");
+            // A new version: downloaded beside, the old one deleted.
+            put("v.onnx", vec![8u8; 10]).await;
+            let files = model_files(&super::scan(&store).await.unwrap()["m"]).unwrap();
+            let newer = download(&store, cache.path(), "m", &files).await.unwrap();
+            assert_ne!(newer, dir);
+            assert!(!dir.exists());
+            assert_eq!(std::fs::read(newer.join("v.onnx")).unwrap(), vec![8u8; 10]);
+        });
     }
 
     /// The listing of a real directory store groups the files by model and carries sizes and etags.
