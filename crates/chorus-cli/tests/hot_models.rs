@@ -66,10 +66,37 @@ fn reloads(metrics: SocketAddr, result: &str) -> f64 {
     metric(metrics, "chorus_artifacts_reload_total", &[("kind", "model"), ("result", result)])
 }
 
-/// Copies `file` of the bundled voice to `dir/<HOT><suffix>`.
+/// Copies a file of the bundled voice to `dir/<HOT><suffix>`.
 fn copy_part(dir: &Path, suffix: &str) {
     let bundled = cluster_support::root().join("models").join(MODEL);
     std::fs::copy(bundled.join(format!("{MODEL}{suffix}")), dir.join(format!("{HOT}{suffix}"))).unwrap();
+}
+
+/// A complete copy of the bundled voice as model `id` in the store.
+fn drop_model(store: &Path, id: &str) {
+    let dir = store.join("models").join(id);
+    std::fs::create_dir_all(&dir).unwrap();
+    copy_part(&dir, ".onnx.json");
+    copy_part(&dir, ".dur.onnx");
+}
+
+/// `chorus serve` on free ports with `args`; returns once it is ready.
+fn serve(dir: &Path, args: &[&str]) -> (Proc, SocketAddr, SocketAddr) {
+    let api = loopback(free_port());
+    let metrics = loopback(free_port());
+    let mut cmd = chorus("info");
+    cmd.args(["serve", "--listen", &api.to_string(), "--metrics-listen", &metrics.to_string()])
+        .args(["--capacity", "4", "--sessions", "1", "--threads", "1"])
+        .args(args);
+    let mut serve = Proc::spawn("chorus serve", cmd, dir.join("serve.log"));
+    let ready = poll(Duration::from_secs(60), || {
+        if let Some(status) = serve.try_wait() {
+            panic!("chorus serve exited ({status}):\n{}", serve.log_text());
+        }
+        http_get(metrics, "/ready").is_ok_and(|(s, _)| s == 200).then_some(())
+    });
+    assert!(ready.is_some(), "chorus serve not ready:\n{}", serve.log_text());
+    (serve, api, metrics)
 }
 
 /// A WebSocket context on `/tts/websocket`.
@@ -198,20 +225,8 @@ fn serve_hot_adds_drains_and_unloads_a_voice_model() {
     let _serial = cluster_support::serial();
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let api = loopback(free_port());
-    let metrics = loopback(free_port());
-    let mut cmd = chorus("info");
-    cmd.args(["serve", "--listen", &api.to_string(), "--metrics-listen", &metrics.to_string()])
-        .args(["--capacity", "4", "--sessions", "1", "--threads", "1"])
-        .args(["--artifacts", store.to_str().unwrap(), "--models-poll-seconds", POLL]);
-    let mut serve = Proc::spawn("chorus serve", cmd, dir.path().join("serve.log"));
-    let ready = poll(Duration::from_secs(60), || {
-        if let Some(status) = serve.try_wait() {
-            panic!("chorus serve exited ({status}):\n{}", serve.log_text());
-        }
-        http_get(metrics, "/ready").is_ok_and(|(s, _)| s == 200).then_some(())
-    });
-    assert!(ready.is_some(), "chorus serve not ready:\n{}", serve.log_text());
+    let (serve, api, metrics) =
+        serve(dir.path(), &["--artifacts", store.to_str().unwrap(), "--models-poll-seconds", POLL]);
     assert!(store.join("models").parent().unwrap().is_dir(), "the store directory was not created");
 
     let log = serve.log.clone();
@@ -219,6 +234,33 @@ fn serve_hot_adds_drains_and_unloads_a_voice_model() {
     hot_add_then_drain_and_remove(api, metrics, &store, &logs);
     let text = serve.log_text();
     assert!(text.contains("Model drained and unloaded"), "{text}");
+}
+
+/// `--enable-hot-reload=false`: the models in the store at start are loaded, later changes are not applied.
+#[test]
+fn without_hot_reload_only_the_models_present_at_start_are_loaded() {
+    let _serial = cluster_support::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    drop_model(&store, HOT);
+    let (serve, api, metrics) = serve(
+        dir.path(),
+        &["--artifacts", store.to_str().unwrap(), "--models-poll-seconds", POLL, "--enable-hot-reload=false"],
+    );
+    let listed = poll(Duration::from_secs(60), || voice_listed(api, HOT).then_some(()));
+    assert!(listed.is_some(), "the model present at start was not loaded:\n{}", serve.log_text());
+    let (status, pcm) = tts(api, HOT, "Loaded at start.");
+    assert_eq!(status, 200);
+    assert!(pcm_stats(&pcm).1 > 0.01, "silent audio");
+
+    // Changes after the start are not applied: a new model is not loaded, a removed one keeps serving.
+    drop_model(&store, "en_US-late-medium");
+    std::fs::remove_dir_all(store.join("models").join(HOT)).unwrap();
+    std::thread::sleep(Duration::from_millis(2000));
+    assert!(!voice_listed(api, "en_US-late-medium"), "a model dropped after the start was loaded");
+    assert!(voice_listed(api, HOT), "a model was unloaded with hot reload off");
+    assert_eq!(reloads(metrics, "ok"), 1.0);
+    assert_eq!(reloads(metrics, "removed"), 0.0);
 }
 
 /// `chorus api` + `chorus worker` over a real `nats-server`: the API learns the new model from the worker's
