@@ -101,7 +101,9 @@ pub struct Prepared {
 impl AppState {
     pub fn new(bus: Arc<dyn Bus>, config: ApiConfig) -> Self {
         let voices = Arc::new(VoiceStore::default());
-        voices.sync_builtin(&bus.models());
+        // The models served at start stay listed through a worker restart; models added later (hot-added from
+        // the artifact store) are listed while announced.
+        voices.pin_builtin(&bus.models());
         Self { bus, config: Arc::new(config), voices, dicts: Arc::new(DictStore::default()) }
     }
 

@@ -1,7 +1,7 @@
 //! Voices and pronunciation dictionaries. In memory for now; the artifact store (a directory or bucket, hot
 //! reloaded) replaces the maps in a later issue without changing this interface.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::RwLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -52,6 +52,9 @@ pub struct PronunciationDict {
 #[derive(Debug, Default)]
 pub struct VoiceStore {
     voices: RwLock<BTreeMap<String, Voice>>,
+    /// Models whose built-in voice stays listed while no worker announces them (installed beside the API, or
+    /// served when it started): their requests wait for a worker instead of failing.
+    pinned: RwLock<BTreeSet<String>>,
 }
 
 /// Dictionaries by id, ordered.
@@ -69,9 +72,14 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 impl VoiceStore {
-    /// Adds a built-in voice for every model voice not listed yet (id = the model voice's id).
+    /// Adds a built-in voice for every model voice not listed yet (id = the model voice's id), and drops the
+    /// built-in voices of models no worker announces any more (a model removed from the artifact store), unless
+    /// pinned ([`VoiceStore::pin_builtin`]).
     pub fn sync_builtin(&self, models: &[ModelInfo]) {
+        let pinned = read(&self.pinned);
         let mut voices = write(&self.voices);
+        voices
+            .retain(|_, v| !v.builtin || pinned.contains(&v.model) || models.iter().any(|m| m.id == v.model));
         for m in models {
             voices.entry(m.id.clone()).or_insert_with(|| Voice {
                 id: m.id.clone(),
@@ -85,6 +93,12 @@ impl VoiceStore {
                 builtin: true,
             });
         }
+    }
+
+    /// Adds built-in voices for `models` that stay listed even while no worker announces them.
+    pub fn pin_builtin(&self, models: &[ModelInfo]) {
+        write(&self.pinned).extend(models.iter().map(|m| m.id.clone()));
+        self.sync_builtin(models);
     }
 
     pub fn get(&self, id: &str) -> Option<Voice> {
@@ -178,5 +192,31 @@ mod tests {
         assert_eq!(rfc3339(1_764_115_200), "2025-11-26T00:00:00Z");
         assert_eq!(rfc3339(951_782_400 + 3661), "2000-02-29T01:01:01Z");
         assert_eq!(display_name("en_US-joe-medium"), "Joe (en_US, medium)");
+    }
+
+    fn model(id: &str) -> ModelInfo {
+        ModelInfo { id: id.into(), language: "en".into(), sample_rate: 22050 }
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn builtin_voices_follow_the_announced_models() {
+        let store = VoiceStore::default();
+        store.pin_builtin(&[model("installed")]);
+        store.sync_builtin(&[model("installed"), model("hot")]);
+        assert!(store.get("hot").is_some_and(|v| v.builtin));
+        // A user voice on the hot model is the user's: it stays.
+        let mut preset = store.get("hot").unwrap();
+        preset.id = "mine".into();
+        preset.builtin = false;
+        store.insert(preset);
+        // No worker announces either model any more: the hot model's built-in voice goes, the pinned one stays.
+        store.sync_builtin(&[]);
+        assert!(store.get("hot").is_none());
+        assert!(store.get("installed").is_some());
+        assert!(store.get("mine").is_some());
+        // Announced again: listed again.
+        store.sync_builtin(&[model("hot")]);
+        assert!(store.get("hot").is_some());
     }
 }

@@ -75,7 +75,7 @@ pub fn run(paths: &PathArgs, args: ApiRoleArgs) -> Result<()> {
         let state = common::api_state(&args.api, &file, Arc::new(bus.clone()) as Arc<dyn Bus>)?;
         // Installed voices are known before any worker of theirs joins (a fresh API, a pool scaled to zero):
         // their requests wait as unserviceable, which wakes the pool, instead of failing as unknown voices.
-        state.voices.sync_builtin(&installed);
+        state.voices.pin_builtin(&installed);
         let listener = tokio::net::TcpListener::bind(args.api.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.api.listen))?;

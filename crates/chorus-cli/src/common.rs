@@ -30,6 +30,10 @@ pub struct ConfigFile {
     pub max_queue: Option<usize>,
     /// Seconds a request may wait for a free stream (or for a worker of its model).
     pub queue_timeout_seconds: Option<u64>,
+    /// Watch the artifact store for changes (default true).
+    pub enable_hot_reload: Option<bool>,
+    /// Seconds between two listings of the artifact store's `models/`.
+    pub models_poll_seconds: Option<f64>,
 }
 
 impl ConfigFile {
@@ -140,6 +144,8 @@ pub fn install_metrics() -> Result<PrometheusHandle> {
     metrics::describe_counter!(names::JOBS_TOTAL, "Jobs finished by the worker, by outcome.");
     metrics::describe_counter!(names::AUDIO_SECONDS_TOTAL, metrics::Unit::Seconds, "Audio produced.");
     metrics::describe_counter!(names::CHARACTERS_TOTAL, "Characters synthesized.");
+    metrics::describe_gauge!(names::ARTIFACTS_MODELS_LOADED, "Voice models the worker serves (announces).");
+    metrics::describe_counter!(names::ARTIFACTS_RELOAD_TOTAL, "Changes applied from the artifact store.");
     Ok(handle)
 }
 
@@ -149,6 +155,7 @@ pub fn record_worker(worker: &EngineWorker) {
     let s = worker.status();
     metrics::gauge!(names::WORKER_CAPACITY).set(if s.draining { 0.0 } else { f64::from(s.capacity) });
     metrics::gauge!(names::WORKER_LOAD).set(f64::from(s.load));
+    metrics::gauge!(names::ARTIFACTS_MODELS_LOADED).set(s.models.len() as f64);
 }
 
 /// Sets the API gauges (read at scrape time).

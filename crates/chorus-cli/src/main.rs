@@ -10,6 +10,7 @@ mod bench_stats;
 mod bench_texts;
 mod bench_url;
 mod common;
+mod models;
 mod paths;
 mod probe;
 mod say;

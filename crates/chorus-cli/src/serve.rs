@@ -17,6 +17,8 @@ pub struct ServeArgs {
     pub api: ApiArgs,
     #[command(flatten)]
     pub engine: EngineArgs,
+    #[command(flatten)]
+    pub models: crate::models::ModelStoreArgs,
     /// Address of /metrics and /ready (keep it internal).
     #[arg(long, env = "CHORUS_METRICS_LISTEN", default_value = "127.0.0.1:8080")]
     pub metrics_listen: SocketAddr,
@@ -42,6 +44,14 @@ pub fn run(paths: &PathArgs, args: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.api.listen))?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        crate::models::spawn_watcher(
+            &args.models,
+            &file,
+            Some(std::path::Path::new(crate::models::SERVE_DEFAULT_ARTIFACTS)),
+            &worker,
+            Duration::from_secs(30),
+            stop_rx.clone(),
+        )?;
         let refresh = {
             let (worker, bus) = (Arc::clone(&worker), bus.clone());
             Arc::new(move || {

@@ -24,6 +24,8 @@ pub struct WorkerArgs {
     pub worker_id: Option<String>,
     #[command(flatten)]
     pub engine: EngineArgs,
+    #[command(flatten)]
+    pub models: crate::models::ModelStoreArgs,
     /// Address of /metrics and /ready (the startup probe: ready once the model is loaded and warm).
     #[arg(long, env = "CHORUS_METRICS_LISTEN", default_value = "127.0.0.1:8080")]
     pub metrics_listen: SocketAddr,
@@ -73,6 +75,8 @@ pub fn run(paths: &PathArgs, args: WorkerArgs) -> Result<()> {
     let worker = common::engine_worker(paths, &args.engine, &file, worker_id.clone(), Some(&args.model))?;
     let _ = slot.set(Arc::clone(&worker));
     runtime.block_on(async move {
+        let drain = Duration::from_secs(args.drain_seconds);
+        crate::models::spawn_watcher(&args.models, &file, None, &worker, drain, stop_rx.clone())?;
         let client = common::connect_nats(&args.nats, &format!("chorus-worker-{worker_id}")).await?;
         let host =
             NatsWorkerHost::new(client, Arc::clone(&worker) as Arc<dyn Worker>, NatsBusConfig::default());

@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use chorus_proto::{PhonemeTimestamps, PronunciationItem, SynthesisParams, WordTimestamps};
@@ -102,17 +102,22 @@ impl SpeedCurve {
 }
 
 /// Loaded voices ready to synthesize. Shared by reference (or `Arc`) between request handlers.
+///
+/// Voices can be added ([`Engine::add_voice`]) and removed ([`Engine::remove_voice`]) while the engine serves:
+/// a synthesis in progress keeps the sessions it started on until it ends.
 pub struct Engine {
     frontend: Frontend,
-    voices: BTreeMap<String, LoadedVoice>,
+    voices: RwLock<BTreeMap<String, Arc<LoadedVoice>>>,
     load_seconds: f64,
+    /// What [`Engine::add_voice`] builds new sessions with.
+    env: ort::environment::Environment,
+    sessions_per_voice: usize,
+    intra_threads: usize,
 }
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine")
-            .field("voices", &self.voices.keys().collect::<Vec<_>>())
-            .finish_non_exhaustive()
+        f.debug_struct("Engine").field("voices", &self.voice_ids()).finish_non_exhaustive()
     }
 }
 
@@ -186,37 +191,56 @@ impl Engine {
                 let env = env.clone();
                 let frontend = frontend.clone();
                 let (sessions, threads) = (config.sessions_per_voice, config.intra_threads);
-                std::thread::spawn(move || -> Result<LoadedVoice, EngineError> {
-                    let warmup = warmup_ids(&frontend, &voice)?;
-                    let scales = SpeedCurve::warmup_scales(voice.default_scales);
-                    let v = voice.clone();
-                    let factory = move || -> Result<Box<dyn Model>, EngineError> {
-                        Ok(Box::new(PiperModel::load(&env, &v, threads)?))
-                    };
-                    let pool = ModelPool::start(&voice.id, sessions, factory, warmup.clone(), scales)?;
-                                        let (speed, rtf) = SpeedCurve::measure(&pool, &warmup, voice.default_scales)?;
-                    tracing::info!(voice = %voice.id, rtf = format!("{rtf:.3}"), threads = pool.threads(), "Voice warm.");
-                    tracing::debug!(voice = %voice.id, fixed = speed.fixed, "Speed curve measured.");
-                                                            let audio = pool.warmup_frames() * pool.hop_length() as f64 / f64::from(pool.sample_rate());
-                    let seconds_per_id = audio / warmup.len().max(1) as f64;
-                    Ok(LoadedVoice { voice, pool, speed, rtf, seconds_per_id })
-                })
+                std::thread::spawn(move || load_voice(&env, &frontend, voice, sessions, threads))
             })
             .collect();
         let mut loaded = BTreeMap::new();
         for h in handles {
             let v = h.join().map_err(|_| EngineError::Runtime("a voice loader panicked".into()))??;
-            loaded.insert(v.voice.id.clone(), v);
+            loaded.insert(v.voice.id.clone(), Arc::new(v));
         }
         let load_seconds = started.elapsed().as_secs_f64();
         tracing::info!(voices = loaded.len(), load_s = format!("{load_seconds:.2}"), "Engine ready.");
-        Ok(Self { frontend, voices: loaded, load_seconds })
+        Ok(Self {
+            frontend,
+            voices: RwLock::new(loaded),
+            load_seconds,
+            env,
+            sessions_per_voice: config.sessions_per_voice,
+            intra_threads: config.intra_threads,
+        })
+    }
+
+    /// Loads `voice` into fresh sessions and warms them up, then serves it (replacing a voice of the same id:
+    /// syntheses already running on the old sessions finish there). Blocks for the load; call it off the async
+    /// runtime. The model threads are the voice's own.
+    pub fn add_voice(&self, voice: PiperVoice) -> Result<(), EngineError> {
+        let loaded =
+            load_voice(&self.env, &self.frontend, voice, self.sessions_per_voice, self.intra_threads)?;
+        let id = loaded.voice.id.clone();
+        write(&self.voices).insert(id, Arc::new(loaded));
+        Ok(())
+    }
+
+    /// Stops serving a voice: new syntheses of it fail with [`EngineError::UnknownVoice`]; one in progress
+    /// finishes, and the sessions close when the last one ends. `false` if the voice was not loaded.
+    pub fn remove_voice(&self, id: &str) -> bool {
+        write(&self.voices).remove(id).is_some()
+    }
+
+    /// Ids of the loaded voices, sorted.
+    pub fn voice_ids(&self) -> Vec<String> {
+        read(&self.voices).keys().cloned().collect()
+    }
+
+    fn loaded(&self, id: &str) -> Option<Arc<LoadedVoice>> {
+        read(&self.voices).get(id).cloned()
     }
 
     /// How many concurrent streams the engine keeps ahead of real time, from the voices' measured speed (the
     /// slowest voice decides): see [`scheduler::capacity`].
     pub fn measured_capacity(&self) -> u32 {
-        self.voices
+        read(&self.voices)
             .values()
             .map(|v| scheduler::capacity(v.pool.threads(), v.rtf, PLANNED_UTILIZATION))
             .min()
@@ -228,12 +252,13 @@ impl Engine {
         self.load_seconds
     }
 
-    pub fn voices(&self) -> impl Iterator<Item = &PiperVoice> {
-        self.voices.values().map(|v| &v.voice)
+    /// The loaded voices, sorted by id.
+    pub fn voices(&self) -> Vec<PiperVoice> {
+        read(&self.voices).values().map(|v| v.voice.clone()).collect()
     }
 
-    pub fn voice(&self, id: &str) -> Option<&PiperVoice> {
-        self.voices.get(id).map(|v| &v.voice)
+    pub fn voice(&self, id: &str) -> Option<PiperVoice> {
+        self.loaded(id).map(|v| v.voice.clone())
     }
 
     pub fn frontend(&self) -> &Frontend {
@@ -243,10 +268,8 @@ impl Engine {
     /// Validates the request, phonemizes its first chunk and queues it: every input error surfaces here, before
     /// any audio. The returned stream yields chunks as they are synthesized; dropping it cancels the rest.
     pub fn synthesize(&self, request: &SynthesisRequest) -> Result<Synthesis, EngineError> {
-        let loaded = self
-            .voices
-            .get(&request.voice)
-            .ok_or_else(|| EngineError::UnknownVoice(request.voice.clone()))?;
+        let loaded =
+            self.loaded(&request.voice).ok_or_else(|| EngineError::UnknownVoice(request.voice.clone()))?;
         request.params.validate()?;
         let voice = &loaded.voice;
         let input = TextInput {
@@ -284,6 +307,37 @@ impl Engine {
         }
         Ok(synthesis)
     }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Starts a voice's model threads, warms them up and measures its speed curve and real-time factor.
+fn load_voice(
+    env: &ort::environment::Environment,
+    frontend: &Frontend,
+    voice: PiperVoice,
+    sessions: usize,
+    threads: usize,
+) -> Result<LoadedVoice, EngineError> {
+    let warmup = warmup_ids(frontend, &voice)?;
+    let scales = SpeedCurve::warmup_scales(voice.default_scales);
+    let v = voice.clone();
+    let env = env.clone();
+    let factory =
+        move || -> Result<Box<dyn Model>, EngineError> { Ok(Box::new(PiperModel::load(&env, &v, threads)?)) };
+    let pool = ModelPool::start(&voice.id, sessions, factory, warmup.clone(), scales)?;
+    let (speed, rtf) = SpeedCurve::measure(&pool, &warmup, voice.default_scales)?;
+    tracing::info!(voice = %voice.id, rtf = format!("{rtf:.3}"), threads = pool.threads(), "Voice warm.");
+    tracing::debug!(voice = %voice.id, fixed = speed.fixed, "Speed curve measured.");
+    let audio = pool.warmup_frames() * pool.hop_length() as f64 / f64::from(pool.sample_rate());
+    let seconds_per_id = audio / warmup.len().max(1) as f64;
+    Ok(LoadedVoice { voice, pool, speed, rtf, seconds_per_id })
 }
 
 /// Phoneme ids of an ordinary clause (about 50 phonemes), for warm-up and the speed curve.

@@ -8,6 +8,7 @@
 mod engine;
 mod error;
 mod model;
+pub mod model_store;
 mod piper;
 mod pool;
 mod runtime;

@@ -4,8 +4,9 @@
 //! model threads) and sends events to the API server. A job whose client is gone (its event channel closed) or
 //! that is cancelled stops at once, and its queued chunks are skipped by the model threads.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use chorus_bus::{ModelInfo, Refusal, SlotGuard, Worker, WorkerStatus};
@@ -16,7 +17,7 @@ use chorus_text::{Segment, ends_in_open_tag, parse_tags};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use tokio::sync::mpsc::Sender;
 
-use crate::{Engine, EngineError, SynthesisRequest};
+use crate::{Engine, EngineError, PiperVoice, SynthesisRequest};
 use chorus_proto::metrics as names;
 
 /// How often a waiting job checks that its client is still there.
@@ -37,29 +38,97 @@ pub struct WorkerCounters {
     pub load: AtomicU32,
 }
 
+/// A model the worker serves, or is draining before unloading it.
+#[derive(Debug)]
+struct Served {
+    info: ModelInfo,
+    /// Jobs of this model in flight.
+    jobs: Arc<AtomicU32>,
+    /// No longer announced nor accepting jobs; unloaded once `jobs` reaches 0.
+    retiring: bool,
+}
+
+/// Counts a job against its model while it runs.
+struct ModelLease(Arc<AtomicU32>);
+
+impl Drop for ModelLease {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// The engine behind the [`Worker`] trait.
+///
+/// Models can be added and removed while it serves ([`EngineWorker::add_model`], [`EngineWorker::retire_model`],
+/// [`EngineWorker::unload_model`]). Capacity is the worker's, shared by all its models: a job of any model takes
+/// one of the `capacity` slots.
 #[derive(Debug)]
 pub struct EngineWorker {
     engine: Arc<Engine>,
     config: WorkerConfig,
-    models: Vec<ModelInfo>,
+    served: RwLock<BTreeMap<String, Served>>,
     counters: Arc<WorkerCounters>,
     draining: AtomicBool,
 }
 
+fn model_info(v: &PiperVoice) -> ModelInfo {
+    ModelInfo { id: v.id.clone(), language: v.language.clone(), sample_rate: v.sample_rate }
+}
+
 impl EngineWorker {
     pub fn new(engine: Arc<Engine>, config: WorkerConfig) -> Self {
-        let models = engine
+        let served = engine
             .voices()
-            .map(|v| ModelInfo { id: v.id.clone(), language: v.language.clone(), sample_rate: v.sample_rate })
+            .iter()
+            .map(|v| (v.id.clone(), Served { info: model_info(v), jobs: Arc::default(), retiring: false }))
             .collect();
         Self {
             engine,
             config,
-            models,
+            served: RwLock::new(served),
             counters: Arc::new(WorkerCounters::default()),
             draining: AtomicBool::new(false),
         }
+    }
+
+    /// Loads `voice` into fresh sessions, warms it up, and only then announces it (or, for a model already
+    /// served, swaps its sessions: jobs already running finish on the old ones). Blocks for the load: call it off
+    /// the async runtime.
+    pub fn add_model(&self, voice: PiperVoice) -> Result<ModelInfo, EngineError> {
+        let info = model_info(&voice);
+        self.engine.add_voice(voice)?;
+        let mut served = write(&self.served);
+        let jobs = served.get(&info.id).map(|s| Arc::clone(&s.jobs)).unwrap_or_default();
+        served.insert(info.id.clone(), Served { info: info.clone(), jobs, retiring: false });
+        Ok(info)
+    }
+
+    /// Stops announcing a model and refuses its new jobs; jobs in flight go on ([`EngineWorker::model_jobs`]
+    /// counts them). `false` if the model is not served.
+    pub fn retire_model(&self, id: &str) -> bool {
+        match write(&self.served).get_mut(id) {
+            Some(s) => {
+                s.retiring = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Jobs of a model in flight (0 for a model not served).
+    pub fn model_jobs(&self, id: &str) -> u32 {
+        read(&self.served).get(id).map_or(0, |s| s.jobs.load(Ordering::Acquire))
+    }
+
+    /// Forgets a model and closes its sessions (once the syntheses still running on them end).
+    pub fn unload_model(&self, id: &str) {
+        write(&self.served).remove(id);
+        self.engine.remove_voice(id);
+    }
+
+    /// Ids of the models served (announced or draining).
+    pub fn model_ids(&self) -> Vec<String> {
+        read(&self.served).keys().cloned().collect()
     }
 
     pub fn counters(&self) -> Arc<WorkerCounters> {
@@ -76,7 +145,7 @@ impl Worker for EngineWorker {
     fn status(&self) -> WorkerStatus {
         WorkerStatus {
             worker_id: self.config.worker_id.clone(),
-            models: self.models.clone(),
+            models: read(&self.served).values().filter(|s| !s.retiring).map(|s| s.info.clone()).collect(),
             capacity: self.config.capacity,
             load: self.counters.load.load(Ordering::Acquire),
             draining: self.draining.load(Ordering::Acquire),
@@ -98,7 +167,7 @@ impl Worker for EngineWorker {
         if job.protocol_version != PROTOCOL_VERSION {
             return Err(Refusal::Version(job.protocol_version));
         }
-        if self.engine.voice(&job.model).is_none() {
+        if read(&self.served).get(&job.model).is_none_or(|s| s.retiring) {
             return Err(Refusal::UnknownModel(job.model));
         }
         // Reserve a slot.
@@ -113,6 +182,21 @@ impl Worker for EngineWorker {
                 Err(now) => current = now,
             }
         }
+        // Count the job against its model, under the lock a retirement takes: a model being drained is never
+        // unloaded under a job it accepted.
+        let lease = {
+            let served = read(&self.served);
+            match served.get(&job.model) {
+                Some(s) if !s.retiring => {
+                    s.jobs.fetch_add(1, Ordering::AcqRel);
+                    ModelLease(Arc::clone(&s.jobs))
+                }
+                Some(_) | None => {
+                    load.fetch_sub(1, Ordering::AcqRel);
+                    return Err(Refusal::UnknownModel(job.model));
+                }
+            }
+        };
         let engine = Arc::clone(&self.engine);
         let counters = Arc::clone(&self.counters);
         let spawned = std::thread::Builder::new().name("chorus-job".into()).spawn(move || {
@@ -127,6 +211,7 @@ impl Worker for EngineWorker {
             metrics::counter!(names::JOBS_TOTAL, "outcome" => label).increment(1);
             run.record_metrics();
             tracing::debug!(%request_id, ?outcome, "Job finished.");
+            drop(lease);
             counters.load.fetch_sub(1, Ordering::AcqRel);
             drop(slot);
         });
@@ -136,6 +221,14 @@ impl Worker for EngineWorker {
         }
         Ok(())
     }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,6 +21,13 @@ pub const AUDIO_SECONDS_TOTAL: &str = "chorus_audio_seconds_total";
 /// Counter: characters of text synthesized.
 pub const CHARACTERS_TOTAL: &str = "chorus_characters_total";
 
+/// Gauge: voice models a worker serves (announced in its heartbeat), the bundled ones and those hot-added from the
+/// artifact store.
+pub const ARTIFACTS_MODELS_LOADED: &str = "chorus_artifacts_models_loaded";
+/// Counter, labels `kind` (`model`) and `result` (`ok`: loaded or reloaded, `error`: rejected, `removed`:
+/// drained and unloaded): changes applied from the artifact store.
+pub const ARTIFACTS_RELOAD_TOTAL: &str = "chorus_artifacts_reload_total";
+
 /// Buckets of the TTFA histogram, in seconds.
 pub const TTFA_BUCKETS: [f64; 12] = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0];
 /// Buckets of the RTF histogram.

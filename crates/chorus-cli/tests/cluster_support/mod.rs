@@ -64,7 +64,7 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Self {
+    pub fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Self {
         let out = File::create(&log).unwrap();
         let err = out.try_clone().unwrap();
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
@@ -236,7 +236,8 @@ pub struct Cluster {
     dir: tempfile::TempDir,
 }
 
-fn chorus(log_filter: &str) -> Command {
+/// The `chorus` binary, run from the checkout with the test-relevant environment cleared.
+pub fn chorus(log_filter: &str) -> Command {
     assert!(
         root().join("models").join(MODEL).is_dir(),
         "run scripts/setup first (models/{MODEL} is missing)"
@@ -252,7 +253,8 @@ fn chorus(log_filter: &str) -> Command {
         .env_remove("CHORUS_SESSIONS")
         .env_remove("CHORUS_THREADS")
         .env_remove("CHORUS_MODELS_DIR")
-        .env_remove("CHORUS_RUNTIME_DIR");
+        .env_remove("CHORUS_RUNTIME_DIR")
+        .env_remove("CHORUS_ARTIFACTS");
     cmd
 }
 
@@ -270,13 +272,19 @@ impl Cluster {
 
     /// Starts a worker (not waiting for it); returns its index.
     pub fn spawn_worker(&mut self, id: &str, opts: WorkerOpts) -> usize {
+        self.spawn_worker_args(id, opts, &[])
+    }
+
+    /// Starts a worker with more flags (not waiting for it); returns its index.
+    pub fn spawn_worker_args(&mut self, id: &str, opts: WorkerOpts, extra: &[&str]) -> usize {
         let metrics = loopback(free_port());
         let mut cmd = chorus("info");
         cmd.args(["worker", "--nats", &self.nats.url(), "--model", MODEL, "--worker-id", id])
             .args(["--metrics-listen", &metrics.to_string()])
             .args(["--capacity", &opts.capacity.to_string()])
             .args(["--sessions", &opts.sessions.to_string(), "--threads", "1"])
-            .args(["--drain-seconds", &opts.drain_seconds.to_string()]);
+            .args(["--drain-seconds", &opts.drain_seconds.to_string()])
+            .args(extra);
         let proc =
             Proc::spawn(&format!("worker {id}"), cmd, self.dir.path().join(format!("worker-{id}.log")));
         self.workers.push(Worker { id: id.to_owned(), metrics, proc });
