@@ -1,4 +1,5 @@
-//! Model threads: each owns one session and takes the most urgent chunk from the voice's scheduler queue.
+//! Model threads: each owns one session and takes the most urgent chunk from the voice's scheduler queue (with two
+//! or more threads, the last takes only urgent chunks: see [`crate::scheduler`]).
 //!
 //! Models never run on an async runtime's workers. Sessions load in parallel, each is warmed up with one inference,
 //! and [`ModelPool::start`] returns only when every thread is ready.
@@ -12,7 +13,7 @@ use crossbeam_channel::{Sender, bounded};
 
 use crate::EngineError;
 use crate::model::{Model, ModelOutput, Scales};
-use crate::scheduler::{ChunkQueue, PushError};
+use crate::scheduler::{ChunkQueue, PushError, URGENT_HORIZON};
 
 /// Chunks that may wait at once. Each stream keeps at most one queued, so this is above any capacity.
 const QUEUE_LIMIT: usize = 1024;
@@ -74,6 +75,8 @@ impl ModelPool {
         let (ready_tx, ready_rx) = bounded::<Result<(u32, usize, f64), EngineError>>(threads);
         let factory = Arc::new(factory);
         for i in 0..threads {
+            // With two or more threads the last one only takes urgent chunks (see `scheduler`).
+            let reserved = threads >= 2 && i == threads - 1;
             let queue = Arc::clone(&queue);
             let ready_tx = ready_tx.clone();
             let factory = Arc::clone(&factory);
@@ -99,13 +102,14 @@ impl ModelPool {
                     };
                     tracing::debug!(
                         thread = i,
+                        reserved,
                         load_ms = loaded.as_millis(),
                         warm_ms = (started.elapsed() - loaded).as_millis(),
                         "Model thread ready."
                     );
                     let _ = ready_tx.send(Ok((model.sample_rate(), model.hop_length(), frames)));
                     drop(ready_tx);
-                    serve(model.as_mut(), &queue);
+                    serve(model.as_mut(), &queue, reserved);
                 })
                 .map_err(|e| EngineError::Runtime(format!("cannot start a model thread: {e}")))?;
         }
@@ -161,8 +165,9 @@ impl ModelPool {
     }
 }
 
-fn serve(model: &mut dyn Model, queue: &ChunkQueue<Job>) {
-    while let Some(job) = queue.pop() {
+fn serve(model: &mut dyn Model, queue: &ChunkQueue<Job>, reserved: bool) {
+    let next = || if reserved { queue.pop_within(URGENT_HORIZON) } else { queue.pop() };
+    while let Some(job) = next() {
         if job.cancelled.load(Ordering::Acquire) {
             let _ = job.reply.send(Err(EngineError::Cancelled));
             continue;

@@ -8,6 +8,12 @@
 //! is waiting. On a CPU each model thread
 //! runs one chunk at a time (batching a VITS graph does not pay there: 0.6-0.95x the throughput of single calls).
 //!
+//! A chunk cannot be preempted once it runs, so a work-conserving pool lets a new stream's first chunk wait behind
+//! whole chunks of streams that are seconds ahead of real time. With two or more model threads one of them is
+//! therefore **reserved for urgent work** ([`ChunkQueue::pop_within`] with [`URGENT_HORIZON`]): it takes only
+//! chunks whose latest start is within the horizon (first chunks, and streams close to running dry) and idles
+//! otherwise, so a new request usually finds it free. Streams ahead of real time are served by the other threads.
+//!
 //! Every stream keeps at most one chunk queued (the synthesis pipeline submits the next chunk when the previous one
 //! is done), so the queue holds at most one entry per stream in flight: its bound is the capacity.
 
@@ -15,6 +21,9 @@ use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+/// A chunk is urgent when its latest start is at most this far away; the reserved thread takes only urgent chunks.
+pub const URGENT_HORIZON: Duration = Duration::from_millis(1000);
 
 /// When a stream's next chunk must be ready: its first audio's time plus the audio sent so far; now for a stream
 /// that has no audio yet.
@@ -111,7 +120,8 @@ impl<T> ChunkQueue<T> {
         s.next_seq += 1;
         s.heap.push(Entry { deadline, seq, item });
         drop(s);
-        self.ready.notify_one();
+        // Every waiter re-checks: a reserved thread may not take what a general one can.
+        self.ready.notify_all();
         Ok(())
     }
 
@@ -129,9 +139,42 @@ impl<T> ChunkQueue<T> {
         }
     }
 
+    /// The most urgent item once its priority is within `horizon` of now, waiting for one; `None` once the queue
+    /// is closed and empty. After `close` it drains whatever is left, urgent or not.
+    pub fn pop_within(&self, horizon: Duration) -> Option<T> {
+        let mut s = self.lock();
+        loop {
+            let now = Instant::now();
+            let top = s.heap.peek().map(|e| e.deadline);
+            match top {
+                Some(priority) if s.closed || priority <= now + horizon => {
+                    return s.heap.pop().map(|e| e.item);
+                }
+                Some(priority) => {
+                    let wait =
+                        priority.saturating_duration_since(now + horizon).max(Duration::from_millis(1));
+                    s = self.ready.wait_timeout(s, wait).unwrap_or_else(std::sync::PoisonError::into_inner).0;
+                }
+                None if s.closed => return None,
+                None => s = self.ready.wait(s).unwrap_or_else(std::sync::PoisonError::into_inner),
+            }
+        }
+    }
+
     /// The most urgent item if one is waiting.
     pub fn try_pop(&self) -> Option<T> {
         self.lock().heap.pop().map(|e| e.item)
+    }
+
+    /// The most urgent item if one is waiting with a priority no later than `by`.
+    pub fn try_pop_due(&self, by: Instant) -> Option<T> {
+        let mut s = self.lock();
+        if s.heap.peek().is_some_and(|e| e.deadline <= by) { s.heap.pop().map(|e| e.item) } else { None }
+    }
+
+    /// The priority of the most urgent item waiting.
+    pub fn peek_priority(&self) -> Option<Instant> {
+        self.lock().heap.peek().map(|e| e.deadline)
     }
 
     /// No more pushes; `pop` returns `None` once the queue is empty.
@@ -212,6 +255,17 @@ mod tests {
     /// threads, streams arriving at given times, each a list of chunk lengths (seconds of audio); a chunk costs
     /// `rtf` times its length. Returns per stream (time to first audio, underruns).
     fn simulate(threads: usize, rtf: f64, streams: &[(f64, Vec<f64>)]) -> Vec<(f64, usize)> {
+        simulate_lanes(threads, 0, rtf, streams)
+    }
+
+    /// As [`simulate`], the last `reserved` of the threads taking only chunks within [`URGENT_HORIZON`].
+    fn simulate_lanes(
+        threads: usize,
+        reserved: usize,
+        rtf: f64,
+        streams: &[(f64, Vec<f64>)],
+    ) -> Vec<(f64, usize)> {
+        let horizon = URGENT_HORIZON.as_secs_f64();
         let base = Instant::now();
         let at = |s: f64| base + Duration::from_secs_f64(s);
         let q: ChunkQueue<(usize, usize)> = ChunkQueue::new(streams.len());
@@ -229,11 +283,14 @@ mod tests {
                 q.push((next_arrival, 0), at(now)).unwrap();
                 next_arrival += 1;
             }
-            // Start work on every free thread.
-            for f in &mut free_at {
-                if *f <= now + 1e-12
-                    && let Some((s, c)) = q.try_pop()
-                {
+            // Start work on every free thread (general threads first).
+            for (i, f) in free_at.iter_mut().enumerate() {
+                if *f > now + 1e-12 {
+                    continue;
+                }
+                let popped =
+                    if i >= threads - reserved { q.try_pop_due(at(now + horizon)) } else { q.try_pop() };
+                if let Some((s, c)) = popped {
                     let end = now + cost(s, c);
                     *f = end;
                     running.push((end, s, c));
@@ -242,7 +299,14 @@ mod tests {
             // Advance to the next event.
             let next_done = running.iter().map(|r| r.0).fold(f64::INFINITY, f64::min);
             let next_arr = streams.get(next_arrival).map_or(f64::INFINITY, |s| s.0);
-            let t = next_done.min(next_arr);
+            // A reserved thread that is free picks up the head of the queue once it becomes urgent.
+            let next_urgent = match q.peek_priority() {
+                Some(p) if reserved > 0 && free_at.iter().any(|f| *f <= now + 1e-12) => {
+                    (p.duration_since(base).as_secs_f64() - horizon).max(now + 1e-6)
+                }
+                Some(_) | None => f64::INFINITY,
+            };
+            let t = next_done.min(next_arr).min(next_urgent);
             if !t.is_finite() {
                 break;
             }
@@ -326,5 +390,50 @@ mod tests {
         q.push("long chunk 2", deadline(Some(t0), Duration::from_secs(5), t0)).unwrap();
         q.push("new stream", deadline(None, Duration::ZERO, t0 + Duration::from_millis(10))).unwrap();
         assert_eq!(q.try_pop(), Some("new stream"));
+    }
+
+    #[test]
+    fn a_reserved_thread_keeps_first_audio_fast_under_saturation() {
+        // Two threads at RTF 0.1 saturated by 6 streams that started together, each of eight 5 s chunks (0.5 s of
+        // compute each), then, once they are ahead of real time, new short streams arriving every 0.73 s from 4 s on
+        // (new streams at 0.1 s, 0.17 s ... 0.35 s of first audio in this run). Work-conserving, a new stream's first chunk
+        // waits for a running 0.5 s chunk; with one thread reserved for urgent chunks it starts at once, and the
+        // long streams still never underrun.
+        let rtf = 0.1;
+        let mut streams: Vec<(f64, Vec<f64>)> = (0..6).map(|i| (i as f64 * 0.001, vec![5.0; 8])).collect();
+        streams.extend((0..10).map(|i| (4.0 + i as f64 * 0.73, vec![1.0, 2.0])));
+        let worst = |results: &[(f64, usize)]| results[6..].iter().map(|r| r.0).fold(0.0f64, f64::max);
+        let plain = simulate_lanes(2, 0, rtf, &streams);
+        let reserved = simulate_lanes(2, 1, rtf, &streams);
+        for (i, (ttfa, underruns)) in reserved.iter().enumerate() {
+            assert!(ttfa.is_finite(), "stream {i} starved");
+            assert_eq!(*underruns, 0, "stream {i} underran with a reserved thread");
+        }
+        assert!(
+            worst(&reserved) <= 0.1 + 1e-6,
+            "first audio after {:.3} s with a reserved thread",
+            worst(&reserved)
+        );
+        assert!(
+            worst(&plain) > 0.2,
+            "the work-conserving pool made no new stream wait: {:.3} s",
+            worst(&plain)
+        );
+    }
+
+    #[test]
+    fn pop_within_waits_until_an_item_becomes_urgent() {
+        let q = std::sync::Arc::new(ChunkQueue::new(4));
+        let t0 = Instant::now();
+        q.push("later", t0 + Duration::from_millis(150)).unwrap();
+        assert_eq!(q.try_pop_due(t0 + Duration::from_millis(100)), None);
+        let started = Instant::now();
+        assert_eq!(q.pop_within(Duration::from_millis(50)), Some("later"));
+        assert!(started.elapsed() >= Duration::from_millis(90), "taken before it was urgent");
+        // A general pop takes what the reserved one leaves; close drains.
+        q.push("far", t0 + Duration::from_secs(60)).unwrap();
+        q.close();
+        assert_eq!(q.pop_within(Duration::ZERO), Some("far"));
+        assert_eq!(q.pop_within(Duration::ZERO), None);
     }
 }
