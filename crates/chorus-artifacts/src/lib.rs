@@ -189,6 +189,7 @@ pub fn valid_id(id: &str) -> bool {
 pub struct ArtifactStore {
     opened: Opened,
     location: String,
+    memory: bool,
 }
 
 impl std::fmt::Display for ArtifactStore {
@@ -200,7 +201,22 @@ impl std::fmt::Display for ArtifactStore {
 impl ArtifactStore {
     /// Opens `location` (see [`open`]).
     pub fn open(location: &str) -> Result<Self, ArtifactError> {
-        Ok(Self { opened: open(location)?, location: location.trim().to_owned() })
+        Ok(Self { opened: open(location)?, location: location.trim().to_owned(), memory: false })
+    }
+
+    /// A store in memory (nothing persists; for `chorus serve` without a store and for tests).
+    pub fn in_memory() -> Self {
+        let store = Arc::new(object_store::memory::InMemory::new());
+        Self {
+            opened: Opened { store, prefix: Path::default(), local_dir: None },
+            location: "memory".into(),
+            memory: true,
+        }
+    }
+
+    /// True for the in-memory store (nothing to reload from).
+    pub fn is_memory(&self) -> bool {
+        self.memory
     }
 
     /// The underlying object store and prefix (for the worker side: `models/`).
