@@ -36,12 +36,19 @@ pub fn run(paths: &PathArgs, args: ServeArgs) -> Result<()> {
     });
     bus.register(Arc::clone(&worker) as Arc<dyn chorus_bus::Worker>);
     let state = common::api_state(&args.api, &file, Arc::new(bus.clone()))?;
+    let state = common::with_artifacts(
+        state,
+        &args.api.artifacts,
+        &file,
+        Some(chorus_artifacts::DEFAULT_LOCAL_STORE),
+    )?;
 
     runtime.block_on(async move {
         let api = tokio::net::TcpListener::bind(args.api.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.api.listen))?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        common::start_artifacts(&state, &args.api.artifacts, &file, stop_rx.clone()).await?;
         let refresh = {
             let (worker, bus) = (Arc::clone(&worker), bus.clone());
             Arc::new(move || {
