@@ -128,6 +128,13 @@ pub struct Opened {
 /// GCS `GOOGLE_APPLICATION_CREDENTIALS` / `GOOGLE_SERVICE_ACCOUNT` or the metadata server. The worker side reuses
 /// this to read `models/`.
 pub fn open(location: &str) -> Result<Opened, ArtifactError> {
+    open_with_options(location, &[])
+}
+
+/// [`open`] with `object_store` configuration keys set on top of the environment, e.g. `("aws_endpoint",
+/// "http://127.0.0.1:9000")`, `("aws_allow_http", "true")` or `("google_service_account", "/key.json")`. An
+/// unknown key is an error.
+pub fn open_with_options(location: &str, options: &[(&str, &str)]) -> Result<Opened, ArtifactError> {
     let bad = |reason: String| ArtifactError::Location { location: location.to_owned(), reason };
     let location = location.trim();
     if location.is_empty() {
@@ -143,16 +150,24 @@ pub fn open(location: &str) -> Result<Opened, ArtifactError> {
         {
             builder = builder.with_endpoint(endpoint);
         }
+        for (key, value) in options {
+            let key: object_store::aws::AmazonS3ConfigKey =
+                key.parse().map_err(|e: object_store::Error| bad(e.to_string()))?;
+            builder = builder.with_config(key, *value);
+        }
         let store = builder.build().map_err(|e| bad(e.to_string()))?;
         let prefix = Path::parse(prefix).map_err(|e| bad(e.to_string()))?;
         return Ok(Opened { store: Arc::new(store), prefix, local_dir: None });
     }
     if let Some(rest) = location.strip_prefix("gs://") {
         let (bucket, prefix) = split_bucket(rest).ok_or_else(|| bad("no bucket name".into()))?;
-        let store = object_store::gcp::GoogleCloudStorageBuilder::from_env()
-            .with_bucket_name(bucket)
-            .build()
-            .map_err(|e| bad(e.to_string()))?;
+        let mut builder = object_store::gcp::GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
+        for (key, value) in options {
+            let key: object_store::gcp::GoogleConfigKey =
+                key.parse().map_err(|e: object_store::Error| bad(e.to_string()))?;
+            builder = builder.with_config(key, *value);
+        }
+        let store = builder.build().map_err(|e| bad(e.to_string()))?;
         let prefix = Path::parse(prefix).map_err(|e| bad(e.to_string()))?;
         return Ok(Opened { store: Arc::new(store), prefix, local_dir: None });
     }
@@ -201,7 +216,13 @@ impl std::fmt::Display for ArtifactStore {
 impl ArtifactStore {
     /// Opens `location` (see [`open`]).
     pub fn open(location: &str) -> Result<Self, ArtifactError> {
-        Ok(Self { opened: open(location)?, location: location.trim().to_owned(), memory: false })
+        Self::open_with_options(location, &[])
+    }
+
+    /// Opens `location` with extra `object_store` configuration (see [`open_with_options`]).
+    pub fn open_with_options(location: &str, options: &[(&str, &str)]) -> Result<Self, ArtifactError> {
+        let opened = open_with_options(location, options)?;
+        Ok(Self { opened, location: location.trim().to_owned(), memory: false })
     }
 
     /// A store in memory (nothing persists; for `chorus serve` without a store and for tests).

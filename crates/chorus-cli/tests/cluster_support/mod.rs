@@ -309,13 +309,19 @@ impl Cluster {
 
     /// Starts an API server with extra arguments and waits until it answers; returns its index.
     pub fn start_api_with(&mut self, extra: &[&str]) -> usize {
+        self.start_api_env(extra, &[])
+    }
+
+    /// Starts an API server with extra arguments and environment variables; returns its index.
+    pub fn start_api_env(&mut self, extra: &[&str], env: &[(&str, &str)]) -> usize {
         let n = self.apis.len() + 1;
         let addr = loopback(free_port());
         let metrics = loopback(free_port());
         let mut cmd = chorus("info,chorus_bus=debug");
         cmd.args(["api", "--nats", &self.nats.url(), "--listen", &addr.to_string()])
             .args(["--metrics-listen", &metrics.to_string()])
-            .args(extra);
+            .args(extra)
+            .envs(env.iter().copied());
         let mut proc = Proc::spawn(&format!("api {n}"), cmd, self.dir.path().join(format!("api-{n}.log")));
         let up = poll(Duration::from_secs(15), || {
             if let Some(status) = proc.try_wait() {
