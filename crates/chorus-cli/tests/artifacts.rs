@@ -1,4 +1,5 @@
 #![allow(clippy::unwrap_used)]
+#![allow(clippy::print_stderr)] // the cluster support prints the logs of a failed test
 //! The artifact store end to end: two real `chorus api` processes (over a real `nats-server`, with one real
 //! `chorus worker`) sharing one store directory; `chorus artifacts export | import` between two stores.
 

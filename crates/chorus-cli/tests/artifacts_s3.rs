@@ -1,4 +1,5 @@
 #![allow(clippy::unwrap_used)]
+#![allow(clippy::print_stderr)] // the cluster support prints the logs of a failed test
 //! Two real `chorus api` processes sharing an S3 bucket, with hot reload by listing. The bucket is served by
 //! `moto` in server mode (an S3 emulator from PyPI, installed into .venv by `scripts/setup --dev`), started here:
 //! it speaks the S3 wire protocol, conditional writes included, but it is not AWS.
