@@ -32,6 +32,9 @@ use crate::error::ApiError;
 use crate::routes::dicts::check_items;
 use crate::store::{DictStore, PronunciationDict, Voice, VoiceStore, rfc3339_now};
 
+/// How long a migration file in a directory must be unchanged before it is applied (it may still be copied in).
+pub const MIGRATION_SETTLE: Duration = Duration::from_secs(2);
+
 /// Default time between two listings of the store.
 pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -397,6 +400,13 @@ impl Artifacts {
         };
         for file in files {
             if lock(&self.claimed).contains(&file.id) {
+                continue;
+            }
+            // A file being copied into a directory is not complete yet: wait until it has been still for a while
+            // (uploads to a bucket are atomic).
+            let settling = file.modified.elapsed().map_or(true, |age| age < MIGRATION_SETTLE);
+            if self.store.is_local() && settling {
+                tracing::debug!(path = %file.path, "Migration file too fresh; next reload.");
                 continue;
             }
             match self.apply_migration(&file.id).await {

@@ -100,6 +100,8 @@ pub struct Entry {
     pub etag: String,
     /// Where it lies, for logs (`voices/<id>.json` under the store).
     pub path: String,
+    /// When this version was written.
+    pub modified: std::time::SystemTime,
 }
 
 /// A document's bytes and the entity tag of that version.
@@ -287,6 +289,7 @@ impl ArtifactStore {
                     id: id.to_owned(),
                     etag: meta.e_tag.clone().unwrap_or_else(|| fallback_etag(&meta)),
                     path: rel.clone(),
+                    modified: meta.last_modified.into(),
                 })
             })
             .collect();
