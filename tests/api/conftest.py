@@ -29,7 +29,7 @@ CHORUS = Path(os.environ.get("CHORUS_BIN", ROOT / "target" / "debug" / "chorus")
 API_KEY = "test-key"
 STARTUP_TIMEOUT = 60.0
 OVERRIDDEN_ENV = {"CHORUS_API_KEYS", "CHORUS_LISTEN", "CHORUS_METRICS_LISTEN", "CHORUS_CONFIG", "CHORUS_ALLOW_OPEN",
-                  "CHORUS_CAPACITY"}
+                  "CHORUS_CAPACITY", "CHORUS_ARTIFACTS", "CHORUS_ENABLE_HOT_RELOAD", "CHORUS_RELOAD_INTERVAL"}
 _startup_error: str | None = None
 
 
@@ -84,6 +84,8 @@ def start_server(tmp: Path, api_key: str | None) -> Server:
     port, mport = free_port(), free_port()
     log_path = tmp / f"chorus-serve-{port}.log"
     cmd = [str(CHORUS), "serve", "--listen", f"127.0.0.1:{port}", "--metrics-listen", f"127.0.0.1:{mport}"]
+    # A fresh artifact store per server: voices and dictionaries of earlier runs must not leak into these tests.
+    cmd += ["--artifacts", str(tmp / f"artifacts-{port}")]
     if api_key:
         cmd += ["--api-key", api_key]
     # Settings that would change what is under test come from the command line only.

@@ -40,7 +40,8 @@ impl ApiError {
             | ErrorCode::NotFound
             | ErrorCode::WorkerLost
             | ErrorCode::InferenceFailed
-            | ErrorCode::Internal => None,
+            | ErrorCode::Internal
+            | ErrorCode::Conflict => None,
         };
         Self {
             status,
@@ -114,6 +115,7 @@ fn title_for(code: ErrorCode) -> &'static str {
         ErrorCode::WorkerLost => "Worker lost",
         ErrorCode::InferenceFailed => "Synthesis failed",
         ErrorCode::Internal => "Internal error",
+        ErrorCode::Conflict => "Conflict",
     }
 }
 

@@ -5,6 +5,7 @@
 //! and encode the workers' audio for the client.
 
 pub mod app;
+pub mod artifacts;
 pub mod auth;
 pub mod catalogue;
 mod encode;

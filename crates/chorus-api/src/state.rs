@@ -5,6 +5,7 @@ use std::sync::Arc;
 use chorus_bus::Bus;
 use chorus_proto::{ErrorCode, OutputFormat, SynthesisJob, SynthesisParams};
 
+use crate::artifacts::Artifacts;
 use crate::catalogue::Catalogue;
 use crate::error::ApiError;
 use crate::request::TtsRequest;
@@ -72,6 +73,8 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
     pub voices: Arc<VoiceStore>,
     pub dicts: Arc<DictStore>,
+    /// Where voices and dictionaries are stored (in memory unless [`AppState::with_artifact_store`]).
+    pub artifacts: Arc<Artifacts>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -104,7 +107,20 @@ impl AppState {
         // The models served at start stay listed through a worker restart; models added later (hot-added from
         // the artifact store) are listed while announced.
         voices.pin_builtin(&bus.models());
-        Self { bus, config: Arc::new(config), voices, dicts: Arc::new(DictStore::default()) }
+        let dicts = Arc::new(DictStore::default());
+        let artifacts = Arc::new(Artifacts::new(
+            chorus_artifacts::ArtifactStore::in_memory(),
+            Arc::clone(&voices),
+            Arc::clone(&dicts),
+        ));
+        Self { bus, config: Arc::new(config), voices, dicts, artifacts }
+    }
+
+    /// Keeps voices and dictionaries in `store` (a directory or bucket shared with other API servers). Call
+    /// [`Artifacts::sync`] to load it, [`crate::artifacts::spawn_reloader`] to follow it.
+    pub fn with_artifact_store(mut self, store: chorus_artifacts::ArtifactStore) -> Self {
+        self.artifacts = Arc::new(Artifacts::new(store, Arc::clone(&self.voices), Arc::clone(&self.dicts)));
+        self
     }
 
     /// Validates a Cartesia TTS request and builds its job: model, voice, format, transcript, parameters,

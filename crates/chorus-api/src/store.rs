@@ -1,5 +1,6 @@
-//! Voices and pronunciation dictionaries. In memory for now; the artifact store (a directory or bucket, hot
-//! reloaded) replaces the maps in a later issue without changing this interface.
+//! Voices and pronunciation dictionaries as the API serves them: an in-memory cache of the artifact store
+//! ([`crate::artifacts`]), with the entity tag of each stored version, plus the built-in model voices (learned from
+//! the workers' heartbeats, never stored).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::RwLock;
@@ -20,32 +21,53 @@ pub struct VoiceParams {
 /// A voice as the API lists it: a model voice, or a named preset of one.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Voice {
+    /// In a stored document it may be left out: the file name gives it.
+    #[serde(default)]
     pub id: String,
     pub name: String,
+    #[serde(default)]
     pub description: String,
     /// ISO language code.
     pub language: String,
+    #[serde(default)]
     pub gender: Option<String>,
     /// The engine voice (worker model) that speaks it.
     pub model: String,
+    #[serde(default)]
     pub params: VoiceParams,
     /// RFC 3339.
+    #[serde(default)]
     pub created_at: String,
-    /// Model voices are built in: they cannot be deleted.
+    /// Model voices are built in: they cannot be deleted. Never stored.
+    #[serde(default, skip_serializing)]
     pub builtin: bool,
 }
 
 /// A pronunciation dictionary.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PronunciationDict {
+    /// In a stored document it may be left out: the file name gives it.
+    #[serde(default)]
     pub id: String,
     pub name: String,
+    #[serde(default)]
     pub description: String,
+    #[serde(default)]
     pub items: Vec<PronunciationItem>,
     /// RFC 3339.
+    #[serde(default)]
     pub created_at: String,
+    #[serde(default = "default_owner")]
     pub owner_id: String,
+    #[serde(default)]
     pub pinned: bool,
+}
+
+/// `owner_id` of every dictionary (a self-hosted server has one owner).
+pub const OWNER_ID: &str = "chorus";
+
+fn default_owner() -> String {
+    OWNER_ID.into()
 }
 
 /// Voices by id, ordered (cursor pagination walks ids in order).
@@ -55,12 +77,15 @@ pub struct VoiceStore {
     /// Models whose built-in voice stays listed while no worker announces them (installed beside the API, or
     /// served when it started): their requests wait for a worker instead of failing.
     pinned: RwLock<BTreeSet<String>>,
+    /// Entity tags of the stored (non built-in) voices.
+    etags: RwLock<BTreeMap<String, String>>,
 }
 
 /// Dictionaries by id, ordered.
 #[derive(Debug, Default)]
 pub struct DictStore {
     dicts: RwLock<BTreeMap<String, PronunciationDict>>,
+    etags: RwLock<BTreeMap<String, String>>,
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -81,17 +106,25 @@ impl VoiceStore {
         voices
             .retain(|_, v| !v.builtin || pinned.contains(&v.model) || models.iter().any(|m| m.id == v.model));
         for m in models {
-            voices.entry(m.id.clone()).or_insert_with(|| Voice {
-                id: m.id.clone(),
-                name: display_name(&m.id),
-                description: format!("Piper voice {} ({} Hz)", m.id, m.sample_rate),
-                language: m.language.clone(),
-                gender: None,
-                model: m.id.clone(),
-                params: VoiceParams::default(),
-                created_at: rfc3339_now(),
-                builtin: true,
-            });
+            if voices.get(&m.id).is_some_and(|v| v.builtin) {
+                continue;
+            }
+            // A stored document named like a model voice is shadowed by it.
+            write(&self.etags).remove(&m.id);
+            voices.insert(
+                m.id.clone(),
+                Voice {
+                    id: m.id.clone(),
+                    name: display_name(&m.id),
+                    description: format!("Piper voice {} ({} Hz)", m.id, m.sample_rate),
+                    language: m.language.clone(),
+                    gender: None,
+                    model: m.id.clone(),
+                    params: VoiceParams::default(),
+                    created_at: rfc3339_now(),
+                    builtin: true,
+                },
+            );
         }
     }
 
@@ -105,17 +138,39 @@ impl VoiceStore {
         read(&self.voices).get(id).cloned()
     }
 
-    pub fn insert(&self, voice: Voice) {
-        write(&self.voices).insert(voice.id.clone(), voice);
+    /// True if `id` is a built-in (model) voice.
+    pub fn is_builtin(&self, id: &str) -> bool {
+        read(&self.voices).get(id).is_some_and(|v| v.builtin)
     }
 
-    /// Applies `f` to the voice; `None` if there is none.
-    pub fn update<R>(&self, id: &str, f: impl FnOnce(&mut Voice) -> R) -> Option<R> {
-        write(&self.voices).get_mut(id).map(f)
+    /// Caches a stored version; refused (false) when `id` is a built-in voice.
+    pub fn put_stored(&self, voice: Voice, etag: String) -> bool {
+        let mut voices = write(&self.voices);
+        if voices.get(&voice.id).is_some_and(|v| v.builtin) {
+            return false;
+        }
+        write(&self.etags).insert(voice.id.clone(), etag);
+        voices.insert(voice.id.clone(), voice);
+        true
     }
 
-    pub fn remove(&self, id: &str) -> Option<Voice> {
-        write(&self.voices).remove(id)
+    /// Forgets a stored voice (never a built-in one).
+    pub fn remove_stored(&self, id: &str) {
+        let mut voices = write(&self.voices);
+        if voices.get(id).is_some_and(|v| !v.builtin) {
+            voices.remove(id);
+        }
+        write(&self.etags).remove(id);
+    }
+
+    /// The entity tag of a stored voice's cached version.
+    pub fn etag(&self, id: &str) -> Option<String> {
+        read(&self.etags).get(id).cloned()
+    }
+
+    /// Entity tags of every cached stored voice.
+    pub fn etags(&self) -> BTreeMap<String, String> {
+        read(&self.etags).clone()
     }
 
     /// All voices in id order.
@@ -129,16 +184,25 @@ impl DictStore {
         read(&self.dicts).get(id).cloned()
     }
 
-    pub fn insert(&self, dict: PronunciationDict) {
-        write(&self.dicts).insert(dict.id.clone(), dict);
+    /// Caches a stored version.
+    pub fn put_stored(&self, dict: PronunciationDict, etag: String) -> bool {
+        let mut dicts = write(&self.dicts);
+        write(&self.etags).insert(dict.id.clone(), etag);
+        dicts.insert(dict.id.clone(), dict);
+        true
     }
 
-    pub fn update<R>(&self, id: &str, f: impl FnOnce(&mut PronunciationDict) -> R) -> Option<R> {
-        write(&self.dicts).get_mut(id).map(f)
+    pub fn remove_stored(&self, id: &str) {
+        write(&self.dicts).remove(id);
+        write(&self.etags).remove(id);
     }
 
-    pub fn remove(&self, id: &str) -> Option<PronunciationDict> {
-        write(&self.dicts).remove(id)
+    pub fn etag(&self, id: &str) -> Option<String> {
+        read(&self.etags).get(id).cloned()
+    }
+
+    pub fn etags(&self) -> BTreeMap<String, String> {
+        read(&self.etags).clone()
     }
 
     pub fn list(&self) -> Vec<PronunciationDict> {
@@ -209,7 +273,7 @@ mod tests {
         let mut preset = store.get("hot").unwrap();
         preset.id = "mine".into();
         preset.builtin = false;
-        store.insert(preset);
+        assert!(store.put_stored(preset, "etag-1".into()));
         // No worker announces either model any more: the hot model's built-in voice goes, the pinned one stays.
         store.sync_builtin(&[]);
         assert!(store.get("hot").is_none());

@@ -73,6 +73,7 @@ pub fn run(paths: &PathArgs, args: ApiRoleArgs) -> Result<()> {
         };
         let bus = NatsBus::start(client, config).await.context("cannot follow the workers on NATS")?;
         let state = common::api_state(&args.api, &file, Arc::new(bus.clone()) as Arc<dyn Bus>)?;
+        let state = common::with_artifacts(state, &args.api.artifacts, &file, None)?;
         // Installed voices are known before any worker of theirs joins (a fresh API, a pool scaled to zero):
         // their requests wait as unserviceable, which wakes the pool, instead of failing as unknown voices.
         state.voices.pin_builtin(&installed);
@@ -80,6 +81,7 @@ pub fn run(paths: &PathArgs, args: ApiRoleArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.api.listen))?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        common::start_artifacts(&state, &args.api.artifacts, &file, stop_rx.clone()).await?;
         let refresh = {
             let bus = bus.clone();
             Arc::new(move || common::record_api(&bus.model_loads()))

@@ -92,7 +92,8 @@ pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 /// A client of one target: the HTTP connection pool, or one WebSocket (its contexts multiplexed).
 #[derive(Debug, Clone)]
 pub enum Connection {
-    Http(HttpClient),
+    /// Boxed: hyper-util's client is large with the features other crates of the workspace enable.
+    Http(Box<HttpClient>),
     Ws(Arc<WsConnection>),
 }
 
@@ -101,7 +102,7 @@ impl Connection {
     pub async fn open(target: &Target, http: &HttpClient) -> Result<Self> {
         match target.protocol {
             Protocol::Ws => Ok(Self::Ws(Arc::new(WsConnection::connect(target).await?))),
-            Protocol::Bytes | Protocol::Sse | Protocol::Piper => Ok(Self::Http(http.clone())),
+            Protocol::Bytes | Protocol::Sse | Protocol::Piper => Ok(Self::Http(Box::new(http.clone()))),
         }
     }
 

@@ -30,9 +30,13 @@ pub struct ConfigFile {
     pub max_queue: Option<usize>,
     /// Seconds a request may wait for a free stream (or for a worker of its model).
     pub queue_timeout_seconds: Option<u64>,
-    /// Watch the artifact store for changes (default true).
+    /// The artifact store: a directory, `s3://bucket/prefix` or `gs://bucket/prefix`.
+    pub artifacts: Option<String>,
+    /// Seconds between two listings of the artifact store.
+    pub reload_interval_seconds: Option<f64>,
+    /// Follow the artifact store's changes without a restart.
     pub enable_hot_reload: Option<bool>,
-    /// Seconds between two listings of the artifact store's `models/`.
+    /// Seconds between two listings of the artifact store's `models/` (workers).
     pub models_poll_seconds: Option<f64>,
 }
 
@@ -57,6 +61,94 @@ pub struct ApiArgs {
     /// Serve without API keys on a non-loopback address (otherwise refused).
     #[arg(long, env = "CHORUS_ALLOW_OPEN")]
     pub allow_open: bool,
+    #[command(flatten)]
+    pub artifacts: ArtifactArgs,
+}
+
+/// Artifact store flags (`serve`, `api`, `artifacts`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ArtifactArgs {
+    /// Where voices and pronunciation dictionaries are kept: a directory, `s3://bucket/prefix` or
+    /// `gs://bucket/prefix` (credentials from the standard AWS / Google environment). Default for `serve`:
+    /// ./data/artifacts; for `api`: none (kept in memory, lost on restart, not shared between replicas).
+    #[arg(long = "artifacts", env = "CHORUS_ARTIFACTS")]
+    pub artifacts: Option<String>,
+    /// Seconds between two listings of the artifact store (hot reload; a directory is also watched for
+    /// file-system notifications). Default: 5.
+    #[arg(long, env = "CHORUS_RELOAD_INTERVAL")]
+    pub reload_interval: Option<f64>,
+    /// Follow changes of the artifact store without a restart (`true`, the default, or `false`: load it once at
+    /// start).
+    #[arg(long, env = "CHORUS_ENABLE_HOT_RELOAD", action = clap::ArgAction::Set)]
+    pub enable_hot_reload: Option<bool>,
+}
+
+impl ArtifactArgs {
+    /// The store's location: flag or env, then the config file, then `default`.
+    pub fn location(&self, file: &ConfigFile, default: Option<&str>) -> Option<String> {
+        self.artifacts.clone().or_else(|| file.artifacts.clone()).or_else(|| default.map(str::to_owned))
+    }
+
+    /// The reload interval (at least 10 ms).
+    pub fn interval(&self, file: &ConfigFile) -> Result<Duration> {
+        let secs = self.reload_interval.or(file.reload_interval_seconds).unwrap_or(5.0);
+        anyhow::ensure!(
+            secs.is_finite() && secs > 0.0,
+            "the reload interval must be a positive number of seconds"
+        );
+        Ok(Duration::from_secs_f64(secs.max(0.01)))
+    }
+
+    pub fn hot_reload(&self, file: &ConfigFile) -> bool {
+        self.enable_hot_reload.or(file.enable_hot_reload).unwrap_or(true)
+    }
+}
+
+/// Puts the API's voices and dictionaries in the configured artifact store. `default` is the location used
+/// when none is configured (`serve`: ./data/artifacts); if that default cannot be created, the API keeps them in
+/// memory (with a warning). A configured location that cannot be opened is an error.
+pub fn with_artifacts(
+    state: AppState,
+    args: &ArtifactArgs,
+    file: &ConfigFile,
+    default: Option<&str>,
+) -> Result<AppState> {
+    let configured = args.location(file, None);
+    let Some(location) = configured.clone().or_else(|| default.map(str::to_owned)) else {
+        tracing::warn!("No artifact store (--artifacts): voices and dictionaries are kept in memory only.");
+        return Ok(state);
+    };
+    match chorus_artifacts::ArtifactStore::open(&location) {
+        Ok(store) => {
+            tracing::info!(store = %store, "Artifact store.");
+            Ok(state.with_artifact_store(store))
+        }
+        Err(e) if configured.is_none() => {
+            tracing::warn!(error = %e, "Default artifact store unusable: voices and dictionaries are kept in memory.");
+            Ok(state)
+        }
+        Err(e) => Err(anyhow::Error::new(e).context("cannot open the artifact store")),
+    }
+}
+
+/// Loads the artifact store (migrations, voices, dictionaries) and, unless hot reload is off, follows it until
+/// `stop` changes.
+pub async fn start_artifacts(
+    state: &AppState,
+    args: &ArtifactArgs,
+    file: &ConfigFile,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<()> {
+    let interval = args.interval(file)?;
+    let hot = args.hot_reload(file);
+    if !state.artifacts.sync().await {
+        tracing::warn!(store = %state.artifacts.store, "The artifact store could not be read fully at start.");
+    }
+    if !hot {
+        tracing::info!("Hot reload is off: the artifact store is read at start only.");
+    }
+    chorus_api::artifacts::spawn_reloader(std::sync::Arc::clone(&state.artifacts), interval, hot, stop);
+    Ok(())
 }
 
 /// Engine flags (`serve` and `worker`).
@@ -144,8 +236,14 @@ pub fn install_metrics() -> Result<PrometheusHandle> {
     metrics::describe_counter!(names::JOBS_TOTAL, "Jobs finished by the worker, by outcome.");
     metrics::describe_counter!(names::AUDIO_SECONDS_TOTAL, metrics::Unit::Seconds, "Audio produced.");
     metrics::describe_counter!(names::CHARACTERS_TOTAL, "Characters synthesized.");
+    metrics::describe_counter!(names::ARTIFACTS_RELOAD_TOTAL, "Artifact store reloads, by kind and result.");
+    metrics::describe_gauge!(names::ARTIFACTS_LOADED, "Documents loaded from the artifact store, by kind.");
+    metrics::describe_gauge!(
+        names::ARTIFACTS_LAST_SYNC,
+        metrics::Unit::Seconds,
+        "When the artifact store was last listed successfully (seconds since the epoch)."
+    );
     metrics::describe_gauge!(names::ARTIFACTS_MODELS_LOADED, "Voice models the worker serves (announces).");
-    metrics::describe_counter!(names::ARTIFACTS_RELOAD_TOTAL, "Changes applied from the artifact store.");
     Ok(handle)
 }
 

@@ -2,6 +2,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod api;
+mod artifacts;
 mod bench;
 mod bench_load;
 mod bench_plot;
@@ -47,6 +48,10 @@ enum Command {
     Api(api::ApiRoleArgs),
     /// Run one model's worker, serving jobs from NATS (cluster mode).
     Worker(worker::WorkerArgs),
+    /// Move voices and pronunciation dictionaries between artifact stores (JSON lines), e.g. from staging to
+    /// production.
+    #[command(subcommand)]
+    Artifacts(artifacts::ArtifactsCommand),
     /// Check a role's readiness (for Kubernetes probes).
     Probe(probe::ProbeArgs),
     /// Smoke-test a running deployment: status, voices, a WAV, a WebSocket round trip, the metric names.
@@ -76,7 +81,11 @@ fn main() -> ExitCode {
     };
     let default_level = match cli.command {
         Command::Serve(_) | Command::Api(_) | Command::Worker(_) => "info",
-        Command::Say(_) | Command::Bench(_) | Command::Probe(_) | Command::Smoke(_) => "warn",
+        Command::Say(_)
+        | Command::Bench(_)
+        | Command::Probe(_)
+        | Command::Smoke(_)
+        | Command::Artifacts(_) => "warn",
     };
     let filter = EnvFilter::try_new(cli.log.as_deref().unwrap_or(default_level))
         .unwrap_or_else(|_| EnvFilter::new(default_level));
@@ -85,6 +94,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(&cli.paths, args),
         Command::Api(args) => api::run(&cli.paths, args),
         Command::Worker(args) => worker::run(&cli.paths, args),
+        Command::Artifacts(cmd) => artifacts::run(cmd),
         Command::Probe(args) => probe::run(args),
         Command::Smoke(args) => smoke::run(args),
         Command::Say(args) => say::run(&cli.paths, args),

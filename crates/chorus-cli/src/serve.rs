@@ -38,16 +38,24 @@ pub fn run(paths: &PathArgs, args: ServeArgs) -> Result<()> {
     });
     bus.register(Arc::clone(&worker) as Arc<dyn chorus_bus::Worker>);
     let state = common::api_state(&args.api, &file, Arc::new(bus.clone()))?;
+    let state = common::with_artifacts(
+        state,
+        &args.api.artifacts,
+        &file,
+        Some(chorus_artifacts::DEFAULT_LOCAL_STORE),
+    )?;
 
     runtime.block_on(async move {
         let api = tokio::net::TcpListener::bind(args.api.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.api.listen))?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        common::start_artifacts(&state, &args.api.artifacts, &file, stop_rx.clone()).await?;
         crate::models::spawn_watcher(
+            &args.api.artifacts,
             &args.models,
             &file,
-            Some(std::path::Path::new(crate::models::SERVE_DEFAULT_ARTIFACTS)),
+            Some(chorus_artifacts::DEFAULT_LOCAL_STORE),
             &worker,
             Duration::from_secs(30),
             stop_rx.clone(),

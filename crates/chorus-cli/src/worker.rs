@@ -26,6 +26,8 @@ pub struct WorkerArgs {
     pub engine: EngineArgs,
     #[command(flatten)]
     pub models: crate::models::ModelStoreArgs,
+    #[command(flatten)]
+    pub artifacts: crate::common::ArtifactArgs,
     /// Address of /metrics and /ready (the startup probe: ready once the model is loaded and warm).
     #[arg(long, env = "CHORUS_METRICS_LISTEN", default_value = "127.0.0.1:8080")]
     pub metrics_listen: SocketAddr,
@@ -76,7 +78,15 @@ pub fn run(paths: &PathArgs, args: WorkerArgs) -> Result<()> {
     let _ = slot.set(Arc::clone(&worker));
     runtime.block_on(async move {
         let drain = Duration::from_secs(args.drain_seconds);
-        crate::models::spawn_watcher(&args.models, &file, None, &worker, drain, stop_rx.clone())?;
+        crate::models::spawn_watcher(
+            &args.artifacts,
+            &args.models,
+            &file,
+            None,
+            &worker,
+            drain,
+            stop_rx.clone(),
+        )?;
         let client = common::connect_nats(&args.nats, &format!("chorus-worker-{worker_id}")).await?;
         let host =
             NatsWorkerHost::new(client, Arc::clone(&worker) as Arc<dyn Worker>, NatsBusConfig::default());

@@ -162,7 +162,7 @@ fn hot_add_then_drain_and_remove(
     copy_part(&dir, ".onnx.json");
     std::thread::sleep(Duration::from_millis(1500));
     assert!(!voice_listed(api, HOT), "a directory without its graph was loaded");
-    assert_eq!(reloads(worker_metrics, "ok") + reloads(worker_metrics, "error"), 0.0);
+    assert_eq!(reloads(worker_metrics, "loaded") + reloads(worker_metrics, "error"), 0.0);
 
     // The graph (durations exposed) arrives: loaded, warmed and announced without any restart.
     let dropped = Instant::now();
@@ -176,7 +176,7 @@ fn hot_add_then_drain_and_remove(
     assert!(seconds > 2.0, "only {seconds:.2} s of audio from the new model");
     assert!(rms > 0.01, "the new model's audio is silent (RMS {rms:.4})");
     assert_eq!(metric(worker_metrics, "chorus_artifacts_models_loaded", &[]), 2.0);
-    assert_eq!(reloads(worker_metrics, "ok"), 1.0);
+    assert_eq!(reloads(worker_metrics, "loaded"), 1.0);
     // The bundled voice is untouched.
     let (status, _) = tts(api, MODEL, "Still here.");
     assert_eq!(status, 200);
@@ -259,7 +259,7 @@ fn without_hot_reload_only_the_models_present_at_start_are_loaded() {
     std::thread::sleep(Duration::from_millis(2000));
     assert!(!voice_listed(api, "en_US-late-medium"), "a model dropped after the start was loaded");
     assert!(voice_listed(api, HOT), "a model was unloaded with hot reload off");
-    assert_eq!(reloads(metrics, "ok"), 1.0);
+    assert_eq!(reloads(metrics, "loaded"), 1.0);
     assert_eq!(reloads(metrics, "removed"), 0.0);
 }
 

@@ -336,7 +336,7 @@ impl Task {
             Action::Load { id, files } => {
                 let outcome = match self.load(&id, &files).await {
                     Ok(()) => {
-                        metrics::counter!(names::ARTIFACTS_RELOAD_TOTAL, "kind" => "model", "result" => "ok")
+                        metrics::counter!(names::ARTIFACTS_RELOAD_TOTAL, "kind" => "model", "result" => "loaded")
                             .increment(1);
                         Ok(true)
                     }

@@ -93,6 +93,8 @@ pub enum ErrorCode {
     WorkerLost,
     InferenceFailed,
     Internal,
+    /// A write lost a race: the document changed since it was read (409).
+    Conflict,
 }
 
 impl ErrorCode {
@@ -110,6 +112,7 @@ impl ErrorCode {
             ErrorCode::WorkerLost => "worker_lost",
             ErrorCode::InferenceFailed => "inference_failed",
             ErrorCode::Internal => "internal_error",
+            ErrorCode::Conflict => "conflict",
         }
     }
 
@@ -122,6 +125,7 @@ impl ErrorCode {
             | ErrorCode::EmptyTranscript => 400,
             ErrorCode::Unauthorized => 401,
             ErrorCode::VoiceNotFound | ErrorCode::NotFound => 404,
+            ErrorCode::Conflict => 409,
             ErrorCode::ConcurrencyLimited => 429,
             ErrorCode::Unserviceable => 503,
             ErrorCode::WorkerLost | ErrorCode::InferenceFailed | ErrorCode::Internal => 500,

@@ -20,13 +20,18 @@ pub const JOBS_TOTAL: &str = "chorus_worker_jobs_total";
 pub const AUDIO_SECONDS_TOTAL: &str = "chorus_audio_seconds_total";
 /// Counter: characters of text synthesized.
 pub const CHARACTERS_TOTAL: &str = "chorus_characters_total";
+/// Counter, labels `kind` (voice, dict, migration on API servers; model on workers) and `result` (loaded, removed,
+/// invalid, error, applied; a model is `loaded` or replaced, rejected with `error`, or drained and unloaded,
+/// `removed`): what the artifact store's reloads did.
+pub const ARTIFACTS_RELOAD_TOTAL: &str = "chorus_artifacts_reload_total";
+/// Gauge, label `kind` (voice, dict): documents from the artifact store loaded on this API server.
+pub const ARTIFACTS_LOADED: &str = "chorus_artifacts_loaded";
+/// Gauge (seconds since the epoch): when this API server last listed the artifact store successfully.
+pub const ARTIFACTS_LAST_SYNC: &str = "chorus_artifacts_last_sync_timestamp_seconds";
 
 /// Gauge: voice models a worker serves (announced in its heartbeat), the bundled ones and those hot-added from the
 /// artifact store.
 pub const ARTIFACTS_MODELS_LOADED: &str = "chorus_artifacts_models_loaded";
-/// Counter, labels `kind` (`model`) and `result` (`ok`: loaded or reloaded, `error`: rejected, `removed`:
-/// drained and unloaded): changes applied from the artifact store.
-pub const ARTIFACTS_RELOAD_TOTAL: &str = "chorus_artifacts_reload_total";
 
 /// Buckets of the TTFA histogram, in seconds.
 pub const TTFA_BUCKETS: [f64; 12] = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0];

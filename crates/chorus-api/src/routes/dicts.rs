@@ -4,28 +4,29 @@
 //! An item is `{text, alias, case_sensitive?}`: `text` is matched as whole words; `alias` is replacement text, or
 //! IPA phonemes between slashes (`/təmˈɑːtoʊ/`). Both must be non-empty; a dictionary holds at most
 //! [`MAX_ITEMS`] items. `PATCH` with `items` replaces the whole list.
+//!
+//! Dictionaries live in the artifact store: `GET` of one and every write answer its version in `ETag`; `PATCH`
+//! and `DELETE` honour `If-Match`; a write racing another one gets 409 `conflict`.
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chorus_proto::PronunciationItem;
 
 use crate::error::ApiError;
 use crate::middleware::RequestId;
 use crate::request::ApiJson;
-use crate::routes::IdPath;
 use crate::routes::pagination::{ListQuery, Page, paginate};
 use crate::routes::validate::{check_description, check_name};
+use crate::routes::{IdPath, if_match, with_etag};
 use crate::state::AppState;
-use crate::store::{PronunciationDict, rfc3339_now};
+use crate::store::{OWNER_ID, PronunciationDict, rfc3339_now};
 
 /// Most items in one dictionary.
 pub const MAX_ITEMS: usize = 1000;
 /// Longest `text` or `alias`, in characters.
 const MAX_ITEM_CHARS: usize = 500;
-/// `owner_id` of every dictionary (a self-hosted server has one owner).
-const OWNER_ID: &str = "chorus";
 
 /// The body of `POST /pronunciation-dicts/`.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -54,7 +55,7 @@ pub async fn create(
     State(state): State<AppState>,
     request_id: RequestId,
     ApiJson(body): ApiJson<CreateDict>,
-) -> Result<Json<PronunciationDict>, ApiError> {
+) -> Result<Response, ApiError> {
     let build = || -> Result<PronunciationDict, ApiError> {
         Ok(PronunciationDict {
             id: uuid::Uuid::new_v4().to_string(),
@@ -66,10 +67,11 @@ pub async fn create(
             pinned: false,
         })
     };
-    let dict = build().map_err(|e| e.with_request_id(request_id.as_str()))?;
+    let with_id = |e: ApiError| e.with_request_id(request_id.as_str());
+    let dict = build().map_err(with_id)?;
+    let (dict, etag) = state.artifacts.create(dict).await.map_err(with_id)?;
     tracing::info!(dict = %dict.id, items = dict.items.len(), "Pronunciation dictionary created.");
-    state.dicts.insert(dict.clone());
-    Ok(Json(dict))
+    Ok(with_etag(Json(dict), Some(&etag)))
 }
 
 /// `GET /pronunciation-dicts/`: paginated like the voices.
@@ -82,8 +84,10 @@ pub async fn get(
     State(state): State<AppState>,
     request_id: RequestId,
     IdPath(id): IdPath,
-) -> Result<Json<PronunciationDict>, ApiError> {
-    state.dicts.get(&id).map(Json).ok_or_else(|| dict_not_found(&id).with_request_id(request_id.as_str()))
+) -> Result<Response, ApiError> {
+    let dict =
+        state.dicts.get(&id).ok_or_else(|| dict_not_found(&id).with_request_id(request_id.as_str()))?;
+    Ok(with_etag(Json(dict), state.dicts.etag(&id).as_deref()))
 }
 
 /// `PATCH /pronunciation-dicts/{id}`.
@@ -91,15 +95,16 @@ pub async fn update(
     State(state): State<AppState>,
     request_id: RequestId,
     IdPath(id): IdPath,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<UpdateDict>,
-) -> Result<Json<PronunciationDict>, ApiError> {
+) -> Result<Response, ApiError> {
     let with_id = |e: ApiError| e.with_request_id(request_id.as_str());
     let name = body.name.as_deref().map(check_name).transpose().map_err(with_id)?;
     let description = body.description.map(check_description).transpose().map_err(with_id)?;
     let items = body.items.map(check_items).transpose().map_err(with_id)?;
-    let dict = state
-        .dicts
-        .update(&id, |dict| {
+    let (dict, etag) = state
+        .artifacts
+        .update::<PronunciationDict>(&id, if_match(&headers), |dict| {
             if let Some(name) = name {
                 dict.name = name;
             }
@@ -109,10 +114,11 @@ pub async fn update(
             if let Some(items) = items {
                 dict.items = items;
             }
-            dict.clone()
+            Ok(())
         })
-        .ok_or_else(|| with_id(dict_not_found(&id)))?;
-    Ok(Json(dict))
+        .await
+        .map_err(with_id)?;
+    Ok(with_etag(Json(dict), Some(&etag)))
 }
 
 /// `DELETE /pronunciation-dicts/{id}`: 204.
@@ -120,8 +126,13 @@ pub async fn delete(
     State(state): State<AppState>,
     request_id: RequestId,
     IdPath(id): IdPath,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    state.dicts.remove(&id).ok_or_else(|| dict_not_found(&id).with_request_id(request_id.as_str()))?;
+    state
+        .artifacts
+        .delete::<PronunciationDict>(&id, if_match(&headers))
+        .await
+        .map_err(|e| e.with_request_id(request_id.as_str()))?;
     tracing::info!(dict = %id, "Pronunciation dictionary deleted.");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -131,7 +142,7 @@ fn dict_not_found(id: &str) -> ApiError {
 }
 
 /// Non-empty `text` and `alias`, an IPA alias closed by its slash, at most [`MAX_ITEMS`] items.
-fn check_items(items: Vec<PronunciationItem>) -> Result<Vec<PronunciationItem>, ApiError> {
+pub(crate) fn check_items(items: Vec<PronunciationItem>) -> Result<Vec<PronunciationItem>, ApiError> {
     if items.len() > MAX_ITEMS {
         return Err(ApiError::invalid(format!(
             "a dictionary holds at most {MAX_ITEMS} items, got {}",

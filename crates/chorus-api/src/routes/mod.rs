@@ -10,6 +10,7 @@ pub mod voices;
 
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
@@ -38,4 +39,18 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
                 .with_request_id(RequestId::from_extensions(&parts.extensions).as_str())),
         }
     }
+}
+
+/// `body` with an `ETag` header naming the stored version (when there is one).
+pub fn with_etag(body: impl IntoResponse, etag: Option<&str>) -> Response {
+    let mut response = body.into_response();
+    if let Some(v) = etag.and_then(|e| HeaderValue::from_str(&crate::artifacts::http_etag(e)).ok()) {
+        response.headers_mut().insert(header::ETAG, v);
+    }
+    response
+}
+
+/// The request's `If-Match` header, if any.
+pub fn if_match(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok())
 }

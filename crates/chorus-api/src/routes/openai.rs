@@ -73,7 +73,8 @@ impl From<ApiError> for OpenAiError {
             | ErrorCode::Unserviceable
             | ErrorCode::WorkerLost
             | ErrorCode::InferenceFailed
-            | ErrorCode::Internal => None,
+            | ErrorCode::Internal
+            | ErrorCode::Conflict => None,
         };
         Self { error, param }
     }

@@ -11,11 +11,14 @@
 //!   a UUID. `is_owner: true`, `access: "private"`.
 //!
 //! Every voice carries our own `base_voice_id` (the model voice; `null` for built-ins) and `parameters`.
+//! Presets live in the artifact store: `GET` of a preset and every write answer its version in `ETag`; `PATCH`
+//! and `DELETE` honour `If-Match` (409 `conflict` if the voice changed since), and a write racing another one
+//! (through this server or another sharing the store) gets 409 instead of overwriting it.
 //! Voice cloning (`/voices/clone`), localization and embeddings are not supported.
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chorus_proto::{ErrorCode, SynthesisParams};
 use serde_json::Value;
@@ -23,9 +26,9 @@ use serde_json::Value;
 use crate::error::ApiError;
 use crate::middleware::RequestId;
 use crate::request::ApiJson;
-use crate::routes::IdPath;
 use crate::routes::pagination::{ListQuery, Page, paginate};
 use crate::routes::validate::{check_description, check_name};
+use crate::routes::{IdPath, if_match, with_etag};
 use crate::state::AppState;
 use crate::store::{Voice, VoiceParams, rfc3339_now};
 
@@ -128,11 +131,12 @@ pub async fn get(
     State(state): State<AppState>,
     request_id: RequestId,
     IdPath(id): IdPath,
-) -> Result<Json<VoiceJson>, ApiError> {
+) -> Result<Response, ApiError> {
     state.voices.sync_builtin(&state.bus.models());
     let voice =
         state.voices.get(&id).ok_or_else(|| voice_not_found(&id).with_request_id(request_id.as_str()))?;
-    Ok(Json(voice.into()))
+    let etag = state.voices.etag(&id);
+    Ok(with_etag(Json(VoiceJson::from(voice)), etag.as_deref()))
 }
 
 /// The body of `POST /voices`.
@@ -165,11 +169,15 @@ pub async fn create(
     State(state): State<AppState>,
     request_id: RequestId,
     ApiJson(body): ApiJson<CreateVoice>,
-) -> Result<Json<VoiceJson>, ApiError> {
-    create_voice(&state, body).map(|v| Json(v.into())).map_err(|e| e.with_request_id(request_id.as_str()))
+) -> Result<Response, ApiError> {
+    let with_id = |e: ApiError| e.with_request_id(request_id.as_str());
+    let voice = new_voice(&state, body).map_err(with_id)?;
+    let (voice, etag) = state.artifacts.create(voice).await.map_err(with_id)?;
+    tracing::info!(voice = %voice.id, model = %voice.model, "Voice preset created.");
+    Ok(with_etag(Json(VoiceJson::from(voice)), Some(&etag)))
 }
 
-fn create_voice(state: &AppState, body: CreateVoice) -> Result<Voice, ApiError> {
+fn new_voice(state: &AppState, body: CreateVoice) -> Result<Voice, ApiError> {
     if body.embedding.is_some() {
         return Err(ApiError::invalid(
             "voice embeddings are not supported: create a preset of a model voice with base_voice_id",
@@ -200,8 +208,6 @@ fn create_voice(state: &AppState, body: CreateVoice) -> Result<Voice, ApiError> 
         created_at: rfc3339_now(),
         builtin: false,
     };
-    tracing::info!(voice = %voice.id, model = %voice.model, "Voice preset created.");
-    state.voices.insert(voice.clone());
     Ok(voice)
 }
 
@@ -232,27 +238,22 @@ pub async fn update(
     State(state): State<AppState>,
     request_id: RequestId,
     IdPath(id): IdPath,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<UpdateVoice>,
-) -> Result<Json<VoiceJson>, ApiError> {
-    update_voice(&state, &id, body)
-        .map(|v| Json(v.into()))
-        .map_err(|e| e.with_request_id(request_id.as_str()))
-}
-
-fn update_voice(state: &AppState, id: &str, body: UpdateVoice) -> Result<Voice, ApiError> {
+) -> Result<Response, ApiError> {
+    let with_id = |e: ApiError| e.with_request_id(request_id.as_str());
     state.voices.sync_builtin(&state.bus.models());
-    let current = state.voices.get(id).ok_or_else(|| voice_not_found(id))?;
-    if current.builtin {
-        return Err(builtin_is_read_only(id, "changed"));
+    if state.voices.is_builtin(&id) {
+        return Err(with_id(builtin_is_read_only(&id, "changed")));
     }
-    let name = body.name.as_deref().map(check_name).transpose()?;
-    let description = body.description.map(check_description).transpose()?;
-    let gender = body.gender.map(|g| g.map(check_gender).transpose()).transpose()?;
+    let name = body.name.as_deref().map(check_name).transpose().map_err(with_id)?;
+    let description = body.description.map(check_description).transpose().map_err(with_id)?;
+    let gender = body.gender.map(|g| g.map(check_gender).transpose()).transpose().map_err(with_id)?;
     let asked = VoiceParams { speed: body.speed, noise_scale: body.noise_scale, noise_w: body.noise_w };
-    let params = params_over(asked, current.params)?;
-    state
-        .voices
-        .update(id, |voice| {
+    let (voice, etag) = state
+        .artifacts
+        .update::<Voice>(&id, if_match(&headers), |voice| {
+            voice.params = params_over(asked, voice.params)?;
             if let Some(name) = name {
                 voice.name = name;
             }
@@ -262,10 +263,11 @@ fn update_voice(state: &AppState, id: &str, body: UpdateVoice) -> Result<Voice, 
             if let Some(gender) = gender {
                 voice.gender = gender;
             }
-            voice.params = params;
-            voice.clone()
+            Ok(())
         })
-        .ok_or_else(|| voice_not_found(id))
+        .await
+        .map_err(with_id)?;
+    Ok(with_etag(Json(VoiceJson::from(voice)), Some(&etag)))
 }
 
 /// `DELETE /voices/{id}`: 204; built-in voices answer 403.
@@ -273,14 +275,14 @@ pub async fn delete(
     State(state): State<AppState>,
     request_id: RequestId,
     IdPath(id): IdPath,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let with_id = |e: ApiError| e.with_request_id(request_id.as_str());
     state.voices.sync_builtin(&state.bus.models());
-    let voice = state.voices.get(&id).ok_or_else(|| with_id(voice_not_found(&id)))?;
-    if voice.builtin {
+    if state.voices.is_builtin(&id) {
         return Err(with_id(builtin_is_read_only(&id, "deleted")));
     }
-    state.voices.remove(&id);
+    state.artifacts.delete::<Voice>(&id, if_match(&headers)).await.map_err(with_id)?;
     tracing::info!(voice = %id, "Voice preset deleted.");
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -312,12 +312,24 @@ impl Cluster {
 
     /// Starts an API server and waits until it answers; returns its index.
     pub fn start_api(&mut self) -> usize {
+        self.start_api_with(&[])
+    }
+
+    /// Starts an API server with extra arguments and waits until it answers; returns its index.
+    pub fn start_api_with(&mut self, extra: &[&str]) -> usize {
+        self.start_api_env(extra, &[])
+    }
+
+    /// Starts an API server with extra arguments and environment variables; returns its index.
+    pub fn start_api_env(&mut self, extra: &[&str], env: &[(&str, &str)]) -> usize {
         let n = self.apis.len() + 1;
         let addr = loopback(free_port());
         let metrics = loopback(free_port());
         let mut cmd = chorus("info,chorus_bus=debug");
         cmd.args(["api", "--nats", &self.nats.url(), "--listen", &addr.to_string()])
-            .args(["--metrics-listen", &metrics.to_string()]);
+            .args(["--metrics-listen", &metrics.to_string()])
+            .args(extra)
+            .envs(env.iter().copied());
         let mut proc = Proc::spawn(&format!("api {n}"), cmd, self.dir.path().join(format!("api-{n}.log")));
         let up = poll(Duration::from_secs(15), || {
             if let Some(status) = proc.try_wait() {
@@ -460,14 +472,26 @@ enum Framing {
 
 /// Sends one request (`Connection: close`) and reads the status line and headers.
 pub fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> std::io::Result<Response> {
+    request_with(addr, method, path, &[], body)
+}
+
+/// [`request`] with extra headers.
+pub fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     let body = body.unwrap_or("");
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nCartesia-Version: 2025-04-16\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+         {extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )?;
     stream.flush()?;

@@ -1,0 +1,187 @@
+#![allow(clippy::unwrap_used)]
+#![allow(clippy::print_stderr)] // the cluster support prints the logs of a failed test
+//! Two real `chorus api` processes sharing an S3 bucket, with hot reload by listing. The bucket is served by
+//! `moto` in server mode (an S3 emulator from PyPI, installed into .venv by `scripts/setup --dev`), started here:
+//! it speaks the S3 wire protocol, conditional writes included, but it is not AWS.
+
+mod cluster_support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cluster_support::{Cluster, free_port, http_get, poll, request_with, root, serial};
+use serde_json::{Value, json};
+
+const PROPAGATION: Duration = Duration::from_secs(15);
+
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const AUTH: &str = "Authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, \
+                    SignedHeaders=host, Signature=0\r\n";
+
+fn moto() -> Moto {
+    let bin = root().join(".venv/bin/moto_server");
+    assert!(bin.exists(), "{} is missing: run scripts/setup --dev (it installs moto[server])", bin.display());
+    let port = free_port();
+    let child = Command::new(bin)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let moto = Moto { child, port };
+    let up = poll(Duration::from_secs(30), || s3(port, "GET", "/", "").ok());
+    assert!(up.is_some(), "moto_server did not start");
+    moto
+}
+
+/// A raw request to the emulator. It does not check signatures, but refuses anonymous deletes: a (fake)
+/// `Authorization` header makes the request look signed.
+fn s3(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n{AUTH}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    Ok((status, out))
+}
+
+fn call(
+    api: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> (u16, Value, Option<String>) {
+    let body = body.map(|b| b.to_string());
+    let mut response = request_with(api, method, path, headers, body.as_deref()).unwrap();
+    let etag = response.header("etag").map(str::to_owned);
+    let bytes = response.read_all().map_err(|(e, _)| e).unwrap();
+    (response.status, serde_json::from_slice(&bytes).unwrap_or(Value::Null), etag)
+}
+
+#[test]
+fn two_api_servers_share_an_s3_bucket() {
+    let _serial = serial();
+    let moto = moto();
+    assert_eq!(s3(moto.port, "PUT", "/voices-bucket", "").unwrap().0, 200);
+    let endpoint = format!("http://127.0.0.1:{}", moto.port);
+    let env = [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let args = ["--artifacts", "s3://voices-bucket/staging", "--reload-interval", "0.5"];
+    let mut c = Cluster::new();
+    let a = c.start_api_env(&args, &env);
+    let b = c.start_api_env(&args, &env);
+    let (a_addr, b_addr) = (c.apis[a].addr, c.apis[b].addr);
+
+    // Created through A, listed by B (which only learns of it by listing the bucket).
+    let (status, dict, _) = call(
+        a_addr,
+        "POST",
+        "/pronunciation-dicts/",
+        &[],
+        Some(json!({"name": "brands", "items": [{"text": "SQL", "alias": "sequel"}]})),
+    );
+    assert_eq!(status, 200, "{dict}");
+    let id = dict["id"].as_str().unwrap().to_owned();
+    let (status, listing) = s3(moto.port, "GET", "/voices-bucket?list-type=2", "").unwrap();
+    assert_eq!(status, 200);
+    assert!(listing.contains(&format!("<Key>staging/pronunciation-dicts/{id}.json</Key>")), "{listing}");
+    let seen = poll(PROPAGATION, || {
+        let (_, body) = http_get(b_addr, "/pronunciation-dicts/").unwrap();
+        body.contains(&id).then_some(())
+    });
+    assert!(seen.is_some(), "B never listed the dictionary created through A");
+
+    // A stale version loses: 409 from B after A's update.
+    let (_, _, version) = call(b_addr, "GET", &format!("/pronunciation-dicts/{id}"), &[], None);
+    let version = version.unwrap();
+    let (status, _, _) = call(
+        a_addr,
+        "PATCH",
+        &format!("/pronunciation-dicts/{id}"),
+        &[("If-Match", &version)],
+        Some(json!({"name": "brands v2"})),
+    );
+    assert_eq!(status, 200);
+    let (status, body, _) = call(
+        b_addr,
+        "PATCH",
+        &format!("/pronunciation-dicts/{id}"),
+        &[("If-Match", &version)],
+        Some(json!({"name": "brands, B's edit"})),
+    );
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error_code"], "conflict");
+
+    // An object put into the bucket by someone else is served; a corrupt one is skipped; removed, it is gone.
+    let voice = json!({"name": "From the bucket", "language": "en", "model": cluster_support::MODEL});
+    let (status, _) =
+        s3(moto.port, "PUT", "/voices-bucket/staging/voices/bucket-voice.json", &voice.to_string()).unwrap();
+    assert_eq!(status, 200);
+    let (status, _) = s3(moto.port, "PUT", "/voices-bucket/staging/voices/corrupt.json", "{").unwrap();
+    assert_eq!(status, 200);
+    let served =
+        poll(PROPAGATION, || (call(b_addr, "GET", "/voices/bucket-voice", &[], None).0 == 200).then_some(()));
+    assert!(served.is_some(), "B never served the voice put into the bucket");
+    let reported =
+        poll(PROPAGATION, || c.apis[b].proc.log_text().contains("voices/corrupt.json").then_some(()));
+    assert!(reported.is_some(), "the corrupt object was not reported");
+    assert_eq!(call(b_addr, "GET", "/voices/corrupt", &[], None).0, 404);
+    let (status, _) = s3(moto.port, "DELETE", "/voices-bucket/staging/voices/bucket-voice.json", "").unwrap();
+    assert_eq!(status, 204);
+    let gone =
+        poll(PROPAGATION, || (call(a_addr, "GET", "/voices/bucket-voice", &[], None).0 == 404).then_some(()));
+    assert!(gone.is_some(), "A still serves the voice removed from the bucket");
+
+    // `chorus artifacts import` into the bucket, idempotent.
+    let file = c.dir().join("batch.jsonl");
+    std::fs::write(
+        &file,
+        json!({"type": "pronunciation_dict", "id": "imported", "name": "imported", "items": []}).to_string(),
+    )
+    .unwrap();
+    let import = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_chorus"))
+            .args([
+                "artifacts",
+                "import",
+                "--artifacts",
+                "s3://voices-bucket/staging",
+                file.to_str().unwrap(),
+            ])
+            .envs(env)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(import().starts_with("created 1, updated 0, unchanged 0"));
+    assert!(import().starts_with("created 0, updated 0, unchanged 1"));
+    let t0 = Instant::now();
+    let seen = poll(PROPAGATION, || {
+        (call(b_addr, "GET", "/pronunciation-dicts/imported", &[], None).0 == 200).then_some(())
+    });
+    assert!(seen.is_some(), "B never served the imported dictionary ({:?})", t0.elapsed());
+}
