@@ -68,9 +68,10 @@ pub struct ApiArgs {
 /// Artifact store flags (`serve`, `api`, `artifacts`).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ArtifactArgs {
-    /// Where voices and pronunciation dictionaries are kept: a directory, `s3://bucket/prefix` or
-    /// `gs://bucket/prefix` (credentials from the standard AWS / Google environment). Default for `serve`:
-    /// ./data/artifacts; for `api`: none (kept in memory, lost on restart, not shared between replicas).
+    /// The artifact store: voices and pronunciation dictionaries (API) and voice models under `models/<id>/`
+    /// (workers): a directory, `s3://bucket/prefix` or `gs://bucket/prefix` (credentials from the standard AWS /
+    /// Google environment). Default for `serve`: ./data/artifacts; for `api`: none (kept in memory, lost on
+    /// restart, not shared between replicas); for `worker`: none (only its --model).
     #[arg(long = "artifacts", env = "CHORUS_ARTIFACTS")]
     pub artifacts: Option<String>,
     /// Seconds between two listings of the artifact store (hot reload; a directory is also watched for
