@@ -70,6 +70,8 @@ impl From<ApiError> for OpenAiError {
             | ErrorCode::Unauthorized
             | ErrorCode::NotFound
             | ErrorCode::ConcurrencyLimited
+            | ErrorCode::RateLimited
+            | ErrorCode::LicenseInactive
             | ErrorCode::Unserviceable
             | ErrorCode::WorkerLost
             | ErrorCode::InferenceFailed

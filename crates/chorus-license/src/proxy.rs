@@ -1,0 +1,335 @@
+//! The license proxy: the active license, the entitlement verdict with its grace period, the tenant keys, and the
+//! usage ledger, published to API servers as one [`LicenseState`].
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chorus_bus::{BoxFuture, LicenseService};
+use chorus_proto::license::{LicenseMode, LicenseState, UsageRecord, Verdict};
+use chorus_proto::metrics as names;
+use tokio::sync::watch;
+
+use crate::keys::{KeyStore, StoredKey, hash_key, merge};
+use crate::ledger::{Ledger, LedgerError};
+use crate::license::{KeyPair, LicenseError, TrustedKeys, Verified, format_time, now_secs};
+use crate::store::{AcceptError, GraceClock, LicenseStore, deployment_key};
+
+/// Default grace period: 7 days.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Default ledger segment size before rotation: 16 MiB.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Settings of the proxy.
+#[derive(Clone)]
+pub struct ProxyConfig {
+    pub data_dir: PathBuf,
+    pub mode: LicenseMode,
+    /// How long an expired or missing entitlement still serves.
+    pub grace: Duration,
+    /// Base64 Ed25519 public keys trusted to sign licenses.
+    pub trusted_keys: Vec<String>,
+    /// A license used only when none is stored.
+    pub seed_license: Option<PathBuf>,
+    /// Tenant keys from the config file (the data directory's keys.json overrides them by name).
+    pub config_keys: Vec<StoredKey>,
+    /// Keys (raw) allowed to download the audit, besides tenant keys marked `admin`.
+    pub admin_keys: Vec<String>,
+    pub max_segment_bytes: u64,
+}
+
+impl std::fmt::Debug for ProxyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyConfig")
+            .field("data_dir", &self.data_dir)
+            .field("mode", &self.mode)
+            .field("grace", &self.grace)
+            .field("trusted_keys", &self.trusted_keys.len())
+            .field("seed_license", &self.seed_license)
+            .field("config_keys", &self.config_keys)
+            .field("admin_keys", &format_args!("[{} redacted]", self.admin_keys.len()))
+            .finish()
+    }
+}
+
+impl ProxyConfig {
+    pub fn new(data_dir: PathBuf, mode: LicenseMode) -> Self {
+        Self {
+            data_dir,
+            mode,
+            grace: DEFAULT_GRACE,
+            trusted_keys: Vec::new(),
+            seed_license: None,
+            config_keys: Vec::new(),
+            admin_keys: Vec::new(),
+            max_segment_bytes: DEFAULT_SEGMENT_BYTES,
+        }
+    }
+}
+
+/// Why the proxy cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("trusted keys: {0}")]
+    Trust(#[from] LicenseError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("seed license: {0}")]
+    Seed(#[from] AcceptError),
+    #[error("data directory: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Keys(#[from] crate::keys::KeyError),
+}
+
+struct Inner {
+    active: Option<Verified>,
+    keys: Vec<StoredKey>,
+    keys_raw: Option<Vec<u8>>,
+}
+
+/// The running proxy. Its state is recomputed every second (expiry, grace, keys file) and on every change.
+pub struct LicenseProxy {
+    config: ProxyConfig,
+    store: LicenseStore,
+    key_store: KeyStore,
+    grace_clock: GraceClock,
+    ledger: Ledger,
+    deployment: KeyPair,
+    admin_hashes: Vec<String>,
+    inner: Mutex<Inner>,
+    state: watch::Sender<LicenseState>,
+}
+
+impl std::fmt::Debug for LicenseProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LicenseProxy").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl LicenseProxy {
+    /// Opens the data directory, seeds the license if none is stored, opens the ledger and starts the refresh
+    /// ticker (inside a Tokio runtime).
+    pub fn start(config: ProxyConfig) -> Result<Arc<Self>, ProxyError> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let trusted = TrustedKeys::parse(&config.trusted_keys)?;
+        if trusted.is_empty() && config.mode != LicenseMode::Open {
+            tracing::warn!("No trusted license key configured: no license can be accepted.");
+        }
+        let store = LicenseStore::new(&config.data_dir, trusted);
+        let now = now_secs();
+        if let Some(seed) = &config.seed_license {
+            if seed.exists() {
+                store.seed(seed, now)?;
+            } else {
+                tracing::info!(seed = %seed.display(), "No seed license file.");
+            }
+        }
+        let deployment = deployment_key(&config.data_dir)?;
+        let ledger = Ledger::open(&config.data_dir.join("ledger"), config.max_segment_bytes)?;
+        let key_store = KeyStore::new(&config.data_dir);
+        let admin_hashes = config.admin_keys.iter().map(|k| hash_key(k)).collect();
+        let inner = Inner { active: store.active()?, keys: Vec::new(), keys_raw: None };
+        let generation = u64::try_from(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis()),
+        )
+        .unwrap_or(0);
+        let (state, _) = watch::channel(LicenseState {
+            generation,
+            mode: config.mode,
+            verdict: Verdict::Serving,
+            message: None,
+            licensee: None,
+            expires_at: None,
+            refuse_after: None,
+            max_concurrent_streams: None,
+            models_allowed: None,
+            keys: Vec::new(),
+        });
+        let proxy = Arc::new(Self {
+            grace_clock: GraceClock::new(&config.data_dir),
+            config,
+            store,
+            key_store,
+            ledger,
+            deployment,
+            admin_hashes,
+            inner: Mutex::new(inner),
+            state,
+        });
+        proxy.reload_keys()?;
+        proxy.refresh();
+        let weak = Arc::downgrade(&proxy);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let Some(proxy) = weak.upgrade() else { break };
+                if let Err(e) = proxy.reload_keys() {
+                    tracing::warn!(error = %e, "Keys file not reloaded.");
+                }
+                proxy.refresh();
+            }
+        });
+        Ok(proxy)
+    }
+
+    pub fn config(&self) -> &ProxyConfig {
+        &self.config
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    pub fn deployment_key(&self) -> &KeyPair {
+        &self.deployment
+    }
+
+    /// The active license, if any.
+    pub fn active(&self) -> Option<Verified> {
+        self.inner.lock().ok().and_then(|i| i.active.clone())
+    }
+
+    pub fn current(&self) -> LicenseState {
+        self.state.borrow().clone()
+    }
+
+    /// Verifies and stores a posted license; the state is republished at once.
+    pub fn post_license(&self, document: &[u8]) -> Result<Verified, AcceptError> {
+        let verified = self.store.accept(document, now_secs())?;
+        let active = self.store.active()?;
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.active = active;
+        }
+        self.refresh();
+        Ok(verified)
+    }
+
+    /// True when `key` may download the audit.
+    pub fn is_admin(&self, key: &str) -> bool {
+        let hash = hash_key(key);
+        if self.admin_hashes.iter().any(|h| ct_eq(h, &hash)) {
+            return true;
+        }
+        self.inner
+            .lock()
+            .map(|i| i.keys.iter().any(|k| k.admin && !k.revoked && ct_eq(&k.sha256, &hash)))
+            .unwrap_or(false)
+    }
+
+    /// Re-reads keys.json when its contents changed.
+    fn reload_keys(&self) -> Result<(), crate::keys::KeyError> {
+        let raw = std::fs::read(self.key_store.path()).ok();
+        let changed = self.inner.lock().map(|i| i.keys_raw != raw).unwrap_or(false);
+        if !changed {
+            return Ok(());
+        }
+        let stored = self.key_store.load()?;
+        let merged = merge(&self.config.config_keys, &stored);
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.keys = merged;
+            inner.keys_raw = raw;
+        }
+        self.refresh();
+        Ok(())
+    }
+
+    /// Recomputes the state; publishes it (with a new generation) when it changed.
+    pub fn refresh(&self) {
+        let now = now_secs();
+        let Ok(inner) = self.inner.lock() else { return };
+        let grace = self.config.grace.as_secs();
+        let active = inner.active.as_ref();
+        let (verdict, message, refuse_after) = match self.config.mode {
+            LicenseMode::Open => (Verdict::Serving, None, None),
+            LicenseMode::AirGapped | LicenseMode::Connected => match active {
+                Some(l) if !l.is_expired(now) => {
+                    self.grace_clock.clear();
+                    (Verdict::Serving, None, None)
+                }
+                Some(l) => {
+                    let end = l.expires_at.saturating_add(grace);
+                    let what = format!("the license expired at {}", l.license.expires_at);
+                    grace_verdict(now, end, &what)
+                }
+                None => {
+                    let end = self.grace_clock.start(now).saturating_add(grace);
+                    grace_verdict(now, end, "no license is installed")
+                }
+            },
+        };
+        let licensed = active.filter(|l| self.config.mode != LicenseMode::Open || !l.is_expired(now));
+        let next = LicenseState {
+            generation: 0,
+            mode: self.config.mode,
+            verdict,
+            message,
+            licensee: active.map(|l| l.license.licensee.clone()),
+            expires_at: active.map(|l| l.expires_at),
+            refuse_after,
+            max_concurrent_streams: licensed.and_then(|l| l.license.max_concurrent_streams),
+            models_allowed: licensed.and_then(|l| l.license.models.clone()),
+            keys: inner.keys.iter().map(StoredKey::to_tenant).collect(),
+        };
+        drop(inner);
+        record_metrics(&next, now);
+        self.state.send_if_modified(|current| {
+            let same = LicenseState { generation: current.generation, ..next.clone() } == *current;
+            if !same {
+                *current = LicenseState { generation: current.generation + 1, ..next };
+                tracing::info!(
+                    generation = current.generation,
+                    verdict = ?current.verdict,
+                    keys = current.keys.len(),
+                    "License state changed."
+                );
+            }
+            !same
+        });
+    }
+}
+
+fn grace_verdict(now: u64, end: u64, what: &str) -> (Verdict, Option<String>, Option<u64>) {
+    if now < end {
+        let msg = format!("{what}; serving in the grace period until {}", format_time(end));
+        (Verdict::Grace, Some(msg), Some(end))
+    } else {
+        let msg = format!(
+            "{what} and the grace period ended at {}: new requests are refused until a valid license is posted",
+            format_time(end)
+        );
+        (Verdict::Refusing, Some(msg), Some(end))
+    }
+}
+
+fn record_metrics(state: &LicenseState, now: u64) {
+    if let Some(exp) = state.expires_at {
+        let days = (exp as f64 - now as f64) / 86_400.0;
+        metrics::gauge!(names::LICENSE_DAYS_TO_EXPIRY).set(days);
+    }
+    for mode in [LicenseMode::Open, LicenseMode::Connected, LicenseMode::AirGapped] {
+        let v = if mode == state.mode { 1.0 } else { 0.0 };
+        metrics::gauge!(names::LICENSE_MODE, "mode" => mode.as_str()).set(v);
+    }
+    let grace = match state.verdict_at(now) {
+        Verdict::Serving => 0.0,
+        Verdict::Grace => 1.0,
+        Verdict::Refusing => 2.0,
+    };
+    metrics::gauge!(names::LICENSE_GRACE_STATE).set(grace);
+}
+
+fn ct_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl LicenseService for LicenseProxy {
+    fn record(&self, records: Vec<UsageRecord>) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(self.ledger.append(records))
+    }
+
+    fn subscribe(&self) -> watch::Receiver<LicenseState> {
+        self.state.subscribe()
+    }
+}
