@@ -18,7 +18,8 @@ use std::pin::Pin;
 use chorus_proto::{ContextInput, JobEvent, SynthesisJob};
 
 pub use license::{
-    LicenseLink, LicenseService, LocalLicenseLink, NatsLicenseHost, NatsLicenseLink, UsageCounters, UsageReporter,
+    LicenseLink, LicenseService, LocalLicenseLink, NatsLicenseHost, NatsLicenseLink, UsageCounters,
+    UsageReporter,
 };
 pub use local::{LocalBus, LocalBusConfig, SlotGuard};
 pub use nats::{ModelLoad, NatsBus, NatsBusConfig, NatsWorkerHost, subjects};

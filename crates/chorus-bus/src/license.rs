@@ -15,9 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use chorus_proto::license::{
-    LicenseState, SUBJECT_STATE, SUBJECT_USAGE, UsageAck, UsageBatch, UsageRecord,
-};
+use chorus_proto::license::{LicenseState, SUBJECT_STATE, SUBJECT_USAGE, UsageAck, UsageBatch, UsageRecord};
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 
@@ -120,11 +118,13 @@ impl NatsLicenseLink {
 impl LicenseLink for NatsLicenseLink {
     fn report(&self, records: Vec<UsageRecord>) -> BoxFuture<'_, Result<(), BusError>> {
         Box::pin(async move {
-            let payload = serde_json::to_vec(&UsageBatch { records }).map_err(|e| BusError::Nats(e.to_string()))?;
-            let reply = tokio::time::timeout(USAGE_ACK_TIMEOUT, self.client.request(SUBJECT_USAGE, payload.into()))
-                .await
-                .map_err(|_| BusError::Nats("no acknowledgement from the license proxy".into()))?
-                .map_err(|e| BusError::Nats(e.to_string()))?;
+            let payload =
+                serde_json::to_vec(&UsageBatch { records }).map_err(|e| BusError::Nats(e.to_string()))?;
+            let reply =
+                tokio::time::timeout(USAGE_ACK_TIMEOUT, self.client.request(SUBJECT_USAGE, payload.into()))
+                    .await
+                    .map_err(|_| BusError::Nats("no acknowledgement from the license proxy".into()))?
+                    .map_err(|e| BusError::Nats(e.to_string()))?;
             let ack: UsageAck =
                 serde_json::from_slice(&reply.payload).map_err(|e| BusError::Nats(e.to_string()))?;
             if ack.ok { Ok(()) } else { Err(BusError::Refused(ack.error.unwrap_or_default())) }
@@ -143,7 +143,10 @@ pub struct NatsLicenseHost {
 }
 
 impl NatsLicenseHost {
-    pub async fn start(client: async_nats::Client, service: Arc<dyn LicenseService>) -> Result<Self, BusError> {
+    pub async fn start(
+        client: async_nats::Client,
+        service: Arc<dyn LicenseService>,
+    ) -> Result<Self, BusError> {
         let mut sub = client.subscribe(SUBJECT_USAGE).await.map_err(|e| BusError::Nats(e.to_string()))?;
         let usage = {
             let (client, service) = (client.clone(), Arc::clone(&service));

@@ -30,6 +30,8 @@ pub struct ConfigFile {
     pub max_queue: Option<usize>,
     /// Seconds a request may wait for a free stream (or for a worker of its model).
     pub queue_timeout_seconds: Option<u64>,
+    /// The license proxy (`chorus license-proxy`, and the one inside `chorus serve`).
+    pub license: Option<crate::license::LicenseSection>,
 }
 
 impl ConfigFile {
@@ -140,6 +142,28 @@ pub fn install_metrics() -> Result<PrometheusHandle> {
     metrics::describe_counter!(names::JOBS_TOTAL, "Jobs finished by the worker, by outcome.");
     metrics::describe_counter!(names::AUDIO_SECONDS_TOTAL, metrics::Unit::Seconds, "Audio produced.");
     metrics::describe_counter!(names::CHARACTERS_TOTAL, "Characters synthesized.");
+    metrics::describe_gauge!(names::LICENSE_DAYS_TO_EXPIRY, "Days until the active license expires.");
+    metrics::describe_gauge!(names::LICENSE_MODE, "1 for the license proxy's mode.");
+    metrics::describe_gauge!(names::LICENSE_GRACE_STATE, "0 serving, 1 in grace, 2 refusing new requests.");
+    metrics::describe_counter!(names::LICENSE_USAGE_RECORDS_TOTAL, "Usage records written to the ledger.");
+    metrics::describe_counter!(names::LICENSE_USAGE_CHARACTERS_TOTAL, "Characters accounted in the ledger.");
+    metrics::describe_counter!(
+        names::LICENSE_USAGE_AUDIO_SECONDS_TOTAL,
+        metrics::Unit::Seconds,
+        "Audio accounted in the ledger (whole seconds per record, rounded)."
+    );
+    metrics::describe_counter!(
+        names::LICENSE_USAGE_DUPLICATES_TOTAL,
+        "Usage records received twice, stored once."
+    );
+    metrics::describe_gauge!(
+        names::LICENSE_USAGE_PENDING,
+        "Usage records not yet acknowledged by the proxy."
+    );
+    metrics::describe_counter!(
+        names::LICENSE_USAGE_DROPPED_TOTAL,
+        "Usage records dropped: the queue was full."
+    );
     Ok(handle)
 }
 
@@ -149,6 +173,24 @@ pub fn record_worker(worker: &EngineWorker) {
     let s = worker.status();
     metrics::gauge!(names::WORKER_CAPACITY).set(if s.draining { 0.0 } else { f64::from(s.capacity) });
     metrics::gauge!(names::WORKER_LOAD).set(f64::from(s.load));
+}
+
+/// Sets the usage-queue metrics of an API server with a license proxy (read at scrape time).
+pub fn record_usage(gate: &chorus_api::LicenseGate) {
+    if let Some(reporter) = gate.reporter() {
+        let c = reporter.counters();
+        metrics::gauge!(names::LICENSE_USAGE_PENDING).set(c.pending.load(Ordering::Acquire) as f64);
+        metrics::counter!(names::LICENSE_USAGE_DROPPED_TOTAL).absolute(c.dropped.load(Ordering::Acquire));
+    }
+}
+
+/// Waits (bounded) until the usage records queued toward the license proxy are acknowledged.
+pub async fn flush_usage(gate: &chorus_api::LicenseGate, limit: Duration) {
+    let Some(reporter) = gate.reporter() else { return };
+    let deadline = tokio::time::Instant::now() + limit;
+    while reporter.counters().pending.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Sets the API gauges (read at scrape time).

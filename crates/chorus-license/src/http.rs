@@ -144,7 +144,14 @@ async fn audit(State(app): State<AppState>, headers: HeaderMap) -> Response {
     }
     let snapshot = match app.proxy.ledger().snapshot().await {
         Ok(s) => s,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error", e.to_string()),
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "Internal error",
+                e.to_string(),
+            );
+        }
     };
     let key = app.proxy.deployment_key().clone();
     let licensee = app.proxy.active().map(|v| v.license.licensee);
@@ -154,10 +161,15 @@ async fn audit(State(app): State<AppState>, headers: HeaderMap) -> Response {
             let mut r = (StatusCode::OK, tar).into_response();
             let h = r.headers_mut();
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
-            h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"audit.tar\""));
+            h.insert(
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_static("attachment; filename=\"audit.tar\""),
+            );
             r
         }
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error", e.to_string()),
+        Ok(Err(e)) => {
+            error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error", e.to_string())
+        }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error", e.to_string()),
     }
 }

@@ -102,10 +102,7 @@ pub struct TrustedKeys(Vec<VerifyingKey>);
 impl TrustedKeys {
     /// Parses base64 Ed25519 public keys.
     pub fn parse<S: AsRef<str>>(keys: &[S]) -> Result<Self, LicenseError> {
-        keys.iter()
-            .map(|k| parse_public_key(k.as_ref()))
-            .collect::<Result<Vec<_>, _>>()
-            .map(Self)
+        keys.iter().map(|k| parse_public_key(k.as_ref())).collect::<Result<Vec<_>, _>>().map(Self)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -132,12 +129,12 @@ impl TrustedKeys {
 }
 
 fn parse_public_key(text: &str) -> Result<VerifyingKey, LicenseError> {
-    let bytes = B64
-        .decode(text.trim())
-        .map_err(|_| LicenseError::Invalid("public_key is not base64".into()))?;
+    let bytes =
+        B64.decode(text.trim()).map_err(|_| LicenseError::Invalid("public_key is not base64".into()))?;
     let bytes: [u8; 32] =
         bytes.try_into().map_err(|_| LicenseError::Invalid("public_key is not 32 bytes".into()))?;
-    VerifyingKey::from_bytes(&bytes).map_err(|_| LicenseError::Invalid("public_key is not an Ed25519 key".into()))
+    VerifyingKey::from_bytes(&bytes)
+        .map_err(|_| LicenseError::Invalid("public_key is not an Ed25519 key".into()))
 }
 
 fn parse_time(text: &str, field: &str) -> Result<u64, LicenseError> {

@@ -127,6 +127,7 @@ pub struct SpeechRequest {
 pub async fn speech(
     State(state): State<AppState>,
     request_id: RequestId,
+    caller: crate::license::Caller,
     body: Result<ApiJson<SpeechRequest>, ApiError>,
 ) -> Result<Response, OpenAiError> {
     let ApiJson(req) = body?;
@@ -172,7 +173,8 @@ pub async fn speech(
     };
     let Prepared { job, format } = state.prepare(&tts, rid, Route::Bytes)?;
     tracing::info!(model = %job.model, chars = job.transcript.chars().count(), sse, "Synthesis requested (openai).");
-    let stream = JobStream::start(&state, job, format).await?;
+    let meter = state.meter(&caller, "openai_speech", &tts, &job);
+    let stream = JobStream::start(&state, job, format, meter).await?;
     if sse {
         let mut response = Response::new(sse_body(stream, request_id));
         sse_headers(&mut response);
