@@ -174,7 +174,10 @@ impl LicenseGate {
             Verdict::Serving | Verdict::Grace => Ok(()),
             Verdict::Refusing => Err(ApiError::new(
                 ErrorCode::LicenseInactive,
-                state.message.unwrap_or_else(|| "this deployment's license is not active".into()),
+                state
+                    .refusal
+                    .or(state.message)
+                    .unwrap_or_else(|| "this deployment's license is not active".into()),
             )),
         }
     }

@@ -142,6 +142,7 @@ impl LicenseProxy {
             licensee: None,
             expires_at: None,
             refuse_after: None,
+            refusal: None,
             max_concurrent_streams: None,
             models_allowed: None,
             keys: Vec::new(),
@@ -189,6 +190,11 @@ impl LicenseProxy {
     /// The active license, if any.
     pub fn active(&self) -> Option<Verified> {
         self.inner.lock().ok().and_then(|i| i.active.clone())
+    }
+
+    /// Follows the state (every change).
+    pub fn subscribe_state(&self) -> watch::Receiver<LicenseState> {
+        self.state.subscribe()
     }
 
     pub fn current(&self) -> LicenseState {
@@ -241,12 +247,12 @@ impl LicenseProxy {
         let Ok(inner) = self.inner.lock() else { return };
         let grace = self.config.grace.as_secs();
         let active = inner.active.as_ref();
-        let (verdict, message, refuse_after) = match self.config.mode {
-            LicenseMode::Open => (Verdict::Serving, None, None),
+        let (verdict, message, refuse_after, refusal) = match self.config.mode {
+            LicenseMode::Open => (Verdict::Serving, None, None, None),
             LicenseMode::AirGapped | LicenseMode::Connected => match active {
                 Some(l) if !l.is_expired(now) => {
                     self.grace_clock.clear();
-                    (Verdict::Serving, None, None)
+                    (Verdict::Serving, None, None, None)
                 }
                 Some(l) => {
                     let end = l.expires_at.saturating_add(grace);
@@ -268,6 +274,7 @@ impl LicenseProxy {
             licensee: active.map(|l| l.license.licensee.clone()),
             expires_at: active.map(|l| l.expires_at),
             refuse_after,
+            refusal,
             max_concurrent_streams: licensed.and_then(|l| l.license.max_concurrent_streams),
             models_allowed: licensed.and_then(|l| l.license.models.clone()),
             keys: inner.keys.iter().map(StoredKey::to_tenant).collect(),
@@ -290,16 +297,16 @@ impl LicenseProxy {
     }
 }
 
-fn grace_verdict(now: u64, end: u64, what: &str) -> (Verdict, Option<String>, Option<u64>) {
+fn grace_verdict(now: u64, end: u64, what: &str) -> (Verdict, Option<String>, Option<u64>, Option<String>) {
+    let refusal = format!(
+        "{what} and the grace period ended at {}: new requests are refused until a valid license is posted",
+        format_time(end)
+    );
     if now < end {
         let msg = format!("{what}; serving in the grace period until {}", format_time(end));
-        (Verdict::Grace, Some(msg), Some(end))
+        (Verdict::Grace, Some(msg), Some(end), Some(refusal))
     } else {
-        let msg = format!(
-            "{what} and the grace period ended at {}: new requests are refused until a valid license is posted",
-            format_time(end)
-        );
-        (Verdict::Refusing, Some(msg), Some(end))
+        (Verdict::Refusing, Some(refusal.clone()), Some(end), Some(refusal))
     }
 }
 

@@ -63,18 +63,30 @@ async fn a_signed_license_is_accepted_and_every_bad_one_refused_with_a_clear_err
     assert_eq!(proxy.current().verdict, Verdict::Serving);
 
     // An edited license: the signature no longer covers it.
-    let edited = String::from_utf8(good).unwrap().replace("\"max_concurrent_streams\": 8", "\"max_concurrent_streams\": 800");
+    let edited = String::from_utf8(good)
+        .unwrap()
+        .replace("\"max_concurrent_streams\": 8", "\"max_concurrent_streams\": 800");
     let (status, body) = post(&proxy, edited).await;
-    assert_eq!((status, body["error_code"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_signature")), "{body}");
+    assert_eq!(
+        (status, body["error_code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_signature")),
+        "{body}"
+    );
 
     // Signed by a key the deployment does not trust.
     let stranger = KeyPair::generate().unwrap();
-    let foreign = stranger.sign_license(&license("Mallory", "2026-06-01T00:00:00Z", "2099-01-01T00:00:00Z")).unwrap();
+    let foreign =
+        stranger.sign_license(&license("Mallory", "2026-06-01T00:00:00Z", "2099-01-01T00:00:00Z")).unwrap();
     let (status, body) = post(&proxy, foreign).await;
-    assert_eq!((status, body["error_code"].as_str()), (StatusCode::FORBIDDEN, Some("unknown_signer")), "{body}");
+    assert_eq!(
+        (status, body["error_code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("unknown_signer")),
+        "{body}"
+    );
 
     // Genuine but expired.
-    let expired = vendor.sign_license(&license("Acme", "2020-01-01T00:00:00Z", "2021-01-01T00:00:00Z")).unwrap();
+    let expired =
+        vendor.sign_license(&license("Acme", "2020-01-01T00:00:00Z", "2021-01-01T00:00:00Z")).unwrap();
     let (status, body) = post(&proxy, expired).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["error_code"], "license_expired");
@@ -82,7 +94,11 @@ async fn a_signed_license_is_accepted_and_every_bad_one_refused_with_a_clear_err
 
     // Not JSON.
     let (status, body) = post(&proxy, "{\"license\": ").await;
-    assert_eq!((status, body["error_code"].as_str()), (StatusCode::BAD_REQUEST, Some("malformed_license")), "{body}");
+    assert_eq!(
+        (status, body["error_code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("malformed_license")),
+        "{body}"
+    );
 
     // 1 MB: refused before it is read whole.
     let (status, body) = post(&proxy, vec![b' '; 1024 * 1024]).await;
@@ -99,8 +115,10 @@ async fn the_latest_issued_at_wins_and_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let vendor = KeyPair::generate().unwrap();
     let proxy = start(dir.path(), &vendor, None);
-    let newer = vendor.sign_license(&license("Newer", "2026-06-01T00:00:00Z", "2099-01-01T00:00:00Z")).unwrap();
-    let older = vendor.sign_license(&license("Older", "2026-01-01T00:00:00Z", "2099-06-01T00:00:00Z")).unwrap();
+    let newer =
+        vendor.sign_license(&license("Newer", "2026-06-01T00:00:00Z", "2099-01-01T00:00:00Z")).unwrap();
+    let older =
+        vendor.sign_license(&license("Older", "2026-01-01T00:00:00Z", "2099-06-01T00:00:00Z")).unwrap();
     assert_eq!(post(&proxy, newer).await.0, StatusCode::OK);
     let (status, body) = post(&proxy, older).await;
     assert_eq!(status, StatusCode::OK);
@@ -111,7 +129,8 @@ async fn the_latest_issued_at_wins_and_survives_a_restart() {
     let proxy = start(dir.path(), &vendor, None);
     assert_eq!(active_licensee(&proxy).await.as_deref(), Some("Newer"), "persisted across a restart");
     assert_eq!(proxy.current().verdict, Verdict::Serving);
-    let newest = vendor.sign_license(&license("Newest", "2026-09-01T00:00:00Z", "2098-01-01T00:00:00Z")).unwrap();
+    let newest =
+        vendor.sign_license(&license("Newest", "2026-09-01T00:00:00Z", "2098-01-01T00:00:00Z")).unwrap();
     assert_eq!(post(&proxy, newest).await.0, StatusCode::OK);
     assert_eq!(active_licensee(&proxy).await.as_deref(), Some("Newest"), "rotation: post the new license");
 }
@@ -123,7 +142,8 @@ async fn a_seed_license_is_used_only_when_none_is_stored() {
     let vendor = KeyPair::generate().unwrap();
     let seed_path = scratch.path().join("seed.json");
     // The seed is even issued later than the uploaded license: it still must not replace it.
-    let seed = vendor.sign_license(&license("Seeded", "2026-12-01T00:00:00Z", "2099-01-01T00:00:00Z")).unwrap();
+    let seed =
+        vendor.sign_license(&license("Seeded", "2026-12-01T00:00:00Z", "2099-01-01T00:00:00Z")).unwrap();
     std::fs::write(&seed_path, seed).unwrap();
 
     // First boot: nothing stored, the seed is used (and stored).
@@ -134,12 +154,17 @@ async fn a_seed_license_is_used_only_when_none_is_stored() {
     // A data directory that already has a license: the seed is ignored.
     let other = tempfile::tempdir().unwrap();
     let proxy = start(other.path(), &vendor, None);
-    let uploaded = vendor.sign_license(&license("Uploaded", "2026-02-01T00:00:00Z", "2099-01-01T00:00:00Z")).unwrap();
+    let uploaded =
+        vendor.sign_license(&license("Uploaded", "2026-02-01T00:00:00Z", "2099-01-01T00:00:00Z")).unwrap();
     assert_eq!(post(&proxy, uploaded).await.0, StatusCode::OK);
     drop(proxy);
     let proxy = start(other.path(), &vendor, Some(&seed_path));
     assert_eq!(active_licensee(&proxy).await.as_deref(), Some("Uploaded"), "the seed never overwrites");
-    assert_eq!(std::fs::read_dir(other.path().join("licenses")).unwrap().count(), 1, "the seed was not stored");
+    assert_eq!(
+        std::fs::read_dir(other.path().join("licenses")).unwrap().count(),
+        1,
+        "the seed was not stored"
+    );
 }
 
 #[tokio::test]

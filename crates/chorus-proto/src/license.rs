@@ -123,6 +123,8 @@ pub struct LicenseState {
     /// When, in seconds since the Unix epoch, a `grace` verdict becomes `refusing` unless something changes. API
     /// servers apply it themselves, so a proxy that stops publishing cannot extend the grace.
     pub refuse_after: Option<u64>,
+    /// The message clients get once refused (when `refuse_after` passes, or at once when refusing).
+    pub refusal: Option<String>,
     /// Streams in flight at once across the deployment, per API server (the license's limit).
     pub max_concurrent_streams: Option<u32>,
     /// Model ids the license allows; `None` allows every model.
