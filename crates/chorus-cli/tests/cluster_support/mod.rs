@@ -64,7 +64,7 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Self {
+    pub fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Self {
         let out = File::create(&log).unwrap();
         let err = out.try_clone().unwrap();
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
@@ -236,7 +236,7 @@ pub struct Cluster {
     dir: tempfile::TempDir,
 }
 
-fn chorus(log_filter: &str) -> Command {
+pub fn chorus(log_filter: &str) -> Command {
     assert!(
         root().join("models").join(MODEL).is_dir(),
         "run scripts/setup first (models/{MODEL} is missing)"
@@ -266,6 +266,22 @@ impl Cluster {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Starts `chorus license-proxy` on this cluster's NATS with `args` (not waiting for it); logs beside the
+    /// others as `<name>.log`.
+    pub fn spawn_license_proxy(&self, name: &str, listen: SocketAddr, data: &Path, args: &[&str]) -> Proc {
+        let mut cmd = chorus("info");
+        cmd.args(["license-proxy", "--nats", &self.nats.url(), "--listen", &listen.to_string()])
+            .arg("--data")
+            .arg(data)
+            .args(args);
+        let proc = Proc::spawn(name, cmd, self.dir.path().join(format!("{name}.log")));
+        let up = poll(Duration::from_secs(10), || {
+            http_get(listen, "/healthz").is_ok_and(|(s, _)| s == 200).then_some(())
+        });
+        assert!(up.is_some(), "{name} not up after 10 s:\n{}", proc.log_text());
+        proc
     }
 
     /// Starts a worker (not waiting for it); returns its index.
