@@ -61,7 +61,7 @@ pub async fn require_api_key(State(state): State<AppState>, mut req: Request, ne
     };
 
     let mut tenant = None;
-    if !keys.is_open() || gate.has_tenants() || gate.awaiting() {
+    if !keys.is_open() || gate.has_tenants() || gate.awaiting() || gate.requires_keys() {
         match presented_key(req.headers(), req.uri()) {
             Some(key) if !keys.is_open() && keys.accepts(&key) => {}
             None if keys.is_open() && gate.awaiting() => return not_yet(),

@@ -90,6 +90,8 @@ pub struct LicenseGate {
     reporter: Option<UsageReporter>,
     keys: Mutex<HashMap<String, KeyCounters>>,
     streams: Arc<AtomicU32>,
+    /// Never run open: with no static key and no tenant key, every request is refused.
+    require_keys: bool,
 }
 
 impl std::fmt::Debug for LicenseGate {
@@ -124,14 +126,38 @@ fn ct_eq(a: &str, b: &str) -> bool {
 impl LicenseGate {
     /// No license proxy: open mode, no tenants, no metering.
     pub fn open() -> Self {
-        Self { state: None, reporter: None, keys: Mutex::default(), streams: Arc::default() }
+        Self {
+            state: None,
+            reporter: None,
+            keys: Mutex::default(),
+            streams: Arc::default(),
+            require_keys: false,
+        }
     }
 
     /// Follows `link`'s state and reports usage through it (starts the reporter: call inside a Tokio runtime).
     pub fn with_proxy(link: Arc<dyn LicenseLink>) -> Self {
         let state = link.state();
         let reporter = UsageReporter::spawn(link, USAGE_QUEUE);
-        Self { state: Some(state), reporter: Some(reporter), keys: Mutex::default(), streams: Arc::default() }
+        Self {
+            state: Some(state),
+            reporter: Some(reporter),
+            keys: Mutex::default(),
+            streams: Arc::default(),
+            require_keys: false,
+        }
+    }
+
+    /// Refuse to run open: without static keys, requests need a tenant key even while the proxy has none (an API
+    /// on a public address with no key of its own).
+    pub fn require_keys(mut self, require: bool) -> Self {
+        self.require_keys = require;
+        self
+    }
+
+    /// See [`LicenseGate::require_keys`].
+    pub fn requires_keys(&self) -> bool {
+        self.require_keys
     }
 
     /// The usage reporter (for its counters), when a proxy is configured.

@@ -77,12 +77,13 @@ pub fn run(paths: &PathArgs, args: ApiRoleArgs) -> Result<()> {
         };
         let bus =
             NatsBus::start(client.clone(), config).await.context("cannot follow the workers on NATS")?;
-        let mut state = common::api_state(&args.api, &file, Arc::new(bus.clone()) as Arc<dyn Bus>)?;
+        let bus_dyn = Arc::new(bus.clone()) as Arc<dyn Bus>;
+        let mut state = common::api_state_opts(&args.api, &file, bus_dyn, args.license_proxy)?;
         if args.license_proxy {
             let link = chorus_bus::NatsLicenseLink::start(client.clone())
                 .await
                 .context("cannot follow the license proxy on NATS")?;
-            state = state.with_license(chorus_api::LicenseGate::with_proxy(Arc::new(link)));
+            state = state.with_license(common::license_gate(&args.api, Arc::new(link)));
             tracing::info!("Following the license proxy on the bus.");
         }
         // Installed voices are known before any worker of theirs joins (a fresh API, a pool scaled to zero):

@@ -74,8 +74,21 @@ pub struct EngineArgs {
 
 /// Checks the keys against the listen address and builds the API state over `bus`.
 pub fn api_state(args: &ApiArgs, file: &ConfigFile, bus: Arc<dyn Bus>) -> Result<AppState> {
+    api_state_opts(args, file, bus, false)
+}
+
+/// [`api_state`]; with `license_proxy`, an API with no key of its own on a public address is allowed: it takes
+/// tenant keys from the proxy and refuses every request while there is none (see [`license_gate`]).
+pub fn api_state_opts(
+    args: &ApiArgs,
+    file: &ConfigFile,
+    bus: Arc<dyn Bus>,
+    license_proxy: bool,
+) -> Result<AppState> {
     let keys = ApiKeys::new(args.api_keys.clone());
-    if keys.is_open() {
+    if keys.is_open() && license_proxy && !args.listen.ip().is_loopback() && !args.allow_open {
+        tracing::info!(listen = %args.listen, "No static API key: requests need a tenant key from the license proxy.");
+    } else if keys.is_open() {
         if !args.listen.ip().is_loopback() && !args.allow_open {
             anyhow::bail!(
                 "refusing to serve without API keys on {} (not loopback): give --api-key, or --allow-open to run open",
@@ -93,6 +106,14 @@ pub fn api_state(args: &ApiArgs, file: &ConfigFile, bus: Arc<dyn Bus>) -> Result
         config.max_transcript_chars = max;
     }
     Ok(AppState::new(bus, config))
+}
+
+/// The API's side of a license proxy reached through `link`: never open on a public address without keys.
+pub fn license_gate(args: &ApiArgs, link: Arc<dyn chorus_bus::LicenseLink>) -> chorus_api::LicenseGate {
+    let public_without_keys = args.api_keys.iter().all(|k| k.trim().is_empty())
+        && !args.listen.ip().is_loopback()
+        && !args.allow_open;
+    chorus_api::LicenseGate::with_proxy(link).require_keys(public_without_keys)
 }
 
 /// Loads the engine and wraps it as a worker.

@@ -70,9 +70,28 @@ pub struct ProxyArgs {
 /// The data directory flag.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DataArgs {
-    /// The proxy's data directory: licenses, keys, the usage ledger, the deployment key.
-    #[arg(long = "data", alias = "data-dir", env = "CHORUS_LICENSE_DATA", default_value = "chorus-license")]
-    pub dir: PathBuf,
+    /// The proxy's data directory: licenses, keys, the usage ledger, the deployment key (default:
+    /// $XDG_DATA_HOME/chorus/license, or ~/.local/share/chorus/license).
+    #[arg(long = "data", alias = "data-dir", env = "CHORUS_LICENSE_DATA")]
+    pub dir: Option<PathBuf>,
+}
+
+impl DataArgs {
+    pub fn dir(&self) -> PathBuf {
+        self.dir.clone().unwrap_or_else(default_data_dir)
+    }
+}
+
+/// `$XDG_DATA_HOME/chorus/license`, else `~/.local/share/chorus/license`, else `./chorus-license`.
+pub fn default_data_dir() -> PathBuf {
+    let nonempty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(xdg) = nonempty("XDG_DATA_HOME") {
+        return xdg.join("chorus").join("license");
+    }
+    if let Some(home) = nonempty("HOME") {
+        return home.join(".local").join("share").join("chorus").join("license");
+    }
+    PathBuf::from("chorus-license")
 }
 
 /// Everything that configures a proxy, however it is run.
@@ -141,7 +160,7 @@ pub fn run_proxy(args: ProxyArgs) -> Result<()> {
     let metrics = common::install_metrics()?;
     let runtime = common::runtime()?;
     let opts = ProxyOptions {
-        data_dir: args.data.dir.clone(),
+        data_dir: args.data.dir(),
         mode: args.mode.clone(),
         air_gapped: args.air_gapped,
         grace: args.grace.clone(),
@@ -169,7 +188,7 @@ pub fn run_proxy(args: ProxyArgs) -> Result<()> {
             listen = %args.listen,
             mode = state.mode.as_str(),
             verdict = ?state.verdict,
-            data = %args.data.dir.display(),
+            data = %args.data.dir().display(),
             "License proxy serving."
         );
         let app = chorus_license::http::router(Arc::clone(&proxy), Some(metrics_render(metrics)));
@@ -225,7 +244,7 @@ pub fn run_keys(cmd: KeysCommand) -> Result<()> {
             if name.trim().is_empty() {
                 bail!("the key name is empty");
             }
-            let key = KeyStore::new(&data.dir).add(name.trim(), max_concurrent, rpm, admin)?;
+            let key = KeyStore::new(&data.dir()).add(name.trim(), max_concurrent, rpm, admin)?;
             eprintln!("Key '{}' added. It is shown once; store it now:", name.trim());
             println!("{key}");
             Ok(())
@@ -233,7 +252,7 @@ pub fn run_keys(cmd: KeysCommand) -> Result<()> {
         KeysCommand::List { data, config } => {
             let file = ConfigFile::load(config.as_deref())?;
             let section = file.license.unwrap_or_default();
-            let keys = merge(&section.keys, &KeyStore::new(&data.dir).load()?);
+            let keys = merge(&section.keys, &KeyStore::new(&data.dir()).load()?);
             println!("{:<24} {:>14} {:>8} {:>6} {:>8}", "NAME", "MAX_CONCURRENT", "RPM", "ADMIN", "REVOKED");
             let dash = |v: Option<u32>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
             for k in keys {
@@ -251,7 +270,7 @@ pub fn run_keys(cmd: KeysCommand) -> Result<()> {
         KeysCommand::Revoke { name, data, config } => {
             let file = ConfigFile::load(config.as_deref())?;
             let section = file.license.unwrap_or_default();
-            KeyStore::new(&data.dir).revoke(&name, &section.keys)?;
+            KeyStore::new(&data.dir()).revoke(&name, &section.keys)?;
             eprintln!("Key '{name}' revoked.");
             Ok(())
         }

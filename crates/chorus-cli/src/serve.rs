@@ -33,9 +33,10 @@ pub struct ServeLicenseArgs {
     /// Run without the in-process license proxy (no entitlement, no tenant keys, no usage ledger).
     #[arg(long, env = "CHORUS_NO_LICENSE_PROXY")]
     pub no_license_proxy: bool,
-    /// The license proxy's data directory (licenses, tenant keys, the usage ledger).
-    #[arg(long, env = "CHORUS_LICENSE_DATA", default_value = "chorus-license")]
-    pub license_data: PathBuf,
+    /// The license proxy's data directory: licenses, tenant keys, the usage ledger (default:
+    /// $XDG_DATA_HOME/chorus/license, or ~/.local/share/chorus/license). One process at a time.
+    #[arg(long, env = "CHORUS_LICENSE_DATA")]
+    pub license_data: Option<PathBuf>,
     /// open (default), connected or air-gapped.
     #[arg(long, env = "CHORUS_LICENSE_MODE")]
     pub license_mode: Option<String>,
@@ -69,7 +70,7 @@ pub fn run(paths: &PathArgs, args: ServeArgs) -> Result<()> {
     } else {
         let l = &args.license;
         let opts = crate::license::ProxyOptions {
-            data_dir: l.license_data.clone(),
+            data_dir: l.license_data.clone().unwrap_or_else(crate::license::default_data_dir),
             mode: l.license_mode.clone(),
             air_gapped: false,
             grace: l.license_grace.clone(),
@@ -87,7 +88,7 @@ pub fn run(paths: &PathArgs, args: ServeArgs) -> Result<()> {
                 let proxy = chorus_license::LicenseProxy::start(config)
                     .context("cannot start the license proxy (--license-data, or --no-license-proxy)")?;
                 let link = chorus_bus::LocalLicenseLink::new(Arc::clone(&proxy) as _);
-                state = state.with_license(chorus_api::LicenseGate::with_proxy(Arc::new(link)));
+                state = state.with_license(common::license_gate(&args.api, Arc::new(link)));
                 Some(proxy)
             }
         };

@@ -80,6 +80,8 @@ pub enum ProxyError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Keys(#[from] crate::keys::KeyError),
+    #[error("the data directory {0} is in use by another license proxy (one process per data directory)")]
+    Locked(PathBuf),
 }
 
 struct Inner {
@@ -90,6 +92,8 @@ struct Inner {
 
 /// The running proxy. Its state is recomputed every second (expiry, grace, keys file) and on every change.
 pub struct LicenseProxy {
+    /// Holds the data directory's lock for the proxy's lifetime.
+    _lock: std::fs::File,
     config: ProxyConfig,
     store: LicenseStore,
     key_store: KeyStore,
@@ -112,6 +116,26 @@ impl LicenseProxy {
     /// ticker (inside a Tokio runtime).
     pub fn start(config: ProxyConfig) -> Result<Arc<Self>, ProxyError> {
         std::fs::create_dir_all(&config.data_dir)?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(config.data_dir.join("lock"))?;
+        // A previous owner in this process may be letting go right now: wait a little before giving up.
+        let mut tries = 0;
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if tries < 20 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(ProxyError::Locked(config.data_dir.clone()));
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(ProxyError::Io(e)),
+            }
+        }
         let trusted = TrustedKeys::parse(&config.trusted_keys)?;
         if trusted.is_empty() && config.mode != LicenseMode::Open {
             tracing::warn!("No trusted license key configured: no license can be accepted.");
@@ -148,6 +172,7 @@ impl LicenseProxy {
             keys: Vec::new(),
         });
         let proxy = Arc::new(Self {
+            _lock: lock,
             grace_clock: GraceClock::new(&config.data_dir),
             config,
             store,

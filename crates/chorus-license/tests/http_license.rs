@@ -193,3 +193,12 @@ async fn audit_needs_an_admin_key() {
     let tar = axum::body::to_bytes(ok.into_body(), usize::MAX).await.unwrap();
     assert!(chorus_license::audit::verify(&tar, Some(&proxy.deployment_key().public_base64())).ok());
 }
+
+#[tokio::test]
+async fn one_proxy_per_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let vendor = KeyPair::generate().unwrap();
+    let _first = start(dir.path(), &vendor, None);
+    let second = LicenseProxy::start(ProxyConfig::new(dir.path().to_owned(), LicenseMode::Open));
+    assert!(matches!(second, Err(chorus_license::ProxyError::Locked(_))), "{second:?}");
+}
