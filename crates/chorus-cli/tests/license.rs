@@ -2,6 +2,7 @@
 //! SIGKILLed and restarted; afterwards the audit export holds every acknowledged record exactly once, its chain
 //! verifies with `chorus audit verify`, and one flipped byte makes that command fail.
 #![allow(clippy::unwrap_used)]
+#![allow(clippy::print_stderr)] // the shared cluster support prints process logs after a failure
 
 mod cluster_support;
 
@@ -183,4 +184,105 @@ fn ten_thousand_records_survive_a_sigkilled_proxy_once_each_and_the_chain_verifi
     std::fs::write(&gap_path, rebuilt.into_inner().unwrap()).unwrap();
     let (ok, out) = audit_verify(&gap_path);
     assert!(!ok && out.contains("missing") && out.contains("gap"), "{out}");
+}
+
+/// `chorus keys …` on a data directory; stdout.
+fn keys(args: &[&str], data: &std::path::Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_chorus"))
+        .arg("keys")
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "chorus keys {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn a_cluster_api_takes_tenant_keys_from_the_proxy_over_nats_refuses_a_revoked_one_and_reports_usage() {
+    let _serial = serial();
+    let mut cluster = Cluster::new();
+    let data = cluster.dir().join("license-data");
+    let key = keys(&["add", "team-a"], &data).trim().to_owned();
+    assert!(key.starts_with("chk_") && key.len() > 40, "a fresh high-entropy key");
+    assert!(
+        !std::fs::read_to_string(data.join("keys.json")).unwrap().contains(&key),
+        "only its hash is stored"
+    );
+    let listen = loopback(free_port());
+    let _proxy = cluster.spawn_license_proxy("proxy", listen, &data, &["--admin-key", ADMIN]);
+    cluster.start_worker("w1", cluster_support::WorkerOpts::default());
+    // No static key: the API takes its keys from the proxy.
+    let api = cluster.start_api_with(&["--license-proxy"]);
+    cluster.wait_apis_see_workers();
+    let addr = cluster.apis[api].addr;
+    let with_key = |k: &str, text: &str| {
+        let mut r = request(
+            addr,
+            "POST",
+            &format!("/tts/bytes?api_key={k}"),
+            Some(&cluster_support::tts_body(text, false)),
+        )
+        .unwrap();
+        let status = r.status;
+        let body = r.read_all().map_err(|(e, _)| e).unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+
+    let text = "Tenant keys travel as hashes only.";
+    let served = poll(Duration::from_secs(10), || (with_key(&key, text).0 == 200).then_some(()));
+    assert!(served.is_some(), "the tenant key is accepted once the API has the proxy's state");
+    assert_eq!(
+        request(addr, "POST", "/tts/bytes", Some(&cluster_support::tts_body(text, false))).unwrap().status,
+        401
+    );
+    assert_eq!(with_key("chk_wrong", text).0, 401);
+
+    // Revoked with the CLI while everything runs: refused within a couple of seconds, with a clear message.
+    keys(&["revoke", "team-a"], &data);
+    let refused = poll(Duration::from_secs(5), || {
+        let (status, body) = with_key(&key, "Still here?");
+        (status == 401).then_some(body)
+    });
+    let body = refused.expect("the revoked key is refused");
+    assert!(body.contains("revoked"), "{body}");
+    let listing = keys(&["list"], &data);
+    assert!(listing.contains("team-a") && listing.contains("true"), "{listing}");
+
+    // The served request is in the ledger: key name, route, characters; never the text.
+    let records = poll(Duration::from_secs(5), || {
+        let mut stream = std::net::TcpStream::connect(listen).ok()?;
+        use std::io::Write as _;
+        write!(
+            stream,
+            "GET /audit HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(&mut stream, &mut raw).ok()?;
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let records = chorus_license::audit::records(&raw[split + 4..]).ok()?;
+        records.iter().any(|r| r.key_name.as_deref() == Some("team-a")).then_some(records)
+    })
+    .expect("the request's usage record reaches the ledger");
+    let r = records.iter().find(|r| r.key_name.as_deref() == Some("team-a")).unwrap();
+    assert_eq!((r.route.as_str(), r.status.as_str(), r.model.as_str()), ("bytes", "completed", "sonic-3"));
+    assert_eq!(r.characters, text.chars().count() as u64);
+    assert!(r.audio_seconds > 0.5 && r.ttfa_ms.is_some(), "{r:?}");
+    for file in walk(&data) {
+        let content = std::fs::read(&file).unwrap();
+        for needle in [text.as_bytes(), key.as_bytes()] {
+            assert!(!content.windows(needle.len()).any(|w| w == needle), "found in {}", file.display());
+        }
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
+    }
+    out
 }

@@ -320,12 +320,18 @@ impl Cluster {
 
     /// Starts an API server and waits until it answers; returns its index.
     pub fn start_api(&mut self) -> usize {
+        self.start_api_with(&[])
+    }
+
+    /// [`Cluster::start_api`] with more flags.
+    pub fn start_api_with(&mut self, args: &[&str]) -> usize {
         let n = self.apis.len() + 1;
         let addr = loopback(free_port());
         let metrics = loopback(free_port());
         let mut cmd = chorus("info,chorus_bus=debug");
         cmd.args(["api", "--nats", &self.nats.url(), "--listen", &addr.to_string()])
-            .args(["--metrics-listen", &metrics.to_string()]);
+            .args(["--metrics-listen", &metrics.to_string()])
+            .args(args);
         let mut proc = Proc::spawn(&format!("api {n}"), cmd, self.dir.path().join(format!("api-{n}.log")));
         let up = poll(Duration::from_secs(15), || {
             if let Some(status) = proc.try_wait() {
