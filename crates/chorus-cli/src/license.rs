@@ -28,6 +28,10 @@ pub struct LicenseSection {
     pub trusted_keys: Vec<String>,
     pub seed_license: Option<PathBuf>,
     pub segment_bytes: Option<u64>,
+    /// Connected mode: the upstream license server (`https://…`).
+    pub upstream: Option<String>,
+    /// Connected mode: how often to contact it, e.g. `1h`.
+    pub refresh: Option<String>,
     /// Tenant keys (hashes), overridden by name by the data directory's keys.json.
     #[serde(default)]
     pub keys: Vec<StoredKey>,
@@ -59,6 +63,15 @@ pub struct ProxyArgs {
     /// A key allowed to download GET /audit (besides tenant keys added with --admin); comma-separated in the env.
     #[arg(long = "admin-key", env = "CHORUS_ADMIN_KEYS", value_delimiter = ',', hide_env_values = true)]
     pub admin_keys: Vec<String>,
+    /// Connected mode: the upstream license server (https://…) the license is refreshed from and usage reported to.
+    #[arg(long, env = "CHORUS_LICENSE_UPSTREAM")]
+    pub upstream: Option<String>,
+    /// Connected mode: a bearer token for the upstream server.
+    #[arg(long, env = "CHORUS_LICENSE_UPSTREAM_TOKEN", hide_env_values = true)]
+    pub upstream_token: Option<String>,
+    /// Connected mode: how often to contact the upstream server, e.g. 1h (default) or 10m.
+    #[arg(long, env = "CHORUS_LICENSE_REFRESH")]
+    pub refresh: Option<String>,
     /// NATS server URL, where API servers reach the proxy. Empty: HTTP only.
     #[arg(long = "nats", env = "CHORUS_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats: String,
@@ -104,6 +117,9 @@ pub struct ProxyOptions {
     pub trust_keys: Vec<String>,
     pub seed_license: Option<PathBuf>,
     pub admin_keys: Vec<String>,
+    pub upstream: Option<String>,
+    pub upstream_token: Option<String>,
+    pub refresh: Option<String>,
 }
 
 pub fn parse_mode(text: &str) -> Result<LicenseMode> {
@@ -139,11 +155,11 @@ pub fn proxy_config(opts: ProxyOptions, file: &ConfigFile) -> Result<ProxyConfig
     config.config_keys = section.keys.clone();
     config.admin_keys = opts.admin_keys.into_iter().filter(|k| !k.trim().is_empty()).collect();
     config.max_segment_bytes = section.segment_bytes.unwrap_or(DEFAULT_SEGMENT_BYTES);
-    if mode == LicenseMode::Connected {
-        tracing::warn!(
-            "Connected mode: refreshing entitlement from an upstream endpoint is not built yet; the stored license \
-             decides, as in air-gapped mode."
-        );
+    config.upstream = opts.upstream.or(section.upstream.clone()).filter(|u| !u.trim().is_empty());
+    config.upstream_token = opts.upstream_token.filter(|t| !t.trim().is_empty());
+    if let Some(r) = opts.refresh.as_deref().or(section.refresh.as_deref()) {
+        config.refresh =
+            humantime::parse_duration(r).with_context(|| format!("invalid refresh interval '{r}'"))?;
     }
     Ok(config)
 }
@@ -167,6 +183,9 @@ pub fn run_proxy(args: ProxyArgs) -> Result<()> {
         trust_keys: args.trust_keys.clone(),
         seed_license: args.seed_license.clone(),
         admin_keys: args.admin_keys.clone(),
+        upstream: args.upstream.clone(),
+        upstream_token: args.upstream_token.clone(),
+        refresh: args.refresh.clone(),
     };
     let config = proxy_config(opts, &file)?;
     runtime.block_on(async move {

@@ -77,6 +77,9 @@ pub fn run(paths: &PathArgs, args: ServeArgs) -> Result<()> {
             trust_keys: l.trust_keys.clone(),
             seed_license: l.seed_license.clone(),
             admin_keys: l.admin_keys.clone(),
+            upstream: None,
+            upstream_token: None,
+            refresh: None,
         };
         Some(crate::license::proxy_config(opts, &file)?)
     };

@@ -11,5 +11,6 @@ pub mod ledger;
 pub mod license;
 pub mod proxy;
 pub mod store;
+pub mod upstream;
 
 pub use proxy::{LicenseProxy, ProxyConfig, ProxyError};

@@ -36,6 +36,12 @@ pub struct ProxyConfig {
     /// Keys (raw) allowed to download the audit, besides tenant keys marked `admin`.
     pub admin_keys: Vec<String>,
     pub max_segment_bytes: u64,
+    /// Connected mode: the upstream license server (`https://…`).
+    pub upstream: Option<String>,
+    /// Sent to the upstream server as `Authorization: Bearer`.
+    pub upstream_token: Option<String>,
+    /// How often connected mode contacts the upstream server.
+    pub refresh: Duration,
 }
 
 impl std::fmt::Debug for ProxyConfig {
@@ -48,7 +54,9 @@ impl std::fmt::Debug for ProxyConfig {
             .field("seed_license", &self.seed_license)
             .field("config_keys", &self.config_keys)
             .field("admin_keys", &format_args!("[{} redacted]", self.admin_keys.len()))
-            .finish()
+            .field("upstream", &self.upstream)
+            .field("refresh", &self.refresh)
+            .finish_non_exhaustive()
     }
 }
 
@@ -63,9 +71,15 @@ impl ProxyConfig {
             config_keys: Vec::new(),
             admin_keys: Vec::new(),
             max_segment_bytes: DEFAULT_SEGMENT_BYTES,
+            upstream: None,
+            upstream_token: None,
+            refresh: DEFAULT_REFRESH,
         }
     }
 }
+
+/// Default interval of connected mode's upstream contact: 1 hour.
+pub const DEFAULT_REFRESH: Duration = Duration::from_secs(3600);
 
 /// Why the proxy cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -82,9 +96,13 @@ pub enum ProxyError {
     Keys(#[from] crate::keys::KeyError),
     #[error("the data directory {0} is in use by another license proxy (one process per data directory)")]
     Locked(PathBuf),
+    #[error(transparent)]
+    Upstream(#[from] crate::upstream::UpstreamError),
 }
 
 struct Inner {
+    /// Connected mode: the last successful contact with the upstream server.
+    last_contact: Option<u64>,
     active: Option<Verified>,
     keys: Vec<StoredKey>,
     keys_raw: Option<Vec<u8>>,
@@ -98,6 +116,12 @@ pub struct LicenseProxy {
     store: LicenseStore,
     key_store: KeyStore,
     grace_clock: GraceClock,
+    /// Connected mode: first start (the grace of a server never reached counts from it), last contact, and the
+    /// last ledger entry reported.
+    first_start: GraceClock,
+    contact: GraceClock,
+    reported: GraceClock,
+    upstream: Option<crate::upstream::Upstream>,
     ledger: Ledger,
     deployment: KeyPair,
     admin_hashes: Vec<String>,
@@ -153,7 +177,29 @@ impl LicenseProxy {
         let ledger = Ledger::open(&config.data_dir.join("ledger"), config.max_segment_bytes)?;
         let key_store = KeyStore::new(&config.data_dir);
         let admin_hashes = config.admin_keys.iter().map(|k| hash_key(k)).collect();
-        let inner = Inner { active: store.active()?, keys: Vec::new(), keys_raw: None };
+        let upstream = match (&config.upstream, config.mode) {
+            (Some(url), LicenseMode::Connected) => {
+                Some(crate::upstream::Upstream::new(url, config.upstream_token.clone())?)
+            }
+            (Some(_), LicenseMode::Open | LicenseMode::AirGapped) => {
+                tracing::warn!(
+                    "An upstream license server is configured but the mode is not connected: unused."
+                );
+                None
+            }
+            (None, LicenseMode::Connected) => {
+                tracing::warn!(
+                    "Connected mode without an upstream server: the stored license decides, as air-gapped."
+                );
+                None
+            }
+            (None, LicenseMode::Open | LicenseMode::AirGapped) => None,
+        };
+        let contact = GraceClock::named(&config.data_dir, "upstream-contact");
+        let first_start = GraceClock::named(&config.data_dir, "first-start");
+        first_start.start(now);
+        let inner =
+            Inner { last_contact: contact.get(), active: store.active()?, keys: Vec::new(), keys_raw: None };
         let generation = u64::try_from(
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis()),
         )
@@ -174,6 +220,10 @@ impl LicenseProxy {
         let proxy = Arc::new(Self {
             _lock: lock,
             grace_clock: GraceClock::new(&config.data_dir),
+            first_start,
+            contact,
+            reported: GraceClock::named(&config.data_dir, "upstream-reported"),
+            upstream,
             config,
             store,
             key_store,
@@ -185,6 +235,18 @@ impl LicenseProxy {
         });
         proxy.reload_keys()?;
         proxy.refresh();
+        if let Some(up) = proxy.upstream.clone() {
+            let weak = Arc::downgrade(&proxy);
+            let every = proxy.config.refresh.max(Duration::from_millis(100));
+            tokio::spawn(async move {
+                loop {
+                    let Some(proxy) = weak.upgrade() else { break };
+                    proxy.sync_upstream(&up).await;
+                    drop(proxy);
+                    tokio::time::sleep(every).await;
+                }
+            });
+        }
         let weak = Arc::downgrade(&proxy);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -235,6 +297,94 @@ impl LicenseProxy {
         }
         self.refresh();
         Ok(verified)
+    }
+
+    /// Connected mode: fetches the license from the upstream server, then reports the usage not reported yet.
+    pub async fn sync_upstream(self: &Arc<Self>, up: &crate::upstream::Upstream) {
+        let key: String = self
+            .deployment
+            .public_base64()
+            .bytes()
+            .map(|b| match b {
+                b'+' => "%2B".to_owned(),
+                b'/' => "%2F".to_owned(),
+                b'=' => "%3D".to_owned(),
+                other => char::from(other).to_string(),
+            })
+            .collect();
+        let reached = match up.call("GET", &format!("/license?deployment={key}"), None).await {
+            Ok((200, body)) => {
+                let proxy = Arc::clone(self);
+                match tokio::task::spawn_blocking(move || proxy.store.accept(&body, now_secs())).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "The upstream server's license was not accepted.")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "Upstream license check failed."),
+                }
+                true
+            }
+            Ok((204, _)) => true,
+            Ok((status, _)) => {
+                tracing::warn!(status, upstream = %up.url(), "The upstream license server refused the license check.");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, upstream = %up.url(), "The upstream license server was not reached.");
+                false
+            }
+        };
+        if reached {
+            let now = now_secs();
+            self.contact.set(now);
+            let active = self.store.active().ok().flatten();
+            if let Ok(mut inner) = self.inner.lock() {
+                inner.last_contact = Some(now);
+                inner.active = active;
+            }
+            self.report_usage(up).await;
+        }
+        self.refresh();
+    }
+
+    async fn report_usage(&self, up: &crate::upstream::Upstream) {
+        loop {
+            let after = self.reported.get().unwrap_or(0);
+            let Ok(snapshot) = self.ledger.snapshot().await else { return };
+            let read = tokio::task::spawn_blocking(move || {
+                crate::ledger::read_since(&snapshot, after, crate::upstream::REPORT_BATCH)
+            })
+            .await;
+            let entries = match read {
+                Ok(Ok(entries)) if !entries.is_empty() => entries,
+                Ok(Ok(_)) => return,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "Cannot read the ledger for the usage report.");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let last = entries.last().map_or(after, |e| e.seq);
+            let body = serde_json::json!({
+                "deployment": self.deployment.public_base64(),
+                "records": entries.iter().map(|e| serde_json::json!({"seq": e.seq, "record": e.record})).collect::<Vec<_>>(),
+            });
+            let Ok(bytes) = serde_json::to_vec(&body) else { return };
+            match up.call("POST", "/usage", Some(bytes)).await {
+                Ok((status, _)) if (200..300).contains(&status) => self.reported.set(last),
+                Ok((status, _)) => {
+                    tracing::warn!(
+                        status,
+                        "The upstream server refused the usage report; retried at the next contact."
+                    );
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "Usage report not delivered; retried at the next contact.");
+                    return;
+                }
+            }
+        }
     }
 
     /// True when `key` may download the audit.
@@ -290,6 +440,30 @@ impl LicenseProxy {
                 }
             },
         };
+        let (verdict, message, refuse_after, refusal) = match (&self.upstream, inner.last_contact) {
+            (Some(up), last) => {
+                // Two missed contacts (and a little slack) make the entitlement stale; the grace counts from the
+                // last contact.
+                let fresh = (self.config.refresh.as_secs().saturating_mul(2) + 5).min(grace);
+                match last {
+                    Some(t) if now.saturating_sub(t) <= fresh => (verdict, message, refuse_after, refusal),
+                    _ => {
+                        let since = last.unwrap_or_else(|| self.first_start.get().unwrap_or(now));
+                        let what = match last {
+                            Some(t) => format!(
+                                "the license server {} has not been reached since {}",
+                                up.url(),
+                                format_time(t)
+                            ),
+                            None => format!("the license server {} has not been reached yet", up.url()),
+                        };
+                        let contact = grace_verdict(now, since.saturating_add(grace), &what);
+                        combine((verdict, message, refuse_after, refusal), contact)
+                    }
+                }
+            }
+            (None, _) => (verdict, message, refuse_after, refusal),
+        };
         let licensed = active.filter(|l| self.config.mode != LicenseMode::Open || !l.is_expired(now));
         let next = LicenseState {
             generation: 0,
@@ -333,6 +507,30 @@ fn grace_verdict(now: u64, end: u64, what: &str) -> (Verdict, Option<String>, Op
     } else {
         (Verdict::Refusing, Some(refusal.clone()), Some(end), Some(refusal))
     }
+}
+
+type Outcome = (Verdict, Option<String>, Option<u64>, Option<String>);
+
+/// The stricter of two verdicts (refusing over grace over serving; the earlier deadline).
+fn combine(a: Outcome, b: Outcome) -> Outcome {
+    let rank = |v: Verdict| match v {
+        Verdict::Serving => 0,
+        Verdict::Grace => 1,
+        Verdict::Refusing => 2,
+    };
+    let (first, second) = if rank(a.0) >= rank(b.0) { (a, b) } else { (b, a) };
+    let refuse_after = match (first.2, second.2) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    };
+    if second.0 == Verdict::Serving {
+        return first;
+    }
+    let message = match (first.1, second.1) {
+        (Some(x), Some(y)) => Some(format!("{x}; {y}")),
+        (x, y) => x.or(y),
+    };
+    (first.0, message, refuse_after, first.3.or(second.3))
 }
 
 fn record_metrics(state: &LicenseState, now: u64) {

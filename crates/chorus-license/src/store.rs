@@ -135,7 +135,24 @@ pub struct GraceClock {
 
 impl GraceClock {
     pub fn new(data_dir: &Path) -> Self {
-        Self { path: data_dir.join("grace-since") }
+        Self::named(data_dir, "grace-since")
+    }
+
+    /// The same kind of clock in another file.
+    pub fn named(data_dir: &Path, file: &str) -> Self {
+        Self { path: data_dir.join(file) }
+    }
+
+    /// The recorded time, if any (without starting it).
+    pub fn get(&self) -> Option<u64> {
+        std::fs::read_to_string(&self.path).ok().and_then(|t| t.trim().parse().ok())
+    }
+
+    /// Records `t`.
+    pub fn set(&self, t: u64) {
+        if let Err(e) = write_atomic(&self.path, t.to_string().as_bytes()) {
+            tracing::warn!(error = %e, file = %self.path.display(), "Cannot record a time.");
+        }
     }
 
     /// The start of the unlicensed period, starting it at `now` if needed.
