@@ -121,11 +121,7 @@ pub fn run(paths: &PathArgs, args: ServeArgs) -> Result<()> {
         let mut internal = common::internal_router(metrics, refresh, ready);
         if let Some(proxy) = &proxy {
             // /license, /audit and /healthz beside /metrics and /ready (the proxy's port, 8080, in a cluster).
-            let routes = chorus_license::http::router(Arc::clone(proxy), None);
-            internal = internal
-                .route_service("/license", routes.clone())
-                .route_service("/audit", routes.clone())
-                .route_service("/healthz", routes);
+            internal = internal.merge(chorus_license::http::router(Arc::clone(proxy), None));
         }
         common::serve_internal(args.metrics_listen, internal, stop_rx.clone()).await?;
         tracing::info!(api = %args.api.listen, metrics = %args.metrics_listen, "Chorus is serving.");

@@ -286,3 +286,64 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn chorus_serve_runs_the_proxy_in_process_on_its_metrics_port() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("license");
+    let key = keys(&["add", "serve-tenant", "--rpm", "100"], &data).trim().to_owned();
+    let (api, metrics) = (loopback(free_port()), loopback(free_port()));
+    let mut cmd = cluster_support::chorus("info");
+    cmd.args(["serve", "--listen", &api.to_string(), "--metrics-listen", &metrics.to_string()])
+        .args(["--sessions", "1", "--threads", "1", "--admin-key", ADMIN])
+        .arg("--license-data")
+        .arg(&data);
+    let mut serve = cluster_support::Proc::spawn("serve", cmd, dir.path().join("serve.log"));
+    let ready = poll(Duration::from_secs(60), || {
+        assert!(serve.try_wait().is_none(), "chorus serve exited:\n{}", serve.log_text());
+        cluster_support::http_get(metrics, "/ready").is_ok_and(|(s, _)| s == 200).then_some(())
+    });
+    assert!(ready.is_some(), "chorus serve not ready:\n{}", serve.log_text());
+
+    let (status, body) = cluster_support::http_get(metrics, "/license").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let state: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (state["mode"].as_str(), state["verdict"].as_str()),
+        (Some("open"), Some("serving")),
+        "{state}"
+    );
+    assert_eq!(state["tenant_keys"], 1);
+    assert_eq!(cluster_support::http_get(metrics, "/healthz").unwrap().0, 200);
+
+    // Open on loopback, and the tenant key is required once one exists.
+    let body = cluster_support::tts_body("Served in one process.", false);
+    assert_eq!(request(api, "POST", "/tts/bytes", Some(&body)).unwrap().status, 401);
+    let mut r = request(api, "POST", &format!("/tts/bytes?api_key={key}"), Some(&body)).unwrap();
+    assert_eq!(r.status, 200);
+    r.read_all().map_err(|(e, _)| e).unwrap();
+
+    let records = poll(Duration::from_secs(5), || {
+        let mut stream = std::net::TcpStream::connect(metrics).ok()?;
+        use std::io::Write as _;
+        write!(
+            stream,
+            "GET /audit HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(&mut stream, &mut raw).ok()?;
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let records = chorus_license::audit::records(&raw[split + 4..]).ok()?;
+        (!records.is_empty()).then_some(records)
+    })
+    .expect("the request is in the ledger");
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].key_name.as_deref(), Some("serve-tenant"));
+    let (_, text) = cluster_support::http_get(metrics, "/metrics").unwrap();
+    assert!(text.contains("chorus_license_mode{mode=\"open\"} 1"), "{text}");
+    assert!(text.contains("chorus_license_usage_records_total{model=\"sonic-3\"} 1"), "{text}");
+    serve.signal("TERM");
+    assert!(serve.wait_exit(Duration::from_secs(40)).is_some_and(|s| s.success()), "{}", serve.log_text());
+}

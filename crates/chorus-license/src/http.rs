@@ -29,16 +29,20 @@ struct AppState {
     metrics: Option<MetricsRender>,
 }
 
-/// The proxy's routes.
+/// The proxy's routes; `/metrics` only when `metrics` is given (inside `chorus serve` the metrics port has its own),
+/// and then a JSON 404 for other paths.
 pub fn router(proxy: Arc<LicenseProxy>, metrics: Option<MetricsRender>) -> Router {
-    Router::new()
+    let standalone = metrics.is_some();
+    let mut router = Router::new()
         .route("/license", get(get_license).post(post_license))
         .route("/audit", get(audit))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/metrics", get(render_metrics))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "Not found", "no such route".into()) })
-        .layer(DefaultBodyLimit::max(MAX_LICENSE_BYTES))
-        .with_state(AppState { proxy, metrics })
+        .route("/healthz", get(|| async { "ok" }));
+    if standalone {
+        router = router.route("/metrics", get(render_metrics)).fallback(|| async {
+            error(StatusCode::NOT_FOUND, "not_found", "Not found", "no such route".into())
+        });
+    }
+    router.layer(DefaultBodyLimit::max(MAX_LICENSE_BYTES)).with_state(AppState { proxy, metrics })
 }
 
 fn error(status: StatusCode, code: &str, title: &str, message: String) -> Response {
