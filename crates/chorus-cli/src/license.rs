@@ -62,13 +62,13 @@ pub struct ProxyArgs {
     pub seed_license: Option<PathBuf>,
     /// A key allowed to download GET /audit (besides tenant keys added with --admin); comma-separated in the env.
     #[arg(long = "admin-key", env = "CHORUS_ADMIN_KEYS", value_delimiter = ',', hide_env_values = true)]
-    pub admin_keys: Vec<String>,
+    pub admin_keys: Vec<Secret>,
     /// Connected mode: the upstream license server (https://…) the license is refreshed from and usage reported to.
     #[arg(long, env = "CHORUS_LICENSE_UPSTREAM")]
     pub upstream: Option<String>,
     /// Connected mode: a bearer token for the upstream server.
     #[arg(long, env = "CHORUS_LICENSE_UPSTREAM_TOKEN", hide_env_values = true)]
-    pub upstream_token: Option<String>,
+    pub upstream_token: Option<Secret>,
     /// Connected mode: how often to contact the upstream server, e.g. 1h (default) or 10m.
     #[arg(long, env = "CHORUS_LICENSE_REFRESH")]
     pub refresh: Option<String>,
@@ -78,6 +78,24 @@ pub struct ProxyArgs {
     /// A TOML config file (its [license] table).
     #[arg(long, env = "CHORUS_CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+/// A secret flag value (a key, a token): never shown by `Debug`.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(redacted)")
+    }
 }
 
 /// The data directory flag.
@@ -107,8 +125,8 @@ pub fn default_data_dir() -> PathBuf {
     PathBuf::from("chorus-license")
 }
 
-/// Everything that configures a proxy, however it is run.
-#[derive(Debug, Default)]
+/// Everything that configures a proxy, however it is run (holds secrets: no `Debug`).
+#[derive(Default)]
 pub struct ProxyOptions {
     pub data_dir: PathBuf,
     pub mode: Option<String>,
@@ -182,9 +200,9 @@ pub fn run_proxy(args: ProxyArgs) -> Result<()> {
         grace: args.grace.clone(),
         trust_keys: args.trust_keys.clone(),
         seed_license: args.seed_license.clone(),
-        admin_keys: args.admin_keys.clone(),
+        admin_keys: args.admin_keys.iter().map(|k| k.0.clone()).collect(),
         upstream: args.upstream.clone(),
-        upstream_token: args.upstream_token.clone(),
+        upstream_token: args.upstream_token.as_ref().map(|t| t.0.clone()),
         refresh: args.refresh.clone(),
     };
     let config = proxy_config(opts, &file)?;

@@ -51,7 +51,7 @@ pub struct ServeLicenseArgs {
     pub seed_license: Option<PathBuf>,
     /// A key allowed to download GET /audit.
     #[arg(long = "admin-key", env = "CHORUS_ADMIN_KEYS", value_delimiter = ',', hide_env_values = true)]
-    pub admin_keys: Vec<String>,
+    pub admin_keys: Vec<crate::license::Secret>,
 }
 
 pub fn run(paths: &PathArgs, args: ServeArgs) -> Result<()> {
@@ -76,7 +76,7 @@ pub fn run(paths: &PathArgs, args: ServeArgs) -> Result<()> {
             grace: l.license_grace.clone(),
             trust_keys: l.trust_keys.clone(),
             seed_license: l.seed_license.clone(),
-            admin_keys: l.admin_keys.clone(),
+            admin_keys: l.admin_keys.iter().map(|k| k.0.clone()).collect(),
             upstream: None,
             upstream_token: None,
             refresh: None,
