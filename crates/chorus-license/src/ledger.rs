@@ -208,7 +208,11 @@ impl Writer {
             let line = serde_json::to_vec(&entry).map_err(std::io::Error::other)?;
             let mut buf = line.clone();
             buf.push(b'\n');
-            self.file.write_all(&buf)?;
+            if let Err(e) = self.file.write_all(&buf) {
+                // A partial line (disk full...) would break the chain for every later entry: cut it off.
+                let _ = self.file.set_len(self.written);
+                return Err(e);
+            }
             self.written += buf.len() as u64;
             self.head = Head { seq: entry.seq, hash: sha256_hex(&line) };
             let model = entry.record.model.clone();
