@@ -83,7 +83,8 @@ def start_server(tmp: Path, api_key: str | None) -> Server:
         raise StartupError(f"{CHORUS} does not exist: build it with `cargo build -p chorus-cli` (or set CHORUS_BIN)")
     port, mport = free_port(), free_port()
     log_path = tmp / f"chorus-serve-{port}.log"
-    cmd = [str(CHORUS), "serve", "--listen", f"127.0.0.1:{port}", "--metrics-listen", f"127.0.0.1:{mport}"]
+    cmd = [str(CHORUS), "serve", "--listen", f"127.0.0.1:{port}", "--metrics-listen", f"127.0.0.1:{mport}",
+           "--license-data", str(tmp / f"license-{port}")]
     # A fresh artifact store per server: voices and dictionaries of earlier runs must not leak into these tests.
     cmd += ["--artifacts", str(tmp / f"artifacts-{port}")]
     if api_key:

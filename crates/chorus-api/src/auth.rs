@@ -10,7 +10,13 @@
 //!
 //! `GET /` and `GET /status` are always open: the status probe cannot carry keys. A missing or wrong key is a
 //! 401 in the Cartesia error JSON (the OpenAI error shape under `/v1/`), with `WWW-Authenticate: Bearer`.
+//!
+//! With a license proxy ([`crate::license`]), tenant keys from the proxy are accepted too (compared by SHA-256),
+//! a revoked one is refused, entitlement is checked (403 `license_inactive` past the grace period), and the key's
+//! limits are applied (429 with `Retry-After`). The request then carries a [`Caller`] (its tenant name and the
+//! in-flight guard, held until the response body ends).
 
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
@@ -18,6 +24,7 @@ use axum::response::Response;
 use chorus_proto::ErrorCode;
 
 use crate::error::ApiError;
+use crate::license::{Caller, TenantCheck};
 use crate::middleware::{RequestId, query_param};
 use crate::routes::error_response;
 use crate::state::AppState;
@@ -25,30 +32,78 @@ use crate::state::AppState;
 /// Paths that never need a key (with `GET` or `HEAD`).
 const OPEN_PATHS: [&str; 2] = ["/", "/status"];
 
+/// Paths that start a synthesis (counted against the license's stream limit).
+const SYNTHESIS_PATHS: [&str; 4] = ["/tts/bytes", "/tts/sse", "/tts/websocket", "/v1/audio/speech"];
+
 /// The authentication middleware (install with `axum::middleware::from_fn_with_state`).
-pub async fn require_api_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn require_api_key(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let keys = &state.config.api_keys;
+    let gate = &state.license;
     let open_route =
         matches!(*req.method(), Method::GET | Method::HEAD) && OPEN_PATHS.contains(&req.uri().path());
-    if keys.is_open() || open_route {
+    if open_route {
         return next.run(req).await;
     }
-    let verdict = match presented_key(req.headers(), req.uri()) {
-        None => Err("missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"),
-        Some(key) if keys.accepts(&key) => Ok(()),
-        Some(_) => Err("invalid API key"),
+    let path = req.uri().path().to_owned();
+    let request_id = RequestId::from_extensions(req.extensions());
+    let refuse = |error: ApiError| error_response(&path, error.with_request_id(request_id.as_str()));
+    let unauthorized = |message: &'static str| {
+        tracing::info!(reason = message, "Request refused: not authenticated.");
+        let mut response = refuse(ApiError::new(ErrorCode::Unauthorized, message));
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        response
     };
-    match verdict {
-        Ok(()) => next.run(req).await,
-        Err(message) => {
-            let request_id = RequestId::from_extensions(req.extensions());
-            tracing::info!(reason = message, "Request refused: not authenticated.");
-            let error = ApiError::new(ErrorCode::Unauthorized, message).with_request_id(request_id.as_str());
-            let mut response = error_response(req.uri().path(), error);
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            response
+    let not_yet = || {
+        refuse(ApiError::new(
+            ErrorCode::Unserviceable,
+            "the license proxy has not been reached yet, so this key cannot be checked; retry shortly",
+        ))
+    };
+
+    let mut tenant = None;
+    if !keys.is_open() || gate.has_tenants() || gate.awaiting() || gate.requires_keys() {
+        match presented_key(req.headers(), req.uri()) {
+            Some(key) if !keys.is_open() && keys.accepts(&key) => {}
+            None if keys.is_open() && gate.awaiting() => return not_yet(),
+            None => {
+                return unauthorized(
+                    "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+                );
+            }
+            Some(key) => match gate.check_key(&key) {
+                TenantCheck::Known(t) => tenant = Some(t),
+                TenantCheck::Revoked => return unauthorized("this API key has been revoked"),
+                TenantCheck::Unknown => return unauthorized("invalid API key"),
+                TenantCheck::NotYetKnown => return not_yet(),
+            },
         }
     }
+    if let Err(e) = gate.check_entitlement() {
+        tracing::warn!(error = %e, "Request refused: the license is not active.");
+        return refuse(e);
+    }
+    let guard = match gate.admit(tenant.as_ref(), SYNTHESIS_PATHS.contains(&path.as_str())) {
+        Ok(guard) => guard,
+        Err(e) => {
+            tracing::info!(error = %e, "Request refused: over a limit.");
+            return refuse(e);
+        }
+    };
+    let caller = Caller { key_name: tenant.map(|t| t.name), guard };
+    let hold = caller.guard.is_some();
+    req.extensions_mut().insert(caller.clone());
+    let response = next.run(req).await;
+    if !hold {
+        return response;
+    }
+    // The in-flight slot is released when the body ends (or the client goes away), not when the headers leave.
+    response.map(|body| {
+        let stream = futures_util::StreamExt::map(body.into_data_stream(), move |chunk| {
+            let _held = &caller;
+            chunk
+        });
+        Body::from_stream(stream)
+    })
 }
 
 /// The key the request presents, in order of precedence: `Authorization: Bearer`, `X-API-Key`, query

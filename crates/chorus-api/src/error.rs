@@ -30,7 +30,8 @@ impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let retry_after = match code {
-            ErrorCode::ConcurrencyLimited | ErrorCode::Unserviceable => Some(1),
+            ErrorCode::ConcurrencyLimited | ErrorCode::Unserviceable | ErrorCode::RateLimited => Some(1),
+            ErrorCode::LicenseInactive => None,
             ErrorCode::InvalidRequest
             | ErrorCode::ModelNotFound
             | ErrorCode::VoiceNotFound
@@ -111,6 +112,8 @@ fn title_for(code: ErrorCode) -> &'static str {
         ErrorCode::Unauthorized => "Unauthorized",
         ErrorCode::NotFound => "Not found",
         ErrorCode::ConcurrencyLimited => "Too many concurrent requests",
+        ErrorCode::RateLimited => "Rate limit exceeded",
+        ErrorCode::LicenseInactive => "License inactive",
         ErrorCode::Unserviceable => "No worker available",
         ErrorCode::WorkerLost => "Worker lost",
         ErrorCode::InferenceFailed => "Synthesis failed",

@@ -12,6 +12,7 @@ use chorus_proto::{ErrorCode, JobEvent, OutputFormat, PhonemeTimestamps, Synthes
 
 use crate::encode::ChunkEncoder;
 use crate::error::ApiError;
+use crate::license::UsageMeter;
 use crate::state::AppState;
 
 /// One step of a job's output.
@@ -36,6 +37,8 @@ pub(crate) struct JobStream {
     /// The first event, read by [`JobStream::start`].
     pending: Option<JobEvent>,
     finished: bool,
+    /// Accounts the request; dropped unfinished (client gone), it reports `cancelled`.
+    meter: Option<UsageMeter>,
 }
 
 impl JobStream {
@@ -45,15 +48,25 @@ impl JobStream {
         state: &AppState,
         job: SynthesisJob,
         format: OutputFormat,
+        meter: Option<UsageMeter>,
     ) -> Result<Self, ApiError> {
         let request_id = job.request_id.clone();
-        let mut handle = state.bus.start(job).await.map_err(|e| {
-            tracing::info!(kind = e.kind(), error = %e, "The bus did not start the job.");
-            ApiError::from(e).with_request_id(&request_id)
-        })?;
+        let failed = |e: ApiError| {
+            if let Some(m) = &meter {
+                m.finish(e.code.as_str());
+            }
+            e.with_request_id(&request_id)
+        };
+        let mut handle = match state.bus.start(job).await {
+            Ok(handle) => handle,
+            Err(e) => {
+                tracing::info!(kind = e.kind(), error = %e, "The bus did not start the job.");
+                return Err(failed(ApiError::from(e)));
+            }
+        };
         let first = match handle.events.recv().await {
-            Some(JobEvent::Error(e)) => return Err(ApiError::from(e).with_request_id(&request_id)),
-            None => return Err(worker_lost().with_request_id(&request_id)),
+            Some(JobEvent::Error(e)) => return Err(failed(ApiError::from(e))),
+            None => return Err(failed(worker_lost())),
             Some(
                 event @ (JobEvent::Audio(_)
                 | JobEvent::Words { .. }
@@ -68,6 +81,7 @@ impl JobStream {
             request_id,
             pending: Some(first),
             finished: false,
+            meter,
         })
     }
 
@@ -84,6 +98,9 @@ impl JobStream {
             let result = match event {
                 None => Err(worker_lost()),
                 Some(JobEvent::Audio(audio)) => {
+                    if let Some(m) = &self.meter {
+                        m.audio(audio.samples.len(), audio.sample_rate);
+                    }
                     let step_time_ms = audio.step_time_ms;
                     self.encoder.push(audio).await.map(|bytes| Piece::Audio { bytes, step_time_ms })
                 }
@@ -96,6 +113,9 @@ impl JobStream {
             };
             if matches!(result, Ok(Piece::Done { .. }) | Err(_)) {
                 self.finished = true;
+                if let Some(m) = &self.meter {
+                    m.finish(result.as_ref().map_or_else(|e| e.code.as_str(), |_| "completed"));
+                }
             }
             return Some(result.map_err(|e| e.with_request_id(&self.request_id)));
         }

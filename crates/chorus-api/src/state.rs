@@ -8,6 +8,7 @@ use chorus_proto::{ErrorCode, OutputFormat, SynthesisJob, SynthesisParams};
 use crate::artifacts::Artifacts;
 use crate::catalogue::Catalogue;
 use crate::error::ApiError;
+use crate::license::{Caller, LicenseGate, UsageMeter};
 use crate::request::TtsRequest;
 use crate::store::{DictStore, VoiceStore};
 
@@ -75,6 +76,9 @@ pub struct AppState {
     pub dicts: Arc<DictStore>,
     /// Where voices and dictionaries are stored (in memory unless [`AppState::with_artifact_store`]).
     pub artifacts: Arc<Artifacts>,
+    /// Entitlement, tenant keys and usage metering (open, with no license proxy, unless set by
+    /// [`AppState::with_license`]).
+    pub license: Arc<LicenseGate>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -113,7 +117,14 @@ impl AppState {
             Arc::clone(&voices),
             Arc::clone(&dicts),
         ));
-        Self { bus, config: Arc::new(config), voices, dicts, artifacts }
+        Self {
+            bus,
+            config: Arc::new(config),
+            voices,
+            dicts,
+            artifacts,
+            license: Arc::new(LicenseGate::open()),
+        }
     }
 
     /// Keeps voices and dictionaries in `store` (a directory or bucket shared with other API servers). Call
@@ -123,6 +134,24 @@ impl AppState {
         self
     }
 
+    /// Follows a license proxy: its entitlement and tenant keys apply, and usage is reported to it.
+    pub fn with_license(mut self, gate: LicenseGate) -> Self {
+        self.license = Arc::new(gate);
+        self
+    }
+
+    /// The usage meter of a prepared synthesis request (`None` without a license proxy).
+    pub fn meter(
+        &self,
+        caller: &Caller,
+        route: &str,
+        req: &TtsRequest,
+        job: &SynthesisJob,
+    ) -> Option<UsageMeter> {
+        let voice = req.voice.id().unwrap_or_default();
+        self.license.meter(caller, route, &req.model_id, voice, job.transcript.chars().count() as u64)
+    }
+
     /// Validates a Cartesia TTS request and builds its job: model, voice, format, transcript, parameters,
     /// dictionary. Every input error is found here, before any audio.
     pub fn prepare(&self, req: &TtsRequest, request_id: &str, route: Route) -> Result<Prepared, ApiError> {
@@ -130,12 +159,13 @@ impl AppState {
     }
 
     fn prepare_inner(&self, req: &TtsRequest, request_id: &str, route: Route) -> Result<Prepared, ApiError> {
-        if self.config.catalogue.resolve(&req.model_id).is_none() {
+        let Some(model) = self.config.catalogue.resolve(&req.model_id) else {
             return Err(ApiError::new(
                 ErrorCode::ModelNotFound,
                 format!("model '{}' does not exist (try sonic-3 or chorus-piper)", req.model_id),
             ));
-        }
+        };
+        self.license.check_model(&req.model_id, &model.id)?;
         let voice_id = req.voice.id()?;
         self.voices.sync_builtin(&self.bus.models());
         let voice = self.voices.get(voice_id).ok_or_else(|| {

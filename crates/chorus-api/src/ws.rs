@@ -183,6 +183,7 @@ impl WsShutdown {
 pub async fn handler(
     State(state): State<AppState>,
     request_id: RequestId,
+    caller: crate::license::Caller,
     config: Option<Extension<WsConfig>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
@@ -207,7 +208,7 @@ pub async fn handler(
         .max_message_size(config.max_message_bytes)
         .max_frame_size(config.max_message_bytes)
         .on_failed_upgrade(|e| tracing::debug!(%e, "WebSocket upgrade failed."))
-        .on_upgrade(move |socket| connection::serve(socket, state, config, signal).instrument(span))
+        .on_upgrade(move |socket| connection::serve(socket, state, caller, config, signal).instrument(span))
 }
 
 /// Serves one socket until it closes: the whole protocol, for any stream and sink of WebSocket messages (the
@@ -218,7 +219,7 @@ where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Send + 'static,
 {
     let signal = config.shutdown.as_ref().map(WsShutdown::subscribe);
-    connection::serve(socket, state, config, signal).await;
+    connection::serve(socket, state, crate::license::Caller::default(), config, signal).await;
 }
 
 /// The close code a read error calls for, or `None` when the connection is simply gone.

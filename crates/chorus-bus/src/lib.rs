@@ -7,6 +7,7 @@
 //!
 //! Dropping a [`JobHandle`] cancels the job: the worker sees its event channel closed and stops.
 
+mod license;
 mod local;
 mod nats;
 mod wire;
@@ -16,6 +17,10 @@ use std::pin::Pin;
 
 use chorus_proto::{ContextInput, JobEvent, SynthesisJob};
 
+pub use license::{
+    LicenseLink, LicenseService, LocalLicenseLink, NatsLicenseHost, NatsLicenseLink, UsageCounters,
+    UsageReporter,
+};
 pub use local::{LocalBus, LocalBusConfig, SlotGuard};
 pub use nats::{ModelLoad, NatsBus, NatsBusConfig, NatsWorkerHost, subjects};
 pub use wire::WireError;

@@ -26,6 +26,10 @@ pub struct ApiRoleArgs {
     /// A TOML config file (model catalogue, limits); flags override it.
     #[arg(long, env = "CHORUS_CONFIG")]
     pub config: Option<PathBuf>,
+    /// A license proxy (`chorus license-proxy`) is on the bus: apply its entitlement and tenant keys, and report
+    /// usage to it. Without it the API runs as an open deployment (static --api-key keys only).
+    #[arg(long, env = "CHORUS_LICENSE_PROXY")]
+    pub license_proxy: bool,
 }
 
 /// Starts the API on `listener`; returns the server task and the WebSocket shutdown switch.
@@ -71,8 +75,17 @@ pub fn run(paths: &PathArgs, args: ApiRoleArgs) -> Result<()> {
             queue_timeout: Duration::from_secs(file.queue_timeout_seconds.unwrap_or(30)),
             ..NatsBusConfig::default()
         };
-        let bus = NatsBus::start(client, config).await.context("cannot follow the workers on NATS")?;
-        let state = common::api_state(&args.api, &file, Arc::new(bus.clone()) as Arc<dyn Bus>)?;
+        let bus =
+            NatsBus::start(client.clone(), config).await.context("cannot follow the workers on NATS")?;
+        let bus_dyn = Arc::new(bus.clone()) as Arc<dyn Bus>;
+        let mut state = common::api_state_opts(&args.api, &file, bus_dyn, args.license_proxy)?;
+        if args.license_proxy {
+            let link = chorus_bus::NatsLicenseLink::start(client.clone())
+                .await
+                .context("cannot follow the license proxy on NATS")?;
+            state = state.with_license(common::license_gate(&args.api, Arc::new(link)));
+            tracing::info!("Following the license proxy on the bus.");
+        }
         let state = common::with_artifacts(state, &args.api.artifacts, &file, None)?;
         // Installed voices are known before any worker of theirs joins (a fresh API, a pool scaled to zero):
         // their requests wait as unserviceable, which wakes the pool, instead of failing as unknown voices.
@@ -83,8 +96,11 @@ pub fn run(paths: &PathArgs, args: ApiRoleArgs) -> Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         common::start_artifacts(&state, &args.api.artifacts, &file, stop_rx.clone()).await?;
         let refresh = {
-            let bus = bus.clone();
-            Arc::new(move || common::record_api(&bus.model_loads()))
+            let (bus, gate) = (bus.clone(), Arc::clone(&state.license));
+            Arc::new(move || {
+                common::record_api(&bus.model_loads());
+                common::record_usage(&gate);
+            })
         };
         // The API is ready as soon as it listens: requests for models no worker serves yet wait (unserviceable).
         let ready = Arc::new(|| true);
@@ -95,6 +111,7 @@ pub fn run(paths: &PathArgs, args: ApiRoleArgs) -> Result<()> {
         )
         .await?;
         tracing::info!(api = %args.api.listen, nats = %args.nats, "Chorus API is serving.");
+        let gate = Arc::clone(&state.license);
         let (server, ws_shutdown) = spawn_api(listener, state, stop_rx);
         common::shutdown_signal().await;
         tracing::info!("Shutting down the API.");
@@ -102,6 +119,7 @@ pub fn run(paths: &PathArgs, args: ApiRoleArgs) -> Result<()> {
         let _ = stop_tx.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(30), server).await;
         let _ = tokio::time::timeout(Duration::from_secs(15), ws_shutdown.wait_closed()).await;
+        common::flush_usage(&gate, crate::license::USAGE_FLUSH).await;
         Ok(())
     })
 }

@@ -38,6 +38,8 @@ pub struct ConfigFile {
     pub enable_hot_reload: Option<bool>,
     /// Seconds between two listings of the artifact store's `models/` (workers).
     pub models_poll_seconds: Option<f64>,
+    /// The license proxy (`chorus license-proxy`, and the one inside `chorus serve`).
+    pub license: Option<crate::license::LicenseSection>,
 }
 
 impl ConfigFile {
@@ -169,8 +171,21 @@ pub struct EngineArgs {
 
 /// Checks the keys against the listen address and builds the API state over `bus`.
 pub fn api_state(args: &ApiArgs, file: &ConfigFile, bus: Arc<dyn Bus>) -> Result<AppState> {
+    api_state_opts(args, file, bus, false)
+}
+
+/// [`api_state`]; with `license_proxy`, an API with no key of its own on a public address is allowed: it takes
+/// tenant keys from the proxy and refuses every request while there is none (see [`license_gate`]).
+pub fn api_state_opts(
+    args: &ApiArgs,
+    file: &ConfigFile,
+    bus: Arc<dyn Bus>,
+    license_proxy: bool,
+) -> Result<AppState> {
     let keys = ApiKeys::new(args.api_keys.clone());
-    if keys.is_open() {
+    if keys.is_open() && license_proxy && !args.listen.ip().is_loopback() && !args.allow_open {
+        tracing::info!(listen = %args.listen, "No static API key: requests need a tenant key from the license proxy.");
+    } else if keys.is_open() {
         if !args.listen.ip().is_loopback() && !args.allow_open {
             anyhow::bail!(
                 "refusing to serve without API keys on {} (not loopback): give --api-key, or --allow-open to run open",
@@ -188,6 +203,14 @@ pub fn api_state(args: &ApiArgs, file: &ConfigFile, bus: Arc<dyn Bus>) -> Result
         config.max_transcript_chars = max;
     }
     Ok(AppState::new(bus, config))
+}
+
+/// The API's side of a license proxy reached through `link`: never open on a public address without keys.
+pub fn license_gate(args: &ApiArgs, link: Arc<dyn chorus_bus::LicenseLink>) -> chorus_api::LicenseGate {
+    let public_without_keys = args.api_keys.iter().all(|k| k.trim().is_empty())
+        && !args.listen.ip().is_loopback()
+        && !args.allow_open;
+    chorus_api::LicenseGate::with_proxy(link).require_keys(public_without_keys)
 }
 
 /// Loads the engine and wraps it as a worker.
@@ -245,6 +268,28 @@ pub fn install_metrics() -> Result<PrometheusHandle> {
         "When the artifact store was last listed successfully (seconds since the epoch)."
     );
     metrics::describe_gauge!(names::ARTIFACTS_MODELS_LOADED, "Voice models the worker serves (announces).");
+    metrics::describe_gauge!(names::LICENSE_DAYS_TO_EXPIRY, "Days until the active license expires.");
+    metrics::describe_gauge!(names::LICENSE_MODE, "1 for the license proxy's mode.");
+    metrics::describe_gauge!(names::LICENSE_GRACE_STATE, "0 serving, 1 in grace, 2 refusing new requests.");
+    metrics::describe_counter!(names::LICENSE_USAGE_RECORDS_TOTAL, "Usage records written to the ledger.");
+    metrics::describe_counter!(names::LICENSE_USAGE_CHARACTERS_TOTAL, "Characters accounted in the ledger.");
+    metrics::describe_counter!(
+        names::LICENSE_USAGE_AUDIO_SECONDS_TOTAL,
+        metrics::Unit::Seconds,
+        "Audio accounted in the ledger (whole seconds per record, rounded)."
+    );
+    metrics::describe_counter!(
+        names::LICENSE_USAGE_DUPLICATES_TOTAL,
+        "Usage records received twice, stored once."
+    );
+    metrics::describe_gauge!(
+        names::LICENSE_USAGE_PENDING,
+        "Usage records not yet acknowledged by the proxy."
+    );
+    metrics::describe_counter!(
+        names::LICENSE_USAGE_DROPPED_TOTAL,
+        "Usage records dropped: the queue was full."
+    );
     Ok(handle)
 }
 
@@ -255,6 +300,24 @@ pub fn record_worker(worker: &EngineWorker) {
     metrics::gauge!(names::WORKER_CAPACITY).set(if s.draining { 0.0 } else { f64::from(s.capacity) });
     metrics::gauge!(names::WORKER_LOAD).set(f64::from(s.load));
     metrics::gauge!(names::ARTIFACTS_MODELS_LOADED).set(s.models.len() as f64);
+}
+
+/// Sets the usage-queue metrics of an API server with a license proxy (read at scrape time).
+pub fn record_usage(gate: &chorus_api::LicenseGate) {
+    if let Some(reporter) = gate.reporter() {
+        let c = reporter.counters();
+        metrics::gauge!(names::LICENSE_USAGE_PENDING).set(c.pending.load(Ordering::Acquire) as f64);
+        metrics::counter!(names::LICENSE_USAGE_DROPPED_TOTAL).absolute(c.dropped.load(Ordering::Acquire));
+    }
+}
+
+/// Waits (bounded) until the usage records queued toward the license proxy are acknowledged.
+pub async fn flush_usage(gate: &chorus_api::LicenseGate, limit: Duration) {
+    let Some(reporter) = gate.reporter() else { return };
+    let deadline = tokio::time::Instant::now() + limit;
+    while reporter.counters().pending.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Sets the API gauges (read at scrape time).

@@ -11,6 +11,7 @@ mod bench_stats;
 mod bench_texts;
 mod bench_url;
 mod common;
+mod license;
 mod models;
 mod paths;
 mod probe;
@@ -58,6 +59,17 @@ enum Command {
     Smoke(smoke::SmokeArgs),
     /// Speak a text into an audio file (or stdout), chunk by chunk as it is synthesized.
     Say(say::SayArgs),
+    /// Run the license proxy: entitlement, tenant keys, the usage ledger, /license and /audit (port 8080).
+    LicenseProxy(license::ProxyArgs),
+    /// Manage tenant API keys in the license proxy's data directory.
+    #[command(subcommand)]
+    Keys(license::KeysCommand),
+    /// Audit exports (GET /audit of the license proxy).
+    #[command(subcommand)]
+    Audit(license::AuditCommand),
+    /// (Vendor/development) Make signing keys and sign licenses.
+    #[command(subcommand)]
+    License(license::LicenseCommand),
     /// Measure model load time, time to first audio and real-time factor, against the Python Piper peer; or load a
     /// running server with `--url` (TTFA, RTF, throughput and underruns per concurrency level).
     Bench(bench::BenchArgs),
@@ -80,12 +92,15 @@ fn main() -> ExitCode {
         }
     };
     let default_level = match cli.command {
-        Command::Serve(_) | Command::Api(_) | Command::Worker(_) => "info",
+        Command::Serve(_) | Command::Api(_) | Command::Worker(_) | Command::LicenseProxy(_) => "info",
         Command::Say(_)
         | Command::Bench(_)
         | Command::Probe(_)
         | Command::Smoke(_)
-        | Command::Artifacts(_) => "warn",
+        | Command::Artifacts(_)
+        | Command::Keys(_)
+        | Command::Audit(_)
+        | Command::License(_) => "warn",
     };
     let filter = EnvFilter::try_new(cli.log.as_deref().unwrap_or(default_level))
         .unwrap_or_else(|_| EnvFilter::new(default_level));
@@ -99,6 +114,10 @@ fn main() -> ExitCode {
         Command::Smoke(args) => smoke::run(args),
         Command::Say(args) => say::run(&cli.paths, args),
         Command::Bench(args) => bench::run(&cli.paths, args),
+        Command::LicenseProxy(args) => license::run_proxy(args),
+        Command::Keys(cmd) => license::run_keys(cmd),
+        Command::Audit(cmd) => license::run_audit(cmd),
+        Command::License(cmd) => license::run_license(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

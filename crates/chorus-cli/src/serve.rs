@@ -25,6 +25,35 @@ pub struct ServeArgs {
     /// A TOML config file (model catalogue, limits, engine settings); flags override it.
     #[arg(long, env = "CHORUS_CONFIG")]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub license: ServeLicenseArgs,
+}
+
+/// The license proxy inside `chorus serve` (its /license, /audit and /healthz are on the metrics port).
+#[derive(Debug, clap::Args)]
+pub struct ServeLicenseArgs {
+    /// Run without the in-process license proxy (no entitlement, no tenant keys, no usage ledger).
+    #[arg(long, env = "CHORUS_NO_LICENSE_PROXY")]
+    pub no_license_proxy: bool,
+    /// The license proxy's data directory: licenses, tenant keys, the usage ledger (default:
+    /// $XDG_DATA_HOME/chorus/license, or ~/.local/share/chorus/license). One process at a time.
+    #[arg(long, env = "CHORUS_LICENSE_DATA")]
+    pub license_data: Option<PathBuf>,
+    /// open (default), connected or air-gapped.
+    #[arg(long, env = "CHORUS_LICENSE_MODE")]
+    pub license_mode: Option<String>,
+    /// Grace period of an expired or missing license, e.g. 7d.
+    #[arg(long, env = "CHORUS_LICENSE_GRACE")]
+    pub license_grace: Option<String>,
+    /// A base64 Ed25519 public key trusted to sign licenses; repeat for several.
+    #[arg(long = "trust-key", env = "CHORUS_LICENSE_TRUSTED_KEYS", value_delimiter = ',')]
+    pub trust_keys: Vec<String>,
+    /// A license file used only when none is stored yet.
+    #[arg(long, env = "CHORUS_SEED_LICENSE")]
+    pub seed_license: Option<PathBuf>,
+    /// A key allowed to download GET /audit.
+    #[arg(long = "admin-key", env = "CHORUS_ADMIN_KEYS", value_delimiter = ',', hide_env_values = true)]
+    pub admin_keys: Vec<crate::license::Secret>,
 }
 
 pub fn run(paths: &PathArgs, args: ServeArgs) -> Result<()> {
@@ -38,14 +67,43 @@ pub fn run(paths: &PathArgs, args: ServeArgs) -> Result<()> {
     });
     bus.register(Arc::clone(&worker) as Arc<dyn chorus_bus::Worker>);
     let state = common::api_state(&args.api, &file, Arc::new(bus.clone()))?;
-    let state = common::with_artifacts(
+    let mut state = common::with_artifacts(
         state,
         &args.api.artifacts,
         &file,
         Some(chorus_artifacts::DEFAULT_LOCAL_STORE),
     )?;
+    let proxy_config = if args.license.no_license_proxy {
+        None
+    } else {
+        let l = &args.license;
+        let opts = crate::license::ProxyOptions {
+            data_dir: l.license_data.clone().unwrap_or_else(crate::license::default_data_dir),
+            mode: l.license_mode.clone(),
+            air_gapped: false,
+            grace: l.license_grace.clone(),
+            trust_keys: l.trust_keys.clone(),
+            seed_license: l.seed_license.clone(),
+            admin_keys: l.admin_keys.iter().map(|k| k.0.clone()).collect(),
+            upstream: None,
+            upstream_token: None,
+            refresh: None,
+        };
+        Some(crate::license::proxy_config(opts, &file)?)
+    };
 
     runtime.block_on(async move {
+        let proxy = match proxy_config {
+            None => None,
+            Some(config) => {
+                let proxy = chorus_license::LicenseProxy::start(config)
+                    .context("cannot start the license proxy (--license-data, or --no-license-proxy)")?;
+                let link = chorus_bus::LocalLicenseLink::new(Arc::clone(&proxy) as _);
+                state = state.with_license(common::license_gate(&args.api, Arc::new(link)));
+                Some(proxy)
+            }
+        };
+        let gate = Arc::clone(&state.license);
         let api = tokio::net::TcpListener::bind(args.api.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.api.listen))?;
@@ -61,9 +119,10 @@ pub fn run(paths: &PathArgs, args: ServeArgs) -> Result<()> {
             stop_rx.clone(),
         )?;
         let refresh = {
-            let (worker, bus) = (Arc::clone(&worker), bus.clone());
+            let (worker, bus, gate) = (Arc::clone(&worker), bus.clone(), Arc::clone(&gate));
             Arc::new(move || {
                 common::record_worker(&worker);
+                common::record_usage(&gate);
                 let queued = bus.queued() as u64;
                 let loads: Vec<ModelLoad> = bus
                     .models()
@@ -77,12 +136,12 @@ pub fn run(paths: &PathArgs, args: ServeArgs) -> Result<()> {
             let bus = bus.clone();
             Arc::new(move || bus.workers().iter().any(|w| !w.draining && w.capacity > 0))
         };
-        common::serve_internal(
-            args.metrics_listen,
-            common::internal_router(metrics, refresh, ready),
-            stop_rx.clone(),
-        )
-        .await?;
+        let mut internal = common::internal_router(metrics, refresh, ready);
+        if let Some(proxy) = &proxy {
+            // /license, /audit and /healthz beside /metrics and /ready (the proxy's port, 8080, in a cluster).
+            internal = internal.merge(chorus_license::http::router(Arc::clone(proxy), None));
+        }
+        common::serve_internal(args.metrics_listen, internal, stop_rx.clone()).await?;
         tracing::info!(api = %args.api.listen, metrics = %args.metrics_listen, "Chorus is serving.");
         eprintln!(
             "chorus serve: API on http://{} , metrics on http://{}/metrics",
@@ -97,6 +156,7 @@ pub fn run(paths: &PathArgs, args: ServeArgs) -> Result<()> {
         common::drain(&worker, Duration::from_secs(30)).await;
         let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
         let _ = tokio::time::timeout(Duration::from_secs(15), ws_shutdown.wait_closed()).await;
+        common::flush_usage(&gate, crate::license::USAGE_FLUSH).await;
         Ok::<(), anyhow::Error>(())
     })
 }

@@ -64,7 +64,7 @@ fn serve() -> Serve {
             "--metrics-listen",
             &format!("127.0.0.1:{metrics}"),
         ])
-        .args(["--sessions", "2", "--threads", "1"])
+        .args(["--sessions", "2", "--threads", "1", "--no-license-proxy"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

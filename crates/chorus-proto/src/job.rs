@@ -89,6 +89,10 @@ pub enum ErrorCode {
     Unauthorized,
     NotFound,
     ConcurrencyLimited,
+    /// A tenant key's requests-per-minute limit was reached (429).
+    RateLimited,
+    /// The deployment's entitlement lapsed past its grace period: new requests are refused (403).
+    LicenseInactive,
     Unserviceable,
     WorkerLost,
     InferenceFailed,
@@ -108,6 +112,8 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::NotFound => "not_found",
             ErrorCode::ConcurrencyLimited => "concurrency_limited",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::LicenseInactive => "license_inactive",
             ErrorCode::Unserviceable => "unserviceable",
             ErrorCode::WorkerLost => "worker_lost",
             ErrorCode::InferenceFailed => "inference_failed",
@@ -126,7 +132,8 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 401,
             ErrorCode::VoiceNotFound | ErrorCode::NotFound => 404,
             ErrorCode::Conflict => 409,
-            ErrorCode::ConcurrencyLimited => 429,
+            ErrorCode::ConcurrencyLimited | ErrorCode::RateLimited => 429,
+            ErrorCode::LicenseInactive => 403,
             ErrorCode::Unserviceable => 503,
             ErrorCode::WorkerLost | ErrorCode::InferenceFailed | ErrorCode::Internal => 500,
         }

@@ -5,6 +5,7 @@
 
 mod format;
 mod job;
+pub mod license;
 pub mod metrics;
 mod timestamps;
 

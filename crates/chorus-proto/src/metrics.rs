@@ -33,6 +33,25 @@ pub const ARTIFACTS_LAST_SYNC: &str = "chorus_artifacts_last_sync_timestamp_seco
 /// artifact store.
 pub const ARTIFACTS_MODELS_LOADED: &str = "chorus_artifacts_models_loaded";
 
+/// Gauge: days until the active license expires (negative once expired; absent without a license).
+pub const LICENSE_DAYS_TO_EXPIRY: &str = "chorus_license_days_to_expiry";
+/// Gauge, label `mode` (open, connected, air-gapped): 1 for the proxy's mode.
+pub const LICENSE_MODE: &str = "chorus_license_mode";
+/// Gauge: 0 serving, 1 in grace, 2 refusing new requests.
+pub const LICENSE_GRACE_STATE: &str = "chorus_license_grace_state";
+/// Counter, label `model`: usage records written to the ledger.
+pub const LICENSE_USAGE_RECORDS_TOTAL: &str = "chorus_license_usage_records_total";
+/// Counter, label `model`: characters accounted in the ledger.
+pub const LICENSE_USAGE_CHARACTERS_TOTAL: &str = "chorus_license_usage_characters_total";
+/// Counter, label `model`: seconds of audio accounted in the ledger.
+pub const LICENSE_USAGE_AUDIO_SECONDS_TOTAL: &str = "chorus_license_usage_audio_seconds_total";
+/// Counter: usage records received again (already in the ledger) and not stored twice.
+pub const LICENSE_USAGE_DUPLICATES_TOTAL: &str = "chorus_license_usage_duplicates_total";
+/// Gauge (API server): usage records waiting for the proxy's acknowledgement.
+pub const LICENSE_USAGE_PENDING: &str = "chorus_license_usage_pending";
+/// Counter (API server): usage records dropped because the queue toward the proxy was full.
+pub const LICENSE_USAGE_DROPPED_TOTAL: &str = "chorus_license_usage_dropped_total";
+
 /// Buckets of the TTFA histogram, in seconds.
 pub const TTFA_BUCKETS: [f64; 12] = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0];
 /// Buckets of the RTF histogram.

@@ -317,7 +317,7 @@ def test_api_deployment_and_service(renders, case):
         cm = one(r, "ConfigMap", f"{RELEASE}-api")
         assert cm["data"]["config.toml"].strip() == v["api"]["config"].strip()
         assert "checksum/config" in dep["spec"]["template"]["metadata"]["annotations"]
-    assert env_of(c)["CHORUS_LICENSE_URL"]["value"] == f"http://{RELEASE}-license-proxy:8080"
+    assert env_of(c)["CHORUS_LICENSE_PROXY"]["value"] == "true", "the API follows the license proxy over NATS"
     svc = one(r, "Service", f"{RELEASE}-api")
     assert {(p["name"], p["port"]) for p in svc["spec"]["ports"]} == {("http", 5000), ("metrics", 8080)}
     pdbs = objs(r, "PodDisruptionBudget")
@@ -546,8 +546,18 @@ def test_license_proxy(renders, case):
     dep = one(r, "Deployment", f"{RELEASE}-license-proxy")
     spec = dep["spec"]["template"]["spec"]
     c = spec["containers"][0]
-    assert c["args"] == ["license-proxy", "--listen", "0.0.0.0:8080", "--data-dir", "/var/lib/chorus-license"]
-    assert env_of(c)["CHORUS_AIR_GAPPED"]["value"] == ("false" if v["infra"]["authenticate"] else "true")
+    args = ["license-proxy", "--listen", "0.0.0.0:8080", "--data-dir", "/var/lib/chorus-license",
+            "--nats", f"nats://{RELEASE}-nats:4222"]
+    if lp["seedLicense"]:
+        args += ["--seed-license", "/seed/license.json"]
+    assert c["args"] == args
+    env = env_of(c)
+    assert env["CHORUS_AIR_GAPPED"]["value"] == ("false" if v["infra"]["authenticate"] else "true")
+    assert ("CHORUS_LICENSE_TRUSTED_KEYS" in env) == bool(lp["trustedKeys"])
+    if lp["trustedKeys"]:
+        assert env["CHORUS_LICENSE_TRUSTED_KEYS"]["value"] == ",".join(lp["trustedKeys"])
+    assert ("CHORUS_ADMIN_KEYS" in env) == bool(lp["adminKeysSecret"]["name"])
+    assert c["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8080}
     data = next(vol for vol in spec["volumes"] if vol["name"] == "data")
     pvcs = objs(r, "PersistentVolumeClaim")
@@ -564,45 +574,13 @@ def test_license_proxy(renders, case):
     if lp["seedLicense"]:
         cm = one(r, "ConfigMap", f"{RELEASE}-license-proxy-seed")
         assert json.loads(cm["data"]["license.json"]) == json.loads(lp["seedLicense"])
-        (init,) = spec["initContainers"]
-        assert init["name"] == "seed-license"
-        assert {m["mountPath"] for m in init["volumeMounts"]} == {"/var/lib/chorus-license", "/seed"}
+        seed = next(m for m in c["volumeMounts"] if m["name"] == "seed")
+        assert seed == {"name": "seed", "mountPath": "/seed", "readOnly": True}
     else:
-        assert "initContainers" not in spec
         assert not [x for x in objs(r, "ConfigMap") if x["metadata"]["name"].endswith("-seed")]
-
-
-def test_seed_license_init_container_never_overwrites_a_license(renders, tmp_path):
-    """Runs the initContainer's script with /bin/sh against a scratch data directory."""
-    spec = one(renders["air-gapped"], "Deployment", f"{RELEASE}-license-proxy")["spec"]["template"]["spec"]
-    (init,) = spec["initContainers"]
-    assert init["command"][:2] == ["/bin/sh", "-ec"]
-    seed = tmp_path / "seed"
-    seed.mkdir()
-    (seed / "license.json").write_text('{"issued_at": "2026-03-01T00:00:00Z"}')
-
-    def boot(data: Path) -> str:
-        script = init["command"][2].replace("/var/lib/chorus-license", str(data)).replace("/seed/", f"{seed}/")
-        proc = subprocess.run(["/bin/sh", "-ec", script], capture_output=True, text=True, check=True)
-        return proc.stdout
-
-    first = tmp_path / "first-boot"
-    first.mkdir()
-    assert "seeded" in boot(first)
-    assert json.loads((first / "license.json").read_text())["issued_at"] == "2026-03-01T00:00:00Z"
-    assert sorted(p.name for p in first.iterdir()) == ["license.json"]
-
-    rotated = tmp_path / "rotated"  # the operator rotated the license with POST /license
-    rotated.mkdir()
-    (rotated / "license.json").write_text('{"issued_at": "2027-01-01T00:00:00Z"}')
-    assert "not seeding" in boot(rotated)
-    assert json.loads((rotated / "license.json").read_text())["issued_at"] == "2027-01-01T00:00:00Z"
-
-    uploaded = tmp_path / "uploaded"  # a license stored by the proxy under another name
-    (uploaded / "licenses").mkdir(parents=True)
-    (uploaded / "licenses" / "lic-2.json").write_text("{}")
-    assert "not seeding" in boot(uploaded)
-    assert not (uploaded / "license.json").exists()
+        assert "seed" not in {m["name"] for m in c["volumeMounts"]}
+    # The proxy itself uses the seed only when no license is stored (tested in crates/chorus-license).
+    assert "initContainers" not in spec
 
 
 # --- values.yaml: shape, documentation, schema -----------------------------------------------------------------

@@ -70,6 +70,8 @@ impl From<ApiError> for OpenAiError {
             | ErrorCode::Unauthorized
             | ErrorCode::NotFound
             | ErrorCode::ConcurrencyLimited
+            | ErrorCode::RateLimited
+            | ErrorCode::LicenseInactive
             | ErrorCode::Unserviceable
             | ErrorCode::WorkerLost
             | ErrorCode::InferenceFailed
@@ -126,6 +128,7 @@ pub struct SpeechRequest {
 pub async fn speech(
     State(state): State<AppState>,
     request_id: RequestId,
+    caller: crate::license::Caller,
     body: Result<ApiJson<SpeechRequest>, ApiError>,
 ) -> Result<Response, OpenAiError> {
     let ApiJson(req) = body?;
@@ -171,7 +174,8 @@ pub async fn speech(
     };
     let Prepared { job, format } = state.prepare(&tts, rid, Route::Bytes)?;
     tracing::info!(model = %job.model, chars = job.transcript.chars().count(), sse, "Synthesis requested (openai).");
-    let stream = JobStream::start(&state, job, format).await?;
+    let meter = state.meter(&caller, "openai_speech", &tts, &job);
+    let stream = JobStream::start(&state, job, format, meter).await?;
     if sse {
         let mut response = Response::new(sse_body(stream, request_id));
         sse_headers(&mut response);

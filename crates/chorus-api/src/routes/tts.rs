@@ -18,6 +18,7 @@ use futures_util::stream;
 
 use crate::error::ApiError;
 use crate::job_stream::{JobStream, Piece};
+use crate::license::Caller;
 use crate::middleware::RequestId;
 use crate::request::{ApiJson, TtsRequest};
 use crate::sse::{self, TtsEvents};
@@ -33,11 +34,13 @@ pub const FILE_ID_HEADER: &str = "cartesia-file-id";
 pub async fn bytes(
     State(state): State<AppState>,
     request_id: RequestId,
+    caller: Caller,
     ApiJson(req): ApiJson<TtsRequest>,
 ) -> Result<Response, ApiError> {
     let Prepared { job, format } = state.prepare(&req, request_id.as_str(), Route::Bytes)?;
     tracing::info!(model = %job.model, chars = job.transcript.chars().count(), "Synthesis requested (bytes).");
-    let stream = JobStream::start(&state, job, format).await?;
+    let meter = state.meter(&caller, "bytes", &req, &job);
+    let stream = JobStream::start(&state, job, format, meter).await?;
     let mut response = Response::new(audio_body(stream, request_id));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(chorus_audio::content_type(&format)));
@@ -78,12 +81,14 @@ pub(crate) fn audio_body(job: JobStream, request_id: RequestId) -> Body {
 pub async fn sse(
     State(state): State<AppState>,
     request_id: RequestId,
+    caller: Caller,
     ApiJson(req): ApiJson<TtsRequest>,
 ) -> Result<Response, ApiError> {
     let Prepared { job, format } = state.prepare(&req, request_id.as_str(), Route::Sse)?;
     tracing::info!(model = %job.model, chars = job.transcript.chars().count(), "Synthesis requested (sse).");
     let wants = Wants { words: job.word_timestamps, phonemes: job.phoneme_timestamps };
-    let stream = JobStream::start(&state, job, format).await?;
+    let meter = state.meter(&caller, "sse", &req, &job);
+    let stream = JobStream::start(&state, job, format, meter).await?;
     let mut response = Response::new(sse_body(stream, req.context_id, wants, request_id));
     sse_headers(&mut response);
     Ok(response)

@@ -75,6 +75,8 @@ struct Context {
     muted: Arc<AtomicBool>,
     task: AbortHandle,
     request_id: String,
+    /// Shared with the context's task: continuations add their characters.
+    meter: Option<Arc<crate::license::UsageMeter>>,
 }
 
 /// How a context that is no longer running ended.
@@ -165,6 +167,8 @@ enum Phase {
 
 struct Connection {
     state: AppState,
+    /// Who opened the socket (its tenant key); holds the key's in-flight slot while the socket is open.
+    caller: crate::license::Caller,
     config: WsConfig,
     out: mpsc::Sender<Outgoing>,
     internal: mpsc::Sender<Internal>,
@@ -187,6 +191,7 @@ impl std::fmt::Debug for Connection {
 pub(crate) async fn serve<S>(
     socket: S,
     state: AppState,
+    caller: crate::license::Caller,
     config: WsConfig,
     shutdown: Option<watch::Receiver<bool>>,
 ) where
@@ -203,6 +208,7 @@ pub(crate) async fn serve<S>(
     let idle_timeout = config.idle_timeout;
     let mut conn = Connection {
         state,
+        caller,
         config,
         out: out_tx,
         internal: internal_tx,
@@ -458,8 +464,11 @@ impl Connection {
             )
             .with_request_id(&request_id));
         }
+        // A context is a new request: refused once the license lapsed past its grace (running ones go on).
+        self.state.license.check_entitlement().map_err(|e| e.with_request_id(&request_id))?;
         let request = g.request().map_err(|e| e.with_request_id(&request_id))?;
         let prepared = self.state.prepare(&request, &request_id, Route::WebSocket)?;
+        let meter = self.state.meter(&self.caller, "websocket", &request, &prepared.job).map(Arc::new);
         let mut pending = Vec::new();
         if prepared.job.continuation && g.flush {
             pending.push(ContextInput::Flush);
@@ -475,6 +484,7 @@ impl Connection {
             out: self.out.clone(),
             internal: self.internal.clone(),
             muted: Arc::clone(&muted),
+            meter: meter.clone(),
         };
         let ended = !task.job.continuation;
         let span = tracing::debug_span!("ws_context", %request_id, context_id = ?id);
@@ -489,6 +499,7 @@ impl Connection {
                 muted,
                 task: handle.abort_handle(),
                 request_id,
+                meter,
             },
         );
         Ok(())
@@ -517,6 +528,9 @@ impl Connection {
             return;
         }
         ctx.ended = !g.continue_;
+        if let Some(m) = &ctx.meter {
+            m.add_chars(chars as u64);
+        }
         for input in inputs_for(g.transcript, g.flush, g.continue_) {
             if let Err(e) = push(ctx, input) {
                 self.fail(&id, e).await;

@@ -24,6 +24,8 @@ pub(crate) struct ContextTask {
     pub(crate) internal: mpsc::Sender<Internal>,
     /// Set by the connection on cancel: the writer drops this context's frames still queued.
     pub(crate) muted: Arc<AtomicBool>,
+    /// Accounts the context (`None` without a license proxy).
+    pub(crate) meter: Option<Arc<crate::license::UsageMeter>>,
 }
 
 impl std::fmt::Debug for ContextTask {
@@ -87,6 +89,9 @@ impl ContextTask {
         while let Some(event) = events.recv().await {
             let text = match event {
                 JobEvent::Audio(audio) => {
+                    if let Some(m) = &self.meter {
+                        m.audio(audio.samples.len(), audio.sample_rate);
+                    }
                     flush_id = audio.flush_id;
                     step_ms += audio.step_time_ms;
                     match encoder.push(audio).await {
@@ -153,6 +158,13 @@ impl ContextTask {
     /// context id as soon as it reads `done`, and the connection must have forgotten the old context by then.
     async fn finish(self, end: End) {
         let ok = matches!(end, End::Done);
+        if let Some(m) = &self.meter {
+            m.finish(match &end {
+                End::Done => "completed",
+                End::Failed(e) => e.code.as_str(),
+                End::Gone => "cancelled",
+            });
+        }
         let text = match end {
             End::Done => frames::done(&self.context_id),
             End::Failed(e) => {

@@ -270,6 +270,22 @@ impl Cluster {
         self.dir.path()
     }
 
+    /// Starts `chorus license-proxy` on this cluster's NATS with `args` (not waiting for it); logs beside the
+    /// others as `<name>.log`.
+    pub fn spawn_license_proxy(&self, name: &str, listen: SocketAddr, data: &Path, args: &[&str]) -> Proc {
+        let mut cmd = chorus("info");
+        cmd.args(["license-proxy", "--nats", &self.nats.url(), "--listen", &listen.to_string()])
+            .arg("--data")
+            .arg(data)
+            .args(args);
+        let proc = Proc::spawn(name, cmd, self.dir.path().join(format!("{name}.log")));
+        let up = poll(Duration::from_secs(10), || {
+            http_get(listen, "/healthz").is_ok_and(|(s, _)| s == 200).then_some(())
+        });
+        assert!(up.is_some(), "{name} not up after 10 s:\n{}", proc.log_text());
+        proc
+    }
+
     /// Starts a worker (not waiting for it); returns its index.
     pub fn spawn_worker(&mut self, id: &str, opts: WorkerOpts) -> usize {
         self.spawn_worker_args(id, opts, &[])

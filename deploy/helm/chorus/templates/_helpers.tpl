@@ -27,9 +27,6 @@ stays a valid 63-character DNS label for Services and pod host names.
 {{- printf "nats://%s:4222" (include "chorus.nats.name" .) -}}
 {{- end -}}
 
-{{- define "chorus.licenseProxyUrl" -}}
-{{- printf "http://%s:8080" (include "chorus.licenseProxy.name" .) -}}
-{{- end -}}
 
 {{/* Labels shared by every object. */}}
 {{- define "chorus.labels" -}}

@@ -1,0 +1,371 @@
+//! The API server's side of the license proxy: entitlement, tenant keys with their limits, and usage metering.
+//!
+//! [`LicenseGate`] follows the proxy's [`LicenseState`] (pushed over the bus) and holds the per-key counters. Without
+//! a proxy ([`LicenseGate::open`]) nothing changes: the static `api_keys` (or none) decide, and nothing is metered.
+//!
+//! With a proxy configured but not heard from yet (the API started first, or the bus is down since start):
+//! requests with a static key are served; a key that is not a static key cannot be checked yet and gets 503
+//! `unserviceable` with `Retry-After: 1` (so is every request when no static key is configured: the tenant list is
+//! unknown, and the API does not run open by accident). Once a state has arrived it keeps applying, including its
+//! grace deadline (`refuse_after`), if the proxy goes quiet.
+//!
+//! Limits: per tenant key, `max_concurrent` requests in flight (a WebSocket counts as one while open) and
+//! `requests_per_minute` started in any 60-second window; beyond them 429 (`concurrency_limited` /
+//! `rate_limited`) with `Retry-After`. The license's `max_concurrent_streams` bounds synthesis requests in flight
+//! on this API server. Past the grace period every new request but `/` and `/status` gets 403 `license_inactive`;
+//! responses already streaming are not cut.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use chorus_bus::{LicenseLink, UsageReporter};
+use chorus_proto::ErrorCode;
+use chorus_proto::license::{LicenseState, TenantKey, UsageRecord, Verdict};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use crate::error::ApiError;
+
+/// Usage records that may wait for the proxy's acknowledgement before new ones are dropped.
+pub const USAGE_QUEUE: usize = 100_000;
+
+/// The caller of a request, as authentication found it.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// The tenant key's name; `None` for a static key or open access.
+    pub key_name: Option<String>,
+    /// Released when the last clone is dropped (the request's end, or its WebSocket's).
+    pub guard: Option<Arc<InFlight>>,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(parts.extensions.get::<Caller>().cloned().unwrap_or_default())
+    }
+}
+
+/// A request counted in flight (per key and/or against the license's stream limit) until dropped.
+#[derive(Debug)]
+pub struct InFlight {
+    counters: Vec<Arc<AtomicU32>>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        for c in &self.counters {
+            c.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct KeyCounters {
+    in_flight: Arc<AtomicU32>,
+    started: VecDeque<Instant>,
+}
+
+/// What authentication concluded about a presented key that is not a static key.
+#[derive(Debug)]
+pub enum TenantCheck {
+    /// A live tenant key.
+    Known(TenantKey),
+    /// A tenant key that was revoked.
+    Revoked,
+    /// Not a key of this deployment.
+    Unknown,
+    /// The proxy has not been heard from: keys cannot be checked yet.
+    NotYetKnown,
+}
+
+/// Entitlement, tenants and metering of one API server.
+pub struct LicenseGate {
+    state: Option<watch::Receiver<Option<LicenseState>>>,
+    reporter: Option<UsageReporter>,
+    keys: Mutex<HashMap<String, KeyCounters>>,
+    streams: Arc<AtomicU32>,
+    /// Never run open: with no static key and no tenant key, every request is refused.
+    require_keys: bool,
+}
+
+impl std::fmt::Debug for LicenseGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LicenseGate").field("proxy", &self.state.is_some()).finish_non_exhaustive()
+    }
+}
+
+impl Default for LicenseGate {
+    fn default() -> Self {
+        Self::open()
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Lowercase hex SHA-256 of a presented key (what tenant keys are stored as).
+pub fn hash_key(key: &str) -> String {
+    use std::fmt::Write as _;
+    Sha256::digest(key.trim().as_bytes()).iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+fn ct_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl LicenseGate {
+    /// No license proxy: open mode, no tenants, no metering.
+    pub fn open() -> Self {
+        Self {
+            state: None,
+            reporter: None,
+            keys: Mutex::default(),
+            streams: Arc::default(),
+            require_keys: false,
+        }
+    }
+
+    /// Follows `link`'s state and reports usage through it (starts the reporter: call inside a Tokio runtime).
+    pub fn with_proxy(link: Arc<dyn LicenseLink>) -> Self {
+        let state = link.state();
+        let reporter = UsageReporter::spawn(link, USAGE_QUEUE);
+        Self {
+            state: Some(state),
+            reporter: Some(reporter),
+            keys: Mutex::default(),
+            streams: Arc::default(),
+            require_keys: false,
+        }
+    }
+
+    /// Refuse to run open: without static keys, requests need a tenant key even while the proxy has none (an API
+    /// on a public address with no key of its own).
+    pub fn require_keys(mut self, require: bool) -> Self {
+        self.require_keys = require;
+        self
+    }
+
+    /// See [`LicenseGate::require_keys`].
+    pub fn requires_keys(&self) -> bool {
+        self.require_keys
+    }
+
+    /// The usage reporter (for its counters), when a proxy is configured.
+    pub fn reporter(&self) -> Option<&UsageReporter> {
+        self.reporter.as_ref()
+    }
+
+    /// The latest state, when a proxy is configured and has been heard from.
+    pub fn current(&self) -> Option<LicenseState> {
+        self.state.as_ref().and_then(|s| s.borrow().clone())
+    }
+
+    /// True when a proxy is configured but no state has arrived yet.
+    pub fn awaiting(&self) -> bool {
+        self.state.as_ref().is_some_and(|s| s.borrow().is_none())
+    }
+
+    /// True when tenant keys exist (so keys are required even without static keys).
+    pub fn has_tenants(&self) -> bool {
+        self.state.as_ref().is_some_and(|s| s.borrow().as_ref().is_some_and(|st| !st.keys.is_empty()))
+    }
+
+    /// Looks a presented key up among the tenant keys.
+    pub fn check_key(&self, key: &str) -> TenantCheck {
+        let Some(rx) = &self.state else { return TenantCheck::Unknown };
+        let guard = rx.borrow();
+        let Some(state) = guard.as_ref() else { return TenantCheck::NotYetKnown };
+        let hash = hash_key(key);
+        match state.keys.iter().find(|k| ct_eq(&k.sha256, &hash)) {
+            Some(k) if k.revoked => TenantCheck::Revoked,
+            Some(k) => TenantCheck::Known(k.clone()),
+            None => TenantCheck::Unknown,
+        }
+    }
+
+    /// Refuses new requests past the grace period.
+    pub fn check_entitlement(&self) -> Result<(), ApiError> {
+        let Some(state) = self.current() else { return Ok(()) };
+        match state.verdict_at(now_secs()) {
+            Verdict::Serving | Verdict::Grace => Ok(()),
+            Verdict::Refusing => Err(ApiError::new(
+                ErrorCode::LicenseInactive,
+                state
+                    .refusal
+                    .or(state.message)
+                    .unwrap_or_else(|| "this deployment's license is not active".into()),
+            )),
+        }
+    }
+
+    /// Refuses a model the license does not allow (`requested` as the client named it, `resolved` our id).
+    pub fn check_model(&self, requested: &str, resolved: &str) -> Result<(), ApiError> {
+        let Some(allowed) = self.current().and_then(|s| s.models_allowed) else { return Ok(()) };
+        if allowed.iter().any(|m| m == requested || m == resolved) {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            ErrorCode::LicenseInactive,
+            format!("the license of this deployment does not include model '{requested}'"),
+        ))
+    }
+
+    /// Counts a request against its key's limits and (for synthesis) the license's stream limit; 429 beyond
+    /// them. The returned guard releases the slots when dropped.
+    pub fn admit(
+        &self,
+        tenant: Option<&TenantKey>,
+        synthesis: bool,
+    ) -> Result<Option<Arc<InFlight>>, ApiError> {
+        let mut counters = Vec::new();
+        if let Some(key) = tenant {
+            let mut keys =
+                self.keys.lock().map_err(|_| ApiError::new(ErrorCode::Internal, "limiter poisoned"))?;
+            let entry = keys.entry(key.name.clone()).or_default();
+            if let Some(rpm) = key.requests_per_minute {
+                let now = Instant::now();
+                let window = Duration::from_secs(60);
+                while entry.started.front().is_some_and(|t| now.duration_since(*t) >= window) {
+                    entry.started.pop_front();
+                }
+                if entry.started.len() >= rpm as usize {
+                    let wait = entry
+                        .started
+                        .front()
+                        .map_or(window, |t| window.saturating_sub(now.duration_since(*t)));
+                    let secs =
+                        u32::try_from(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).unwrap_or(60);
+                    return Err(ApiError {
+                        retry_after: Some(secs.max(1)),
+                        ..ApiError::new(
+                            ErrorCode::RateLimited,
+                            format!("key '{}' is limited to {rpm} requests per minute", key.name),
+                        )
+                    });
+                }
+                entry.started.push_back(now);
+            }
+            if let Some(max) = key.max_concurrent {
+                if !try_acquire(&entry.in_flight, max) {
+                    return Err(ApiError::new(
+                        ErrorCode::ConcurrencyLimited,
+                        format!("key '{}' is limited to {max} requests at once", key.name),
+                    ));
+                }
+                counters.push(Arc::clone(&entry.in_flight));
+            }
+        }
+        if synthesis && let Some(max) = self.current().and_then(|s| s.max_concurrent_streams) {
+            if !try_acquire(&self.streams, max) {
+                drop(InFlight { counters });
+                return Err(ApiError::new(
+                    ErrorCode::ConcurrencyLimited,
+                    format!("the license allows {max} streams at once on this server"),
+                ));
+            }
+            counters.push(Arc::clone(&self.streams));
+        }
+        Ok((!counters.is_empty()).then(|| Arc::new(InFlight { counters })))
+    }
+
+    /// A meter for one synthesis request (`None` without a proxy: nothing is metered).
+    pub fn meter(
+        &self,
+        caller: &Caller,
+        route: &str,
+        model: &str,
+        voice_id: &str,
+        chars: u64,
+    ) -> Option<UsageMeter> {
+        let reporter = self.reporter.clone()?;
+        Some(UsageMeter {
+            reporter,
+            started: Instant::now(),
+            state: Mutex::new(MeterState {
+                record: UsageRecord {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    time_ms: 0,
+                    key_name: caller.key_name.clone(),
+                    model: model.to_owned(),
+                    voice_id: voice_id.to_owned(),
+                    route: route.to_owned(),
+                    characters: chars,
+                    audio_seconds: 0.0,
+                    ttfa_ms: None,
+                    status: "cancelled".into(),
+                },
+                done: false,
+            }),
+        })
+    }
+}
+
+fn try_acquire(counter: &AtomicU32, max: u32) -> bool {
+    counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).is_ok()
+}
+
+#[derive(Debug)]
+struct MeterState {
+    record: UsageRecord,
+    done: bool,
+}
+
+/// Accounts one synthesis request; sends its [`UsageRecord`] when finished (or, as `cancelled`, when dropped).
+/// The transcript is counted, never kept.
+#[derive(Debug)]
+pub struct UsageMeter {
+    reporter: UsageReporter,
+    started: Instant,
+    state: Mutex<MeterState>,
+}
+
+impl UsageMeter {
+    /// More characters (a WebSocket continuation).
+    pub fn add_chars(&self, chars: u64) {
+        if let Ok(mut s) = self.state.lock() {
+            s.record.characters += chars;
+        }
+    }
+
+    /// Audio sent: `samples` at `sample_rate`.
+    pub fn audio(&self, samples: usize, sample_rate: u32) {
+        if let Ok(mut s) = self.state.lock() {
+            if s.record.ttfa_ms.is_none() {
+                s.record.ttfa_ms = Some(self.started.elapsed().as_secs_f64() * 1000.0);
+            }
+            if sample_rate > 0 {
+                s.record.audio_seconds += samples as f64 / f64::from(sample_rate);
+            }
+        }
+    }
+
+    /// Ends the request with `status` (`completed` or an error code) and sends the record.
+    pub fn finish(&self, status: &str) {
+        if let Ok(mut s) = self.state.lock()
+            && !s.done
+        {
+            s.done = true;
+            status.clone_into(&mut s.record.status);
+            s.record.time_ms =
+                u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis()))
+                    .unwrap_or(0);
+            self.reporter.push(s.record.clone());
+        }
+    }
+}
+
+impl Drop for UsageMeter {
+    fn drop(&mut self) {
+        self.finish("cancelled");
+    }
+}

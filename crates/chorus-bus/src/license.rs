@@ -1,0 +1,282 @@
+//! The link between API servers and the license proxy.
+//!
+//! API servers see a [`LicenseLink`]: report usage (acknowledged only once the proxy has made it durable) and watch
+//! the latest [`LicenseState`]. The proxy implements [`LicenseService`]. In one process ([`LocalLicenseLink`]) the
+//! link calls the service directly; in a cluster, [`NatsLicenseLink`] and [`NatsLicenseHost`] carry the same calls
+//! over NATS: usage batches as request/reply on [`SUBJECT_USAGE`], the state published on [`SUBJECT_STATE`] every
+//! second and at once on a change.
+//!
+//! [`UsageReporter`] is the API side's bounded queue: records wait there, and are sent again until acknowledged.
+//! Each record has a unique id and the proxy stores an id once, so a batch sent twice (the acknowledgement was lost)
+//! is not counted twice.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chorus_proto::license::{LicenseState, SUBJECT_STATE, SUBJECT_USAGE, UsageAck, UsageBatch, UsageRecord};
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, watch};
+
+use crate::{BoxFuture, BusError};
+
+/// Records sent in one batch at most.
+pub const USAGE_BATCH: usize = 500;
+/// How long an API server waits for the proxy's acknowledgement of a batch.
+pub const USAGE_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the proxy publishes its state even when nothing changed.
+pub const STATE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What the license proxy offers (implemented by the proxy).
+pub trait LicenseService: Send + Sync + 'static {
+    /// Stores `records` durably (each id once); resolves after the fsync.
+    fn record(&self, records: Vec<UsageRecord>) -> BoxFuture<'_, Result<(), String>>;
+    /// The current state, updated on every change.
+    fn subscribe(&self) -> watch::Receiver<LicenseState>;
+}
+
+/// What an API server needs from the license proxy.
+pub trait LicenseLink: Send + Sync + 'static {
+    /// Sends `records`; `Ok` means the proxy has stored them durably.
+    fn report(&self, records: Vec<UsageRecord>) -> BoxFuture<'_, Result<(), BusError>>;
+    /// The latest state; `None` until the proxy has been heard from.
+    fn state(&self) -> watch::Receiver<Option<LicenseState>>;
+}
+
+/// The proxy in the same process (`chorus serve`).
+pub struct LocalLicenseLink {
+    service: Arc<dyn LicenseService>,
+    state: watch::Receiver<Option<LicenseState>>,
+}
+
+impl std::fmt::Debug for LocalLicenseLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalLicenseLink").finish_non_exhaustive()
+    }
+}
+
+impl LocalLicenseLink {
+    /// Must be called inside a Tokio runtime (it forwards the service's state).
+    pub fn new(service: Arc<dyn LicenseService>) -> Self {
+        let mut source = service.subscribe();
+        let (tx, rx) = watch::channel(Some(source.borrow_and_update().clone()));
+        tokio::spawn(async move {
+            while source.changed().await.is_ok() {
+                let next = source.borrow_and_update().clone();
+                if tx.send(Some(next)).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { service, state: rx }
+    }
+}
+
+impl LicenseLink for LocalLicenseLink {
+    fn report(&self, records: Vec<UsageRecord>) -> BoxFuture<'_, Result<(), BusError>> {
+        Box::pin(async move { self.service.record(records).await.map_err(BusError::Refused) })
+    }
+
+    fn state(&self) -> watch::Receiver<Option<LicenseState>> {
+        self.state.clone()
+    }
+}
+
+/// The API side of the link over NATS.
+#[derive(Debug)]
+pub struct NatsLicenseLink {
+    client: async_nats::Client,
+    state: watch::Receiver<Option<LicenseState>>,
+}
+
+impl NatsLicenseLink {
+    /// Subscribes to the proxy's state.
+    pub async fn start(client: async_nats::Client) -> Result<Self, BusError> {
+        let mut sub = client.subscribe(SUBJECT_STATE).await.map_err(|e| BusError::Nats(e.to_string()))?;
+        let (tx, rx) = watch::channel(None);
+        tokio::spawn(async move {
+            while let Some(msg) = sub.next().await {
+                match serde_json::from_slice::<LicenseState>(&msg.payload) {
+                    Ok(state) => {
+                        tx.send_if_modified(|current| {
+                            let changed = current.as_ref() != Some(&state);
+                            if changed {
+                                *current = Some(state);
+                            }
+                            changed
+                        });
+                    }
+                    Err(e) => tracing::warn!(error = %e, "Unreadable license state on the bus; ignored."),
+                }
+            }
+        });
+        Ok(Self { client, state: rx })
+    }
+}
+
+impl LicenseLink for NatsLicenseLink {
+    fn report(&self, records: Vec<UsageRecord>) -> BoxFuture<'_, Result<(), BusError>> {
+        Box::pin(async move {
+            let payload =
+                serde_json::to_vec(&UsageBatch { records }).map_err(|e| BusError::Nats(e.to_string()))?;
+            let reply =
+                tokio::time::timeout(USAGE_ACK_TIMEOUT, self.client.request(SUBJECT_USAGE, payload.into()))
+                    .await
+                    .map_err(|_| BusError::Nats("no acknowledgement from the license proxy".into()))?
+                    .map_err(|e| BusError::Nats(e.to_string()))?;
+            let ack: UsageAck =
+                serde_json::from_slice(&reply.payload).map_err(|e| BusError::Nats(e.to_string()))?;
+            if ack.ok { Ok(()) } else { Err(BusError::Refused(ack.error.unwrap_or_default())) }
+        })
+    }
+
+    fn state(&self) -> watch::Receiver<Option<LicenseState>> {
+        self.state.clone()
+    }
+}
+
+/// The proxy side of the link over NATS: answers usage batches and publishes the state.
+#[derive(Debug)]
+pub struct NatsLicenseHost {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl NatsLicenseHost {
+    pub async fn start(
+        client: async_nats::Client,
+        service: Arc<dyn LicenseService>,
+    ) -> Result<Self, BusError> {
+        let mut sub = client.subscribe(SUBJECT_USAGE).await.map_err(|e| BusError::Nats(e.to_string()))?;
+        let usage = {
+            let (client, service) = (client.clone(), Arc::clone(&service));
+            tokio::spawn(async move {
+                while let Some(msg) = sub.next().await {
+                    let (client, service) = (client.clone(), Arc::clone(&service));
+                    // Batches are handled concurrently: the ledger writes them with one fsync.
+                    tokio::spawn(async move {
+                        let Some(reply) = msg.reply else { return };
+                        let ack = match serde_json::from_slice::<UsageBatch>(&msg.payload) {
+                            Ok(batch) => match service.record(batch.records).await {
+                                Ok(()) => UsageAck { ok: true, error: None },
+                                Err(e) => UsageAck { ok: false, error: Some(e) },
+                            },
+                            Err(e) => UsageAck { ok: false, error: Some(format!("unreadable batch: {e}")) },
+                        };
+                        if let Ok(payload) = serde_json::to_vec(&ack)
+                            && let Err(e) = client.publish(reply, payload.into()).await
+                        {
+                            tracing::warn!(error = %e, "Cannot acknowledge a usage batch.");
+                        }
+                    });
+                }
+            })
+        };
+        let publish = tokio::spawn(async move {
+            let mut state = service.subscribe();
+            let mut tick = tokio::time::interval(STATE_INTERVAL);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    changed = state.changed() => if changed.is_err() { break },
+                }
+                let payload = match serde_json::to_vec(&*state.borrow_and_update()) {
+                    Ok(p) => p,
+                    Err(_) => continue,
+                };
+                if let Err(e) = client.publish(SUBJECT_STATE, payload.into()).await {
+                    tracing::warn!(error = %e, "Cannot publish the license state.");
+                }
+            }
+        });
+        Ok(Self { tasks: vec![usage, publish] })
+    }
+}
+
+impl Drop for NatsLicenseHost {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Counters of a [`UsageReporter`].
+#[derive(Debug, Default)]
+pub struct UsageCounters {
+    /// Records queued or in flight, not yet acknowledged.
+    pub pending: AtomicU64,
+    /// Records acknowledged by the proxy.
+    pub acked: AtomicU64,
+    /// Records dropped because the queue was full.
+    pub dropped: AtomicU64,
+}
+
+/// The API server's queue of usage records toward the proxy: bounded, sent in batches, retried until acknowledged.
+#[derive(Debug, Clone)]
+pub struct UsageReporter {
+    tx: mpsc::Sender<UsageRecord>,
+    counters: Arc<UsageCounters>,
+}
+
+impl UsageReporter {
+    /// Starts the sender task (inside a Tokio runtime). At most `capacity` records wait; more are dropped (and
+    /// counted) rather than holding requests up.
+    pub fn spawn(link: Arc<dyn LicenseLink>, capacity: usize) -> Self {
+        let (tx, mut rx) = mpsc::channel::<UsageRecord>(capacity.max(1));
+        let counters = Arc::new(UsageCounters::default());
+        let c = Arc::clone(&counters);
+        tokio::spawn(async move {
+            let mut batch: VecDeque<UsageRecord> = VecDeque::new();
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                if batch.is_empty() {
+                    match rx.recv().await {
+                        Some(r) => batch.push_back(r),
+                        None => break,
+                    }
+                }
+                while batch.len() < USAGE_BATCH {
+                    match rx.try_recv() {
+                        Ok(r) => batch.push_back(r),
+                        Err(_) => break,
+                    }
+                }
+                let records: Vec<UsageRecord> = batch.iter().cloned().collect();
+                let n = records.len() as u64;
+                match link.report(records).await {
+                    Ok(()) => {
+                        batch.clear();
+                        c.pending.fetch_sub(n, Ordering::AcqRel);
+                        c.acked.fetch_add(n, Ordering::AcqRel);
+                        backoff = Duration::from_millis(100);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, records = n, "Usage not acknowledged by the license proxy; retrying.");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        });
+        Self { tx, counters }
+    }
+
+    /// Queues a record; false (and counted as dropped) when the queue is full.
+    pub fn push(&self, record: UsageRecord) -> bool {
+        self.counters.pending.fetch_add(1, Ordering::AcqRel);
+        match self.tx.try_send(record) {
+            Ok(()) => true,
+            Err(_) => {
+                self.counters.pending.fetch_sub(1, Ordering::AcqRel);
+                self.counters.dropped.fetch_add(1, Ordering::AcqRel);
+                tracing::warn!("Usage queue toward the license proxy is full: a record is dropped.");
+                false
+            }
+        }
+    }
+
+    pub fn counters(&self) -> &UsageCounters {
+        &self.counters
+    }
+}

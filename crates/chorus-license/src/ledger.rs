@@ -1,0 +1,513 @@
+//! The usage ledger: append-only, hash-chained, fsync'd in batches, rotated by size.
+//!
+//! Records live in segment files `ledger/segment-NNNNNNNN.log`, one JSON line per entry:
+//! `{"seq":N,"prev":"<hex>","record":{…}}`. The hash of an entry is the SHA-256 of its line (without the newline);
+//! each entry's `prev` is the hash of the entry before it (64 zeros for the first). Sequence numbers count from 1
+//! with no gap across segments. Editing, removing or reordering any entry breaks the chain; the last entry is
+//! covered by the signed manifest of an audit export.
+//!
+//! One thread owns the files. Appends queued while it writes are written together and fsync'd once; each caller
+//! is answered only after that fsync. Each record id is stored once: the ids of the most recent records (rebuilt
+//! from the segments at start) are remembered, and a record seen again is acknowledged without being written.
+//! A torn last line (a crash mid-write, never acknowledged) is cut off at start.
+
+use std::collections::{HashSet, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use chorus_proto::license::UsageRecord;
+use chorus_proto::metrics as names;
+use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
+
+/// The `prev` of the first entry.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+/// Record ids remembered for de-duplication.
+pub const DEDUP_WINDOW: usize = 1_000_000;
+
+/// The last entry of the chain.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Head {
+    /// 0 when the ledger is empty.
+    pub seq: u64,
+    pub hash: String,
+}
+
+/// One line of a segment.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Entry {
+    pub seq: u64,
+    pub prev: String,
+    pub record: UsageRecord,
+}
+
+/// The files of the ledger at one instant, each with the length written and fsync'd by then.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub segments: Vec<(PathBuf, u64)>,
+    pub head: Head,
+}
+
+/// Errors of the ledger.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("ledger I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the ledger is damaged: {0}")]
+    Damaged(String),
+    #[error("the ledger writer has stopped")]
+    Stopped,
+}
+
+enum Command {
+    Append(Vec<UsageRecord>, oneshot::Sender<Result<(), String>>),
+    Snapshot(oneshot::Sender<Snapshot>),
+}
+
+/// A handle to the ledger's writer thread.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    tx: std::sync::mpsc::Sender<Command>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Append(r, _) => write!(f, "Append({})", r.len()),
+            Command::Snapshot(_) => write!(f, "Snapshot"),
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Lowercase hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn segment_name(n: u64) -> String {
+    format!("segment-{n:08}.log")
+}
+
+/// The segment files of `dir`, in order.
+pub fn list_segments(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    if !dir.exists() {
+        return Ok(out);
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name.starts_with("segment-") && name.ends_with(".log") {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+struct Writer {
+    dir: PathBuf,
+    max_segment_bytes: u64,
+    segment_no: u64,
+    file: File,
+    written: u64,
+    head: Head,
+    seen: HashSet<String>,
+    order: VecDeque<String>,
+    /// Finished segments with their sizes.
+    closed: Vec<(PathBuf, u64)>,
+}
+
+impl Writer {
+    fn open(dir: &Path, max_segment_bytes: u64) -> Result<Self, LedgerError> {
+        std::fs::create_dir_all(dir)?;
+        let segments = list_segments(dir)?;
+        let mut head = Head { seq: 0, hash: GENESIS.into() };
+        let mut seen = HashSet::new();
+        let mut order = VecDeque::new();
+        let mut closed = Vec::new();
+        let count = segments.len();
+        for (i, path) in segments.iter().enumerate() {
+            let last = i + 1 == count;
+            let good_len = replay(path, &mut head, last, |id| {
+                if seen.insert(id.to_owned()) {
+                    order.push_back(id.to_owned());
+                    if order.len() > DEDUP_WINDOW
+                        && let Some(old) = order.pop_front()
+                    {
+                        seen.remove(&old);
+                    }
+                }
+            })?;
+            if last {
+                let file = OpenOptions::new().write(true).open(path)?;
+                if file.metadata()?.len() != good_len {
+                    tracing::warn!(segment = %path.display(), "Cutting a torn last ledger line (never acknowledged).");
+                    file.set_len(good_len)?;
+                    file.sync_all()?;
+                }
+            } else {
+                closed.push((path.clone(), std::fs::metadata(path)?.len()));
+            }
+        }
+        let (segment_no, path) = match segments.last() {
+            Some(p) => (segment_number(p), p.clone()),
+            None => (1, dir.join(segment_name(1))),
+        };
+        let mut file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let written = file.seek(SeekFrom::End(0))?;
+        sync_dir(dir);
+        tracing::info!(records = head.seq, segments = count.max(1), "Usage ledger opened.");
+        Ok(Self {
+            dir: dir.to_owned(),
+            max_segment_bytes,
+            segment_no,
+            file,
+            written,
+            head,
+            seen,
+            order,
+            closed,
+        })
+    }
+
+    fn current_path(&self) -> PathBuf {
+        self.dir.join(segment_name(self.segment_no))
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        self.file.sync_all()?;
+        self.closed.push((self.current_path(), self.written));
+        self.segment_no += 1;
+        self.file = OpenOptions::new().create(true).append(true).open(self.current_path())?;
+        self.written = 0;
+        sync_dir(&self.dir);
+        Ok(())
+    }
+
+    /// Writes the records not seen before (not yet fsync'd).
+    fn append(&mut self, records: Vec<UsageRecord>) -> std::io::Result<()> {
+        for record in records {
+            if self.seen.contains(&record.id) {
+                metrics::counter!(names::LICENSE_USAGE_DUPLICATES_TOTAL).increment(1);
+                continue;
+            }
+            if self.written >= self.max_segment_bytes {
+                self.rotate()?;
+            }
+            let entry = Entry { seq: self.head.seq + 1, prev: self.head.hash.clone(), record };
+            let line = serde_json::to_vec(&entry).map_err(std::io::Error::other)?;
+            let mut buf = line.clone();
+            buf.push(b'\n');
+            if let Err(e) = self.file.write_all(&buf) {
+                // A partial line (disk full...) would break the chain for every later entry: cut it off.
+                let _ = self.file.set_len(self.written);
+                return Err(e);
+            }
+            self.written += buf.len() as u64;
+            self.head = Head { seq: entry.seq, hash: sha256_hex(&line) };
+            let model = entry.record.model.clone();
+            metrics::counter!(names::LICENSE_USAGE_RECORDS_TOTAL, "model" => model.clone()).increment(1);
+            metrics::counter!(names::LICENSE_USAGE_CHARACTERS_TOTAL, "model" => model.clone())
+                .increment(entry.record.characters);
+            metrics::counter!(names::LICENSE_USAGE_AUDIO_SECONDS_TOTAL, "model" => model)
+                .increment(entry.record.audio_seconds.max(0.0).round() as u64);
+            let id = entry.record.id;
+            self.seen.insert(id.clone());
+            self.order.push_back(id);
+            if self.order.len() > DEDUP_WINDOW
+                && let Some(old) = self.order.pop_front()
+            {
+                self.seen.remove(&old);
+            }
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let mut segments = self.closed.clone();
+        segments.push((self.current_path(), self.written));
+        Snapshot { segments, head: self.head.clone() }
+    }
+}
+
+fn segment_number(path: &Path) -> u64 {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("segment-"))
+        .and_then(|n| n.strip_suffix(".log"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Reads a segment, checking the chain from `head` and advancing it; returns the length of its whole lines. In
+/// the last segment a torn or unreadable final line is tolerated (it is cut off); anywhere else it is damage.
+fn replay(path: &Path, head: &mut Head, last: bool, mut seen: impl FnMut(&str)) -> Result<u64, LedgerError> {
+    let mut reader = BufReader::new(File::open(path)?);
+    let mut good = 0u64;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line)?;
+        if n == 0 {
+            return Ok(good);
+        }
+        let complete = line.last() == Some(&b'\n');
+        let body = if complete { &line[..line.len() - 1] } else { &line[..] };
+        let parsed = serde_json::from_slice::<Entry>(body);
+        match parsed {
+            Ok(entry) if complete => {
+                if entry.seq != head.seq + 1 || entry.prev != head.hash {
+                    return Err(LedgerError::Damaged(format!(
+                        "{}: entry {} does not follow entry {}",
+                        path.display(),
+                        entry.seq,
+                        head.seq
+                    )));
+                }
+                *head = Head { seq: entry.seq, hash: sha256_hex(body) };
+                seen(&entry.record.id);
+                good += n as u64;
+            }
+            Ok(_) | Err(_) if last => {
+                // A torn tail: only acceptable as the very end of the last segment.
+                let mut rest = Vec::new();
+                std::io::Read::read_to_end(&mut reader, &mut rest)?;
+                if rest.iter().any(|b| !b.is_ascii_whitespace()) {
+                    return Err(LedgerError::Damaged(format!(
+                        "{}: unreadable entry after {}",
+                        path.display(),
+                        head.seq
+                    )));
+                }
+                return Ok(good);
+            }
+            Ok(_) | Err(_) => {
+                return Err(LedgerError::Damaged(format!(
+                    "{}: unreadable entry after {}",
+                    path.display(),
+                    head.seq
+                )));
+            }
+        }
+    }
+}
+
+impl Ledger {
+    /// Opens (or creates) the ledger in `dir` and starts its writer thread.
+    pub fn open(dir: &Path, max_segment_bytes: u64) -> Result<Self, LedgerError> {
+        let mut writer = Writer::open(dir, max_segment_bytes.max(1024))?;
+        let (tx, rx) = std::sync::mpsc::channel::<Command>();
+        std::thread::Builder::new().name("chorus-ledger".into()).spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut commands = vec![first];
+                while let Ok(more) = rx.try_recv() {
+                    commands.push(more);
+                    if commands.len() >= 4096 {
+                        break;
+                    }
+                }
+                let mut result: Result<(), String> = Ok(());
+                for c in &mut commands {
+                    if let (Command::Append(records, _), Ok(())) = (c, &result) {
+                        result = writer.append(std::mem::take(records)).map_err(|e| e.to_string());
+                    }
+                }
+                if result.is_ok() {
+                    result = writer.file.sync_data().map_err(|e| e.to_string());
+                }
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "Usage ledger write failed: the batch is not acknowledged.");
+                }
+                for c in commands {
+                    match c {
+                        Command::Append(_, reply) => {
+                            let _ = reply.send(result.clone());
+                        }
+                        Command::Snapshot(reply) => {
+                            let _ = reply.send(writer.snapshot());
+                        }
+                    }
+                }
+            }
+        })?;
+        Ok(Self { tx })
+    }
+
+    /// Appends the records (ids already stored are skipped); resolves after the fsync.
+    pub async fn append(&self, records: Vec<UsageRecord>) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::Append(records, tx)).map_err(|_| LedgerError::Stopped.to_string())?;
+        rx.await.map_err(|_| LedgerError::Stopped.to_string())?
+    }
+
+    /// The segments and head, consistent with each other, after everything queued so far is fsync'd.
+    pub async fn snapshot(&self) -> Result<Snapshot, LedgerError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::Snapshot(tx)).map_err(|_| LedgerError::Stopped)?;
+        rx.await.map_err(|_| LedgerError::Stopped)
+    }
+}
+
+/// The entries of `snapshot` after sequence number `after`, at most `max` (blocking: reads the files).
+pub fn read_since(snapshot: &Snapshot, after: u64, max: usize) -> std::io::Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    for (path, len) in &snapshot.segments {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(File::open(path)?, *len), &mut bytes)?;
+        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            // Cheap skip of earlier entries: `{"seq":N,` leads every line.
+            let entry: Entry = serde_json::from_slice(line).map_err(std::io::Error::other)?;
+            if entry.seq > after {
+                out.push(entry);
+                if out.len() >= max {
+                    return Ok(out);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What checking a chain found.
+#[derive(Debug, Clone, Default)]
+pub struct ChainReport {
+    pub head: Option<Head>,
+    pub entries: u64,
+    /// Every break: a gap, an edit, an unreadable line.
+    pub problems: Vec<String>,
+}
+
+/// Checks the chain through `segments` (name, contents), in order.
+pub fn verify_chain(segments: &[(String, Vec<u8>)]) -> ChainReport {
+    let mut report = ChainReport::default();
+    let mut head = Head { seq: 0, hash: GENESIS.into() };
+    for (name, bytes) in segments {
+        for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            match serde_json::from_slice::<Entry>(line) {
+                Ok(entry) => {
+                    if entry.seq != head.seq + 1 {
+                        report.problems.push(format!(
+                            "{name} line {}: gap: entry {} follows entry {}",
+                            i + 1,
+                            entry.seq,
+                            head.seq
+                        ));
+                    } else if entry.prev != head.hash {
+                        report.problems.push(format!(
+                            "{name} line {}: entry {} does not chain to entry {} (an entry was edited)",
+                            i + 1,
+                            entry.seq,
+                            head.seq
+                        ));
+                    }
+                    head = Head { seq: entry.seq, hash: sha256_hex(line) };
+                    report.entries += 1;
+                }
+                Err(e) => {
+                    report.problems.push(format!("{name} line {}: unreadable entry ({e})", i + 1));
+                }
+            }
+        }
+    }
+    report.head = Some(head);
+    report
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str) -> UsageRecord {
+        UsageRecord {
+            id: id.into(),
+            time_ms: 1,
+            key_name: Some("team-a".into()),
+            model: "m".into(),
+            voice_id: "v".into(),
+            route: "bytes".into(),
+            characters: 12,
+            audio_seconds: 1.5,
+            ttfa_ms: Some(40.0),
+            status: "completed".into(),
+        }
+    }
+
+    fn read_all(dir: &Path) -> Vec<(String, Vec<u8>)> {
+        list_segments(dir)
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn rotates_dedups_and_reopens_with_the_chain_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path(), 1024).unwrap();
+        for i in 0..40 {
+            ledger.append(vec![record(&format!("r{i}")), record(&format!("r{i}"))]).await.unwrap();
+        }
+        let snap = ledger.snapshot().await.unwrap();
+        assert_eq!(snap.head.seq, 40);
+        assert!(snap.segments.len() > 2, "rotated by size");
+        drop(ledger);
+
+        // A torn line at the end (a crash mid-write) is cut off; old ids are still known.
+        let last = list_segments(dir.path()).unwrap().pop().unwrap();
+        let mut f = OpenOptions::new().append(true).open(&last).unwrap();
+        f.write_all(b"{\"seq\":41,\"pre").unwrap();
+        drop(f);
+        let ledger = Ledger::open(dir.path(), 1024).unwrap();
+        ledger.append(vec![record("r3"), record("new")]).await.unwrap();
+        let snap = ledger.snapshot().await.unwrap();
+        assert_eq!(snap.head.seq, 41);
+
+        let report = verify_chain(&read_all(dir.path()));
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(report.entries, 41);
+        assert_eq!(report.head.unwrap(), snap.head);
+    }
+
+    #[test]
+    fn an_edit_and_a_gap_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let ledger = Ledger::open(dir.path(), 1 << 20).unwrap();
+        rt.block_on(async {
+            for i in 0..5 {
+                ledger.append(vec![record(&format!("r{i}"))]).await.unwrap();
+            }
+        });
+        let mut segs = read_all(dir.path());
+        let text = String::from_utf8(segs[0].1.clone()).unwrap();
+        let edited = text.replacen("\"characters\":12", "\"characters\":13", 1);
+        segs[0].1 = edited.into_bytes();
+        let report = verify_chain(&segs);
+        assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+
+        let lines: Vec<&str> = text.lines().collect();
+        let gap = format!("{}\n{}\n", lines[0], lines[2]);
+        let report = verify_chain(&[("s".into(), gap.into_bytes())]);
+        assert!(report.problems[0].contains("gap"), "{:?}", report.problems);
+    }
+}
