@@ -69,6 +69,10 @@ pub struct LoadArgs {
     /// Load benchmark: a request still running after this many seconds counts as an error.
     #[arg(long, default_value_t = 60.0)]
     pub timeout: f64,
+    /// Closed loop: spread the clients' first requests evenly over this many seconds instead of sending them all
+    /// at once (a burst of C first chunks at the same instant measures the burst, not the steady state).
+    #[arg(long, default_value_t = 0.0)]
+    pub ramp: f64,
     /// Load benchmark: unmeasured requests before the first level.
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
@@ -86,6 +90,7 @@ impl LoadArgs {
             || self.plot.is_some()
             || !self.from.is_empty()
             || self.label.is_some()
+            || self.ramp > 0.0
     }
 }
 
@@ -121,6 +126,9 @@ pub fn run(
     args: &LoadArgs,
 ) -> Result<()> {
     let texts = Texts::load(args.texts.as_deref().unwrap_or("short"))?;
+    if !(args.ramp.is_finite() && (0.0..=3600.0).contains(&args.ramp)) {
+        bail!("--ramp must be between 0 and 3600 seconds");
+    }
     let protocol = args.protocol.unwrap_or(Protocol::Bytes);
     let base = url.trim_end_matches('/').to_owned();
     if !base.starts_with("http://") && !base.starts_with("ws://") {
@@ -163,8 +171,14 @@ pub fn run(
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let mut results = runtime.block_on(async {
-        let run =
-            Run { target: Arc::new(target), texts: Arc::new(texts.clone()), stop, timeout, label: &label };
+        let run = Run {
+            target: Arc::new(target),
+            texts: Arc::new(texts.clone()),
+            stop,
+            timeout,
+            label: &label,
+            ramp: Duration::from_secs_f64(args.ramp),
+        };
         run.all(&levels, args).await
     })?;
     for l in &mut results {
@@ -262,6 +276,7 @@ struct Run<'a> {
     stop: Stop,
     timeout: Duration,
     label: &'a str,
+    ramp: Duration,
 }
 
 /// What the requests of a level report, shared by their tasks.
@@ -389,7 +404,8 @@ impl Run<'_> {
         let issued = Arc::new(AtomicUsize::new(0));
         let start = Instant::now();
         let mut tasks = JoinSet::new();
-        for conn in conns {
+        for (i, conn) in conns.into_iter().enumerate() {
+            let delay = self.ramp.mul_f64(i as f64 / c as f64);
             let (target, texts, collector, issued) = (
                 Arc::clone(&self.target),
                 Arc::clone(&self.texts),
@@ -398,6 +414,7 @@ impl Run<'_> {
             );
             let (stop, timeout) = (self.stop, self.timeout);
             tasks.spawn(async move {
+                tokio::time::sleep(delay).await;
                 loop {
                     let k = issued.fetch_add(1, Ordering::Relaxed);
                     let more = match stop {

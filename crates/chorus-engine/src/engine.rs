@@ -89,7 +89,13 @@ impl SpeedCurve {
     /// That run, on a warm session, also gives the voice's real-time factor (returned second).
     fn measure(pool: &ModelPool, ids: &[i64], default: Scales) -> Result<(Self, f64), EngineError> {
         let scales = Scales { length_scale: default.length_scale * 0.5, ..Self::warmup_scales(default) };
-        let rx = pool.submit(ids.to_vec(), scales, Arc::new(AtomicBool::new(false)), Instant::now())?;
+        let rx = pool.submit(
+            ids.to_vec(),
+            scales,
+            Arc::new(AtomicBool::new(false)),
+            Instant::now(),
+            Duration::ZERO,
+        )?;
         let (out, seconds) = rx.recv().map_err(|_| EngineError::Shutdown)??;
         let half: f64 = out.durations.iter().map(|d| f64::from(*d)).sum();
         let full = pool.warmup_frames();
@@ -400,7 +406,7 @@ impl Synthesis {
         let priority = scheduler::latest_start(due, compute);
         Some(
             self.pool
-                .submit(chunk.ids.clone(), self.scales, Arc::clone(&self.cancelled), priority)
+                .submit(chunk.ids.clone(), self.scales, Arc::clone(&self.cancelled), priority, compute)
                 .map(|reply| InFlight { chunk, reply }),
         )
     }

@@ -17,7 +17,7 @@ mod worker;
 
 pub use engine::{AudioChunk, Engine, EngineConfig, SpeedCurve, Synthesis, SynthesisRequest};
 pub use error::EngineError;
-pub use model::{Model, ModelOutput, Scales};
+pub use model::{Interrupt, Model, ModelOutput, Scales};
 pub use piper::{PIPER_HOP_LENGTH, PiperModel, PiperVoice};
 pub use pool::ModelPool;
 pub use runtime::{discover_library, environment};

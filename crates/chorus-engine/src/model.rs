@@ -29,4 +29,19 @@ pub trait Model: Send {
     fn hop_length(&self) -> usize;
     /// Synthesizes one utterance.
     fn infer(&mut self, ids: &[i64], scales: Scales) -> Result<ModelOutput, EngineError>;
+    /// A handle that stops this model's forward pass in progress from another thread, if the backend can
+    /// (the scheduler preempts work that is not due for an urgent chunk; see [`crate::scheduler`]).
+    fn interrupter(&self) -> Option<std::sync::Arc<dyn Interrupt>> {
+        None
+    }
+}
+
+/// Stops a model's forward pass in progress (it then returns an error) until [`Interrupt::reset`].
+pub trait Interrupt: Send + Sync {
+    /// Asks the pass in progress, if any, to stop; later passes stop too until [`Interrupt::reset`].
+    fn interrupt(&self);
+    /// Whether [`Interrupt::interrupt`] was called since the last reset.
+    fn interrupted(&self) -> bool;
+    /// Lets passes run again.
+    fn reset(&self);
 }

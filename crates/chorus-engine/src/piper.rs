@@ -2,14 +2,15 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chorus_text::PhonemeIdMap;
-use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
+use ort::session::{RunOptions, Session};
 use ort::value::Tensor;
 
 use crate::EngineError;
-use crate::model::{Model, ModelOutput, Scales};
+use crate::model::{Interrupt, Model, ModelOutput, Scales};
 
 /// Samples per duration frame in Piper's VITS vocoder.
 pub const PIPER_HOP_LENGTH: usize = 256;
@@ -102,6 +103,39 @@ pub struct PiperModel {
     session: Session,
     sample_rate: u32,
     has_durations: bool,
+    stop: Arc<RunStop>,
+}
+
+/// ONNX Runtime's terminate flag for one session's runs, as an [`Interrupt`].
+struct RunStop {
+    options: RunOptions,
+    requested: AtomicBool,
+}
+
+impl std::fmt::Debug for RunStop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunStop").field("requested", &self.requested).finish_non_exhaustive()
+    }
+}
+
+impl Interrupt for RunStop {
+    fn interrupt(&self) {
+        self.requested.store(true, Ordering::Release);
+        if let Err(e) = self.options.terminate() {
+            tracing::warn!(error = %e, "Cannot interrupt a forward pass.");
+        }
+    }
+
+    fn interrupted(&self) -> bool {
+        self.requested.load(Ordering::Acquire)
+    }
+
+    fn reset(&self) {
+        if let Err(e) = self.options.unterminate() {
+            tracing::warn!(error = %e, "Cannot reset a forward pass's terminate flag.");
+        }
+        self.requested.store(false, Ordering::Release);
+    }
 }
 
 impl PiperModel {
@@ -125,13 +159,19 @@ impl PiperModel {
             .map_err(|e| fail(&e))?
             .commit_from_file(&voice.model_path)
             .map_err(|e| fail(&e))?;
-        Ok(Self { session, sample_rate: voice.sample_rate, has_durations: voice.has_durations })
+        let options = RunOptions::new().map_err(|e| fail(&e))?;
+        let stop = Arc::new(RunStop { options, requested: AtomicBool::new(false) });
+        Ok(Self { session, sample_rate: voice.sample_rate, has_durations: voice.has_durations, stop })
     }
 }
 
 impl Model for PiperModel {
     fn sample_rate(&self) -> u32 {
         self.sample_rate
+    }
+
+    fn interrupter(&self) -> Option<Arc<dyn Interrupt>> {
+        Some(Arc::clone(&self.stop) as Arc<dyn Interrupt>)
     }
 
     fn hop_length(&self) -> usize {
@@ -148,7 +188,10 @@ impl Model for PiperModel {
                 .map_err(|e| fail(&e))?;
         let outputs = self
             .session
-            .run(ort::inputs!["input" => input, "input_lengths" => lengths, "scales" => scales])
+            .run_with_options(
+                ort::inputs!["input" => input, "input_lengths" => lengths, "scales" => scales],
+                &self.stop.options,
+            )
             .map_err(|e| fail(&e))?;
         let (_, audio) = outputs["output"].try_extract_tensor::<f32>().map_err(|e| fail(&e))?;
         let audio: Vec<f32> = audio.iter().map(|s| if s.is_finite() { *s } else { 0.0 }).collect();

@@ -1,19 +1,20 @@
-//! Model threads: each owns one session and takes the most urgent chunk from the voice's scheduler queue (with two
-//! or more threads, the last takes only urgent chunks: see [`crate::scheduler`]).
+//! Model threads: each owns one session and takes the most urgent chunk from the voice's scheduler queue. The last
+//! thread's chunk can be preempted for a chunk that is due now (see [`crate::scheduler`]).
 //!
 //! Models never run on an async runtime's workers. Sessions load in parallel, each is warmed up with one inference,
 //! and [`ModelPool::start`] returns only when every thread is ready.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, bounded};
 
 use crate::EngineError;
-use crate::model::{Model, ModelOutput, Scales};
-use crate::scheduler::{ChunkQueue, PushError, URGENT_HORIZON};
+use crate::model::{Interrupt, Model, ModelOutput, Scales};
+use crate::scheduler::{ChunkQueue, PREEMPTIBLE_SLACK, PushError};
+use chorus_proto::metrics as names;
 
 /// Chunks that may wait at once. Each stream keeps at most one queued, so this is above any capacity.
 const QUEUE_LIMIT: usize = 1024;
@@ -25,6 +26,44 @@ pub(crate) struct Job {
     /// Set when the request is gone; the job is then skipped.
     pub cancelled: Arc<AtomicBool>,
     pub reply: Sender<JobResult>,
+    /// Its place in the queue (see [`crate::scheduler::latest_start`]), kept to queue it again if preempted.
+    pub priority: Instant,
+    /// Its expected compute time.
+    pub expected: Duration,
+}
+
+/// A preemptible forward pass in progress.
+struct Running {
+    interrupter: Arc<dyn Interrupt>,
+    started: Instant,
+    expected: Duration,
+}
+
+/// The forward pass that may be stopped for an urgent chunk: the preemptible thread's, while it runs a chunk
+/// with enough slack.
+#[derive(Default)]
+struct Preemptible(Mutex<Option<Running>>);
+
+impl std::fmt::Debug for Preemptible {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Preemptible")
+    }
+}
+
+impl Preemptible {
+    fn set(&self, running: Option<Running>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = running;
+    }
+
+    /// Stops the preemptible pass in progress, if any (under the lock, so never one that already ended), unless it
+    /// is past half its expected compute: then waiting for it loses less than stopping it.
+    fn fire(&self) {
+        if let Some(running) = self.0.lock().unwrap_or_else(PoisonError::into_inner).as_ref()
+            && running.started.elapsed() < running.expected / 2
+        {
+            running.interrupter.interrupt();
+        }
+    }
 }
 
 /// The model's output plus the time the forward pass took.
@@ -44,6 +83,7 @@ impl Drop for Closer {
 #[derive(Debug, Clone)]
 pub struct ModelPool {
     queue: Arc<ChunkQueue<Job>>,
+    preemptible: Arc<Preemptible>,
     _closer: Arc<Closer>,
     sample_rate: u32,
     hop_length: usize,
@@ -74,9 +114,10 @@ impl ModelPool {
         let queue = Arc::new(ChunkQueue::<Job>::new(QUEUE_LIMIT));
         let (ready_tx, ready_rx) = bounded::<Result<(u32, usize, f64), EngineError>>(threads);
         let factory = Arc::new(factory);
+        let preemptible = Arc::new(Preemptible::default());
         for i in 0..threads {
-            // With two or more threads the last one only takes urgent chunks (see `scheduler`).
-            let reserved = threads >= 2 && i == threads - 1;
+            // The last thread's chunks may be preempted (see `scheduler`).
+            let preempt = (i == threads - 1).then(|| Arc::clone(&preemptible));
             let queue = Arc::clone(&queue);
             let ready_tx = ready_tx.clone();
             let factory = Arc::clone(&factory);
@@ -102,14 +143,14 @@ impl ModelPool {
                     };
                     tracing::debug!(
                         thread = i,
-                        reserved,
+                        preemptible = preempt.is_some(),
                         load_ms = loaded.as_millis(),
                         warm_ms = (started.elapsed() - loaded).as_millis(),
                         "Model thread ready."
                     );
                     let _ = ready_tx.send(Ok((model.sample_rate(), model.hop_length(), frames)));
                     drop(ready_tx);
-                    serve(model.as_mut(), &queue, reserved);
+                    serve(model.as_mut(), &queue, preempt.as_deref());
                 })
                 .map_err(|e| EngineError::Runtime(format!("cannot start a model thread: {e}")))?;
         }
@@ -120,7 +161,7 @@ impl ModelPool {
         }
         let (sample_rate, hop_length, warmup_frames) = shape.ok_or(EngineError::Shutdown)?;
         let closer = Arc::new(Closer(Arc::clone(&queue)));
-        Ok(Self { queue, _closer: closer, sample_rate, hop_length, threads, warmup_frames })
+        Ok(Self { queue, preemptible, _closer: closer, sample_rate, hop_length, threads, warmup_frames })
     }
 
     pub fn sample_rate(&self) -> u32 {
@@ -141,21 +182,28 @@ impl ModelPool {
         self.threads
     }
 
-    /// Queues a chunk due at `deadline` (see [`crate::scheduler`]); the result arrives on the returned channel.
+    /// Queues a chunk due at `deadline` (see [`crate::scheduler`]) that should take `expected` to compute; the
+    /// result arrives on the returned channel.
     pub(crate) fn submit(
         &self,
         ids: Vec<i64>,
         scales: Scales,
         cancelled: Arc<AtomicBool>,
         deadline: Instant,
+        expected: Duration,
     ) -> Result<crossbeam_channel::Receiver<JobResult>, EngineError> {
         let (reply, rx) = bounded(1);
-        self.queue.push(Job { ids, scales, cancelled, reply }, deadline).map_err(|e| match e {
+        let job = Job { ids, scales, cancelled, reply, priority: deadline, expected };
+        let idle = self.queue.push_idle(job, deadline).map_err(|e| match e {
             PushError::Closed => EngineError::Shutdown,
             PushError::Full => {
                 EngineError::Runtime("the chunk queue is full (more streams than capacity)".into())
             }
         })?;
+        // Due now and every thread busy: stop the preemptible thread's chunk if it is not due soon.
+        if idle == 0 && deadline <= Instant::now() {
+            self.preemptible.fire();
+        }
         Ok(rx)
     }
 
@@ -165,15 +213,39 @@ impl ModelPool {
     }
 }
 
-fn serve(model: &mut dyn Model, queue: &ChunkQueue<Job>, reserved: bool) {
-    let next = || if reserved { queue.pop_within(URGENT_HORIZON) } else { queue.pop() };
-    while let Some(job) = next() {
+fn serve(model: &mut dyn Model, queue: &ChunkQueue<Job>, preemptible: Option<&Preemptible>) {
+    let interrupter = preemptible.and_then(|_| model.interrupter());
+    while let Some(job) = queue.pop() {
         if job.cancelled.load(Ordering::Acquire) {
             let _ = job.reply.send(Err(EngineError::Cancelled));
             continue;
         }
         let started = Instant::now();
-        let result = model.infer(&job.ids, job.scales).map(|out| (out, started.elapsed().as_secs_f64()));
-        let _ = job.reply.send(result);
+        // Registered as preemptible only with enough slack: stopping it cannot make its stream underrun.
+        let stoppable = match (preemptible, &interrupter) {
+            (Some(slot), Some(i)) if job.priority > started + PREEMPTIBLE_SLACK => Some((slot, i)),
+            (Some(_) | None, Some(_) | None) => None,
+        };
+        if let Some((slot, i)) = stoppable {
+            slot.set(Some(Running { interrupter: Arc::clone(i), started, expected: job.expected }));
+        }
+        let result = model.infer(&job.ids, job.scales);
+        if let Some((slot, i)) = stoppable {
+            slot.set(None);
+            let stopped = i.interrupted();
+            i.reset();
+            if stopped && result.is_err() {
+                metrics::counter!(names::ENGINE_PREEMPTIONS_TOTAL).increment(1);
+                tracing::debug!(
+                    lost_ms = started.elapsed().as_millis(),
+                    "Chunk preempted for an urgent one."
+                );
+                let priority = job.priority;
+                // Queued again with its priority; if the pool is closing, dropping it ends its stream.
+                let _ = queue.push(job, priority);
+                continue;
+            }
+        }
+        let _ = job.reply.send(result.map(|out| (out, started.elapsed().as_secs_f64())));
     }
 }

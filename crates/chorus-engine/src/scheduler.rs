@@ -8,11 +8,13 @@
 //! is waiting. On a CPU each model thread
 //! runs one chunk at a time (batching a VITS graph does not pay there: 0.6-0.95x the throughput of single calls).
 //!
-//! A chunk cannot be preempted once it runs, so a work-conserving pool lets a new stream's first chunk wait behind
-//! whole chunks of streams that are seconds ahead of real time. With two or more model threads one of them is
-//! therefore **reserved for urgent work** ([`ChunkQueue::pop_within`] with [`URGENT_HORIZON`]): it takes only
-//! chunks whose latest start is within the horizon (first chunks, and streams close to running dry) and idles
-//! otherwise, so a new request usually finds it free. Streams ahead of real time are served by the other threads.
+//! A chunk runs to its end unless preempted: with a work-conserving pool, a new stream's first chunk would wait
+//! behind whole chunks of streams that are seconds ahead of real time. So one model thread per voice (the last) is
+//! **preemptible**: while it runs a chunk that is not due for at least [`PREEMPTIBLE_SLACK`], a chunk that is due
+//! now and finds no idle thread stops that forward pass (ONNX Runtime's terminate flag) unless it is past half its
+//! expected compute; the stopped chunk goes back to the queue with its priority and the urgent one runs. The cost
+//! is the stopped pass's work (less than half a chunk), paid only when a new stream arrives while every thread is
+//! busy.
 //!
 //! Every stream keeps at most one chunk queued (the synthesis pipeline submits the next chunk when the previous one
 //! is done), so the queue holds at most one entry per stream in flight: its bound is the capacity.
@@ -22,8 +24,9 @@ use std::collections::BinaryHeap;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-/// A chunk is urgent when its latest start is at most this far away; the reserved thread takes only urgent chunks.
-pub const URGENT_HORIZON: Duration = Duration::from_millis(1000);
+/// A running chunk may be preempted only while its latest start is at least this far away (its stream has more
+/// than this much audio buffered beyond the chunk's compute), so preemption never makes a stream underrun.
+pub const PREEMPTIBLE_SLACK: Duration = Duration::from_millis(1000);
 
 /// When a stream's next chunk must be ready: its first audio's time plus the audio sent so far; now for a stream
 /// that has no audio yet.
@@ -70,6 +73,8 @@ struct State<T> {
     heap: BinaryHeap<Entry<T>>,
     next_seq: u64,
     closed: bool,
+    /// Threads blocked in `pop`.
+    idle: usize,
 }
 
 /// An earliest-deadline-first queue shared by a voice's model threads.
@@ -97,7 +102,7 @@ pub enum PushError {
 impl<T> ChunkQueue<T> {
     pub fn new(limit: usize) -> Self {
         Self {
-            state: Mutex::new(State { heap: BinaryHeap::new(), next_seq: 0, closed: false }),
+            state: Mutex::new(State { heap: BinaryHeap::new(), next_seq: 0, closed: false, idle: 0 }),
             ready: Condvar::new(),
             limit: limit.max(1),
         }
@@ -109,6 +114,11 @@ impl<T> ChunkQueue<T> {
 
     /// Queues `item` with priority `deadline` (earliest first; callers pass [`latest_start`]).
     pub fn push(&self, item: T, deadline: Instant) -> Result<(), PushError> {
+        self.push_idle(item, deadline).map(drop)
+    }
+
+    /// [`ChunkQueue::push`], returning how many threads were idle (blocked in `pop`) when it was queued.
+    pub fn push_idle(&self, item: T, deadline: Instant) -> Result<usize, PushError> {
         let mut s = self.lock();
         if s.closed {
             return Err(PushError::Closed);
@@ -119,10 +129,10 @@ impl<T> ChunkQueue<T> {
         let seq = s.next_seq;
         s.next_seq += 1;
         s.heap.push(Entry { deadline, seq, item });
+        let idle = s.idle;
         drop(s);
-        // Every waiter re-checks: a reserved thread may not take what a general one can.
-        self.ready.notify_all();
-        Ok(())
+        self.ready.notify_one();
+        Ok(idle)
     }
 
     /// The most urgent item, waiting for one; `None` once the queue is closed and empty.
@@ -135,41 +145,15 @@ impl<T> ChunkQueue<T> {
             if s.closed {
                 return None;
             }
+            s.idle += 1;
             s = self.ready.wait(s).unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
-    }
-
-    /// The most urgent item once its priority is within `horizon` of now, waiting for one; `None` once the queue
-    /// is closed and empty. After `close` it drains whatever is left, urgent or not.
-    pub fn pop_within(&self, horizon: Duration) -> Option<T> {
-        let mut s = self.lock();
-        loop {
-            let now = Instant::now();
-            let top = s.heap.peek().map(|e| e.deadline);
-            match top {
-                Some(priority) if s.closed || priority <= now + horizon => {
-                    return s.heap.pop().map(|e| e.item);
-                }
-                Some(priority) => {
-                    let wait =
-                        priority.saturating_duration_since(now + horizon).max(Duration::from_millis(1));
-                    s = self.ready.wait_timeout(s, wait).unwrap_or_else(std::sync::PoisonError::into_inner).0;
-                }
-                None if s.closed => return None,
-                None => s = self.ready.wait(s).unwrap_or_else(std::sync::PoisonError::into_inner),
-            }
+            s.idle -= 1;
         }
     }
 
     /// The most urgent item if one is waiting.
     pub fn try_pop(&self) -> Option<T> {
         self.lock().heap.pop().map(|e| e.item)
-    }
-
-    /// The most urgent item if one is waiting with a priority no later than `by`.
-    pub fn try_pop_due(&self, by: Instant) -> Option<T> {
-        let mut s = self.lock();
-        if s.heap.peek().is_some_and(|e| e.deadline <= by) { s.heap.pop().map(|e| e.item) } else { None }
     }
 
     /// The priority of the most urgent item waiting.
@@ -255,65 +239,78 @@ mod tests {
     /// threads, streams arriving at given times, each a list of chunk lengths (seconds of audio); a chunk costs
     /// `rtf` times its length. Returns per stream (time to first audio, underruns).
     fn simulate(threads: usize, rtf: f64, streams: &[(f64, Vec<f64>)]) -> Vec<(f64, usize)> {
-        simulate_lanes(threads, 0, rtf, streams)
+        simulate_with(threads, false, rtf, streams).0
     }
 
-    /// As [`simulate`], the last `reserved` of the threads taking only chunks within [`URGENT_HORIZON`].
-    fn simulate_lanes(
+    /// As [`simulate`]; with `preempt`, the last thread's chunk is stopped (its work lost, the chunk queued again)
+    /// when a chunk due now is queued, no thread is idle, the running chunk had [`PREEMPTIBLE_SLACK`] when it
+    /// started and is not past half its compute, as `pool` does. Also returns the compute lost (seconds).
+    fn simulate_with(
         threads: usize,
-        reserved: usize,
+        preempt: bool,
         rtf: f64,
         streams: &[(f64, Vec<f64>)],
-    ) -> Vec<(f64, usize)> {
-        let horizon = URGENT_HORIZON.as_secs_f64();
+    ) -> (Vec<(f64, usize)>, f64) {
+        let slack = PREEMPTIBLE_SLACK.as_secs_f64();
         let base = Instant::now();
         let at = |s: f64| base + Duration::from_secs_f64(s);
-        let q: ChunkQueue<(usize, usize)> = ChunkQueue::new(streams.len());
+        let secs = |t: Instant| t.saturating_duration_since(base).as_secs_f64();
+        let q: ChunkQueue<(usize, usize, f64)> = ChunkQueue::new(streams.len());
         let cost = |s: usize, c: usize| streams[s].1[c] * rtf;
         let mut free_at = vec![0.0f64; threads];
         let mut first_audio: Vec<Option<f64>> = vec![None; streams.len()];
         let mut audio_out = vec![0.0f64; streams.len()];
         let mut underruns = vec![0usize; streams.len()];
         let mut next_arrival = 0usize;
-        // (time a chunk finishes, stream, chunk)
-        let mut running: Vec<(f64, usize, usize)> = Vec::new();
+        let mut wasted = 0.0f64;
+        // (time a chunk finishes, stream, chunk, thread, start, priority, preemptible)
+        let mut running: Vec<(f64, usize, usize, usize, f64, f64, bool)> = Vec::new();
         let mut now = 0.0f64;
+        let mut due_pushed = false;
         loop {
             while next_arrival < streams.len() && streams[next_arrival].0 <= now + 1e-12 {
-                q.push((next_arrival, 0), at(now)).unwrap();
+                // A first chunk is due now; its priority is its latest start (in the past by its compute).
+                q.push((next_arrival, 0, now), at(now)).unwrap();
                 next_arrival += 1;
+                due_pushed = true;
             }
-            // Start work on every free thread (general threads first).
+            let last = threads - 1;
+            let stoppable = |r: &(f64, usize, usize, usize, f64, f64, bool)| {
+                r.3 == last && r.6 && now - r.4 < (r.0 - r.4) / 2.0
+            };
+            if preempt
+                && due_pushed
+                && free_at.iter().all(|f| *f > now + 1e-12)
+                && let Some(k) = running.iter().position(stoppable)
+            {
+                let (_, s, c, _, start, priority, _) = running.remove(k);
+                wasted += now - start;
+                q.push((s, c, priority), at(priority)).unwrap();
+                free_at[last] = now;
+            }
+            due_pushed = false;
+            // Start work on every free thread.
             for (i, f) in free_at.iter_mut().enumerate() {
                 if *f > now + 1e-12 {
                     continue;
                 }
-                let popped =
-                    if i >= threads - reserved { q.try_pop_due(at(now + horizon)) } else { q.try_pop() };
-                if let Some((s, c)) = popped {
+                if let Some((s, c, priority)) = q.try_pop() {
                     let end = now + cost(s, c);
                     *f = end;
-                    running.push((end, s, c));
+                    running.push((end, s, c, i, now, priority, priority > now + slack));
                 }
             }
             // Advance to the next event.
             let next_done = running.iter().map(|r| r.0).fold(f64::INFINITY, f64::min);
             let next_arr = streams.get(next_arrival).map_or(f64::INFINITY, |s| s.0);
-            // A reserved thread that is free picks up the head of the queue once it becomes urgent.
-            let next_urgent = match q.peek_priority() {
-                Some(p) if reserved > 0 && free_at.iter().any(|f| *f <= now + 1e-12) => {
-                    (p.duration_since(base).as_secs_f64() - horizon).max(now + 1e-6)
-                }
-                Some(_) | None => f64::INFINITY,
-            };
-            let t = next_done.min(next_arr).min(next_urgent);
+            let t = next_done.min(next_arr);
             if !t.is_finite() {
                 break;
             }
             now = t;
             let (done, rest): (Vec<_>, Vec<_>) = running.into_iter().partition(|r| r.0 <= now + 1e-12);
             running = rest;
-            for (end, s, c) in done {
+            for (end, s, c, ..) in done {
                 match first_audio[s] {
                     None => first_audio[s] = Some(end),
                     Some(fa) => {
@@ -326,15 +323,18 @@ mod tests {
                 if c + 1 < streams[s].1.len() {
                     let fa = first_audio[s].unwrap_or(end);
                     let due = at(fa + audio_out[s]);
-                    q.push((s, c + 1), latest_start(due, Duration::from_secs_f64(cost(s, c + 1)))).unwrap();
+                    let priority = latest_start(due, Duration::from_secs_f64(cost(s, c + 1)));
+                    due_pushed |= secs(priority) <= now + 1e-12;
+                    q.push((s, c + 1, secs(priority)), priority).unwrap();
                 }
             }
         }
-        streams
+        let results = streams
             .iter()
             .enumerate()
             .map(|(i, (arrive, _))| (first_audio[i].unwrap_or(f64::INFINITY) - arrive, underruns[i]))
-            .collect()
+            .collect();
+        (results, wasted)
     }
 
     #[test]
@@ -393,47 +393,57 @@ mod tests {
     }
 
     #[test]
-    fn a_reserved_thread_keeps_first_audio_fast_under_saturation() {
+    fn preempting_work_that_is_not_due_keeps_first_audio_fast_under_saturation() {
         // Two threads at RTF 0.1 saturated by 6 streams that started together, each of eight 5 s chunks (0.5 s of
-        // compute each), then, once they are ahead of real time, new short streams arriving every 0.73 s from 4 s on
-        // (new streams at 0.1 s, 0.17 s ... 0.35 s of first audio in this run). Work-conserving, a new stream's first chunk
-        // waits for a running 0.5 s chunk; with one thread reserved for urgent chunks it starts at once, and the
-        // long streams still never underrun.
+        // compute each), then, once they are ahead of real time, new short streams arriving every 0.73 s from 4 s
+        // on. Work-conserving without preemption, a new stream's first chunk waits for a running 0.5 s chunk (0.1 s
+        // to 0.35 s of first audio here); preempting the last thread's chunk that is not due (unless past half its
+        // compute), it waits at most 0.25 s and mostly not at all. No stream underruns either way, and preemption
+        // costs only the stopped passes' work, each under half a chunk.
         let rtf = 0.1;
         let mut streams: Vec<(f64, Vec<f64>)> = (0..6).map(|i| (i as f64 * 0.001, vec![5.0; 8])).collect();
         streams.extend((0..10).map(|i| (4.0 + i as f64 * 0.73, vec![1.0, 2.0])));
         let worst = |results: &[(f64, usize)]| results[6..].iter().map(|r| r.0).fold(0.0f64, f64::max);
-        let plain = simulate_lanes(2, 0, rtf, &streams);
-        let reserved = simulate_lanes(2, 1, rtf, &streams);
-        for (i, (ttfa, underruns)) in reserved.iter().enumerate() {
+        let (plain, no_waste) = simulate_with(2, false, rtf, &streams);
+        let (preempted, wasted) = simulate_with(2, true, rtf, &streams);
+        for (i, (ttfa, underruns)) in preempted.iter().enumerate() {
             assert!(ttfa.is_finite(), "stream {i} starved");
-            assert_eq!(*underruns, 0, "stream {i} underran with a reserved thread");
+            assert_eq!(*underruns, 0, "stream {i} underran with preemption");
         }
-        assert!(
-            worst(&reserved) <= 0.1 + 1e-6,
-            "first audio after {:.3} s with a reserved thread",
-            worst(&reserved)
+        let mean = |results: &[(f64, usize)]| results[6..].iter().map(|r| r.0).sum::<f64>() / 10.0;
+        eprintln!(
+            "first audio, worst / mean: {:.3} / {:.3} s plain, {:.3} / {:.3} s preempting; {wasted:.2} s lost",
+            worst(&plain),
+            mean(&plain),
+            worst(&preempted),
+            mean(&preempted)
         );
+        assert!(worst(&preempted) <= 0.1 + 0.25 + 1e-6, "first audio after {:.3} s", worst(&preempted));
+        assert!(mean(&preempted) < mean(&plain) - 0.03, "preemption did not shorten the first-audio wait");
         assert!(
             worst(&plain) > 0.2,
             "the work-conserving pool made no new stream wait: {:.3} s",
             worst(&plain)
         );
+        assert_eq!(no_waste, 0.0);
+        // At most one stopped pass per new stream, each less than half a 0.5 s chunk.
+        assert!(wasted > 0.0 && wasted <= 10.0 * 0.25, "{wasted:.2} s of compute lost");
     }
 
     #[test]
-    fn pop_within_waits_until_an_item_becomes_urgent() {
+    fn idle_threads_are_counted() {
         let q = std::sync::Arc::new(ChunkQueue::new(4));
+        let waiter = {
+            let q = std::sync::Arc::clone(&q);
+            std::thread::spawn(move || q.pop())
+        };
         let t0 = Instant::now();
-        q.push("later", t0 + Duration::from_millis(150)).unwrap();
-        assert_eq!(q.try_pop_due(t0 + Duration::from_millis(100)), None);
-        let started = Instant::now();
-        assert_eq!(q.pop_within(Duration::from_millis(50)), Some("later"));
-        assert!(started.elapsed() >= Duration::from_millis(90), "taken before it was urgent");
-        // A general pop takes what the reserved one leaves; close drains.
-        q.push("far", t0 + Duration::from_secs(60)).unwrap();
-        q.close();
-        assert_eq!(q.pop_within(Duration::ZERO), Some("far"));
-        assert_eq!(q.pop_within(Duration::ZERO), None);
+        while q.lock().idle == 0 {
+            assert!(t0.elapsed() < Duration::from_secs(5), "the waiter never blocked");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(q.push_idle("chunk", Instant::now()), Ok(1));
+        assert_eq!(waiter.join().unwrap(), Some("chunk"));
+        assert_eq!(q.push_idle("next", Instant::now()), Ok(0), "nobody waits now");
     }
 }

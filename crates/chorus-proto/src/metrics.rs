@@ -16,6 +16,8 @@ pub const API_QUEUE_SIZE: &str = "api_queue_size";
 pub const API_UNSERVICEABLE: &str = "api_unserviceable_requests_size";
 /// Counter, label `outcome` (completed, cancelled, failed): jobs finished by the worker.
 pub const JOBS_TOTAL: &str = "chorus_worker_jobs_total";
+/// Counter: forward passes stopped to run a chunk that was due (their chunk is queued again).
+pub const ENGINE_PREEMPTIONS_TOTAL: &str = "chorus_engine_preemptions_total";
 /// Counter: seconds of audio produced.
 pub const AUDIO_SECONDS_TOTAL: &str = "chorus_audio_seconds_total";
 /// Counter: characters of text synthesized.
