@@ -10,28 +10,15 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use cluster_support::{Api, Cluster, MODEL, WorkerOpts, http_get, poll, request_with, serial};
+use cluster_support::{
+    Api, Cluster, MODEL, WorkerOpts, http_get, json_call as call, poll, request_with, serial,
+};
 use serde_json::{Value, json};
 
 /// Seconds between two listings: the directory is also watched (inotify), so changes usually land sooner.
 const RELOAD: &str = "1";
 /// Upper bound for a change to reach the other server (several reload intervals: a loaded CI machine).
 const PROPAGATION: Duration = Duration::from_secs(15);
-
-fn call(
-    api: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<Value>,
-) -> (u16, Value, Option<String>) {
-    let body = body.map(|b| b.to_string());
-    let mut response = request_with(api, method, path, headers, body.as_deref()).unwrap();
-    let etag = response.header("etag").map(str::to_owned);
-    let bytes = response.read_all().map_err(|(e, _)| e).unwrap();
-    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    (response.status, json, etag)
-}
 
 /// Seconds of audio for `transcript` with a dictionary (raw PCM s16 at 22050 Hz).
 fn tts_seconds(api: SocketAddr, transcript: &str, dict: &str) -> f64 {

@@ -7,12 +7,12 @@
 mod cluster_support;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cluster_support::{Cluster, free_port, http_get, poll, request_with, root, serial};
-use serde_json::{Value, json};
+use cluster_support::{Cluster, free_port, http_get, json_call as call, poll, root, serial};
+use serde_json::json;
 
 const PROPAGATION: Duration = Duration::from_secs(15);
 
@@ -60,20 +60,6 @@ fn s3(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<(u16, 
     s.read_to_string(&mut out)?;
     let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     Ok((status, out))
-}
-
-fn call(
-    api: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<Value>,
-) -> (u16, Value, Option<String>) {
-    let body = body.map(|b| b.to_string());
-    let mut response = request_with(api, method, path, headers, body.as_deref()).unwrap();
-    let etag = response.header("etag").map(str::to_owned);
-    let bytes = response.read_all().map_err(|(e, _)| e).unwrap();
-    (response.status, serde_json::from_slice(&bytes).unwrap_or(Value::Null), etag)
 }
 
 #[test]

@@ -252,17 +252,7 @@ fn a_cluster_api_takes_tenant_keys_from_the_proxy_over_nats_refuses_a_revoked_on
 
     // The served request is in the ledger: key name, route, characters; never the text.
     let records = poll(Duration::from_secs(5), || {
-        let mut stream = std::net::TcpStream::connect(listen).ok()?;
-        use std::io::Write as _;
-        write!(
-            stream,
-            "GET /audit HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut raw = Vec::new();
-        std::io::Read::read_to_end(&mut stream, &mut raw).ok()?;
-        let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-        let records = chorus_license::audit::records(&raw[split + 4..]).ok()?;
+        let records = audit_records(listen)?;
         records.iter().any(|r| r.key_name.as_deref() == Some("team-a")).then_some(records)
     })
     .expect("the request's usage record reaches the ledger");
@@ -325,17 +315,7 @@ fn chorus_serve_runs_the_proxy_in_process_on_its_metrics_port() {
     r.read_all().map_err(|(e, _)| e).unwrap();
 
     let records = poll(Duration::from_secs(5), || {
-        let mut stream = std::net::TcpStream::connect(metrics).ok()?;
-        use std::io::Write as _;
-        write!(
-            stream,
-            "GET /audit HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut raw = Vec::new();
-        std::io::Read::read_to_end(&mut stream, &mut raw).ok()?;
-        let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-        let records = chorus_license::audit::records(&raw[split + 4..]).ok()?;
+        let records = audit_records(metrics)?;
         (!records.is_empty()).then_some(records)
     })
     .expect("the request is in the ledger");
@@ -346,4 +326,19 @@ fn chorus_serve_runs_the_proxy_in_process_on_its_metrics_port() {
     assert!(text.contains("chorus_license_usage_records_total{model=\"sonic-3\"} 1"), "{text}");
     serve.signal("TERM");
     assert!(serve.wait_exit(Duration::from_secs(40)).is_some_and(|s| s.success()), "{}", serve.log_text());
+}
+
+/// The usage records of the proxy's `GET /audit` (with the admin key) at `addr`, if it answers.
+fn audit_records(addr: std::net::SocketAddr) -> Option<Vec<chorus_proto::license::UsageRecord>> {
+    use std::io::Write as _;
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    write!(
+        stream,
+        "GET /audit HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut stream, &mut raw).ok()?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    chorus_license::audit::records(&raw[split + 4..]).ok()
 }

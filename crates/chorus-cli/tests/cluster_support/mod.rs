@@ -491,6 +491,21 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -
     request_with(addr, method, path, &[], body)
 }
 
+/// A JSON call: the status, the body parsed (`Null` if it is not JSON) and the `ETag` header.
+pub fn json_call(
+    api: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> (u16, Value, Option<String>) {
+    let body = body.map(|b| b.to_string());
+    let mut response = request_with(api, method, path, headers, body.as_deref()).unwrap();
+    let etag = response.header("etag").map(str::to_owned);
+    let bytes = response.read_all().map_err(|(e, _)| e).unwrap();
+    (response.status, serde_json::from_slice(&bytes).unwrap_or(Value::Null), etag)
+}
+
 /// [`request`] with extra headers.
 pub fn request_with(
     addr: SocketAddr,
