@@ -1,7 +1,7 @@
 //! The router and the server loop.
 //!
-//! Layers, outermost first: request id (header, extension, tracing span) -> `cartesia-version` echo -> body limit
-//! -> API key check -> the routes. Unknown paths answer 404 and wrong methods 405, both in the Cartesia error JSON
+//! Layers, outermost first: request counter (`chorus_requests_total`) -> request id (header, extension, tracing
+//! span) -> `cartesia-version` echo -> body limit -> API key check -> the routes. Unknown paths answer 404 and wrong methods 405, both in the Cartesia error JSON
 //! (OpenAI's under `/v1/`).
 
 use std::future::{Future, IntoFuture};
@@ -16,7 +16,7 @@ use chorus_proto::ErrorCode;
 
 use crate::auth::require_api_key;
 use crate::error::ApiError;
-use crate::middleware::{RequestId, cartesia_version, request_id};
+use crate::middleware::{RequestId, cartesia_version, count_requests, request_id};
 use crate::routes::{dicts, error_response, openai, status, tts, voices};
 use crate::state::AppState;
 
@@ -36,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(cartesia_version))
         .layer(axum::middleware::from_fn(request_id))
+        .layer(axum::middleware::from_fn(count_requests))
         .with_state(state)
 }
 

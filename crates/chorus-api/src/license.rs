@@ -1,7 +1,8 @@
 //! The API server's side of the license proxy: entitlement, tenant keys with their limits, and usage metering.
 //!
 //! [`LicenseGate`] follows the proxy's [`LicenseState`] (pushed over the bus) and holds the per-key counters. Without
-//! a proxy ([`LicenseGate::open`]) nothing changes: the static `api_keys` (or none) decide, and nothing is metered.
+//! a proxy ([`LicenseGate::open`]) nothing changes: the static `api_keys` (or none) decide, and meters only record the
+//! API's metrics.
 //!
 //! With a proxy configured but not heard from yet (the API started first, or the bus is down since start):
 //! requests with a static key are served; a key that is not a static key cannot be checked yet and gets 503
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use chorus_bus::{LicenseLink, UsageReporter};
 use chorus_proto::ErrorCode;
 use chorus_proto::license::{LicenseState, TenantKey, UsageRecord, Verdict};
+use chorus_proto::metrics as names;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
@@ -278,18 +280,11 @@ impl LicenseGate {
         Ok((!counters.is_empty()).then(|| Arc::new(InFlight { counters })))
     }
 
-    /// A meter for one synthesis request (`None` without a proxy: nothing is metered).
-    pub fn meter(
-        &self,
-        caller: &Caller,
-        route: &str,
-        model: &str,
-        voice_id: &str,
-        chars: u64,
-    ) -> Option<UsageMeter> {
-        let reporter = self.reporter.clone()?;
-        Some(UsageMeter {
-            reporter,
+    /// A meter for one synthesis request: it records the API's time-to-first-audio and duration metrics, and
+    /// reports the usage record to the license proxy when there is one.
+    pub fn meter(&self, caller: &Caller, route: &str, model: &str, voice_id: &str, chars: u64) -> UsageMeter {
+        UsageMeter {
+            reporter: self.reporter.clone(),
             started: Instant::now(),
             state: Mutex::new(MeterState {
                 record: UsageRecord {
@@ -306,7 +301,7 @@ impl LicenseGate {
                 },
                 done: false,
             }),
-        })
+        }
     }
 }
 
@@ -324,7 +319,7 @@ struct MeterState {
 /// The transcript is counted, never kept.
 #[derive(Debug)]
 pub struct UsageMeter {
-    reporter: UsageReporter,
+    reporter: Option<UsageReporter>,
     started: Instant,
     state: Mutex<MeterState>,
 }
@@ -359,7 +354,15 @@ impl UsageMeter {
             s.record.time_ms =
                 u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis()))
                     .unwrap_or(0);
-            self.reporter.push(s.record.clone());
+            let route = s.record.route.clone();
+            if let Some(ms) = s.record.ttfa_ms {
+                metrics::histogram!(names::API_TTFA, "route" => route.clone()).record(ms / 1000.0);
+            }
+            metrics::histogram!(names::REQUEST_DURATION, "route" => route)
+                .record(self.started.elapsed().as_secs_f64());
+            if let Some(reporter) = &self.reporter {
+                reporter.push(s.record.clone());
+            }
         }
     }
 }

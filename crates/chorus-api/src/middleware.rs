@@ -96,6 +96,38 @@ pub async fn cartesia_version(req: Request, next: Next) -> Response {
     response
 }
 
+/// Counts every response in `chorus_requests_total{route,status}` (authentication failures, limits and unknown
+/// paths included).
+pub async fn count_requests(req: Request, next: Next) -> Response {
+    let route = route_label(req.uri().path());
+    let response = next.run(req).await;
+    metrics::counter!(
+        chorus_proto::metrics::REQUESTS_TOTAL,
+        "route" => route,
+        "status" => response.status().as_str().to_owned()
+    )
+    .increment(1);
+    response
+}
+
+/// The route template a path belongs to: a bounded label (ids are not labels).
+fn route_label(path: &str) -> &'static str {
+    match path {
+        "/" => "/",
+        "/status" => "/status",
+        "/tts/bytes" => "/tts/bytes",
+        "/tts/sse" => "/tts/sse",
+        "/tts/websocket" => "/tts/websocket",
+        "/voices" | "/voices/" => "/voices",
+        "/pronunciation-dicts" | "/pronunciation-dicts/" => "/pronunciation-dicts",
+        "/v1/audio/speech" => "/v1/audio/speech",
+        "/v1/models" => "/v1/models",
+        p if p.starts_with("/voices/") => "/voices/{id}",
+        p if p.starts_with("/pronunciation-dicts/") => "/pronunciation-dicts/{id}",
+        _ => "other",
+    }
+}
+
 /// The first value of query parameter `name`, percent-decoded; `None` when absent or the query is malformed.
 pub(crate) fn query_param(uri: &Uri, name: &str) -> Option<String> {
     uri.query()?;
@@ -115,6 +147,15 @@ mod tests {
         assert!(!is_sane_request_id("has space"));
         assert!(!is_sane_request_id("new\nline"));
         assert!(!is_sane_request_id(&"a".repeat(129)));
+    }
+
+    #[test]
+    fn route_labels_are_templates() {
+        assert_eq!(route_label("/voices/abc-123"), "/voices/{id}");
+        assert_eq!(route_label("/voices/"), "/voices");
+        assert_eq!(route_label("/pronunciation-dicts/x"), "/pronunciation-dicts/{id}");
+        assert_eq!(route_label("/tts/bytes"), "/tts/bytes");
+        assert_eq!(route_label("/etc/passwd"), "other");
     }
 
     #[test]

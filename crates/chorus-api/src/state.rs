@@ -140,14 +140,8 @@ impl AppState {
         self
     }
 
-    /// The usage meter of a prepared synthesis request (`None` without a license proxy).
-    pub fn meter(
-        &self,
-        caller: &Caller,
-        route: &str,
-        req: &TtsRequest,
-        job: &SynthesisJob,
-    ) -> Option<UsageMeter> {
+    /// The usage meter of a prepared synthesis request (API metrics; the license proxy's record when there is one).
+    pub fn meter(&self, caller: &Caller, route: &str, req: &TtsRequest, job: &SynthesisJob) -> UsageMeter {
         let voice = req.voice.id().unwrap_or_default();
         self.license.meter(caller, route, &req.model_id, voice, job.transcript.chars().count() as u64)
     }

@@ -172,6 +172,13 @@ async fn tenant_keys_get_429_with_retry_after_beyond_their_limits_and_a_revoked_
     })
     .await
     .expect("the revocation is published within a second or so");
+    // The API applies the pushed state as it arrives (a watch channel): the key is refused within moments of the
+    // publication, without waiting for the next periodic state.
+    assert!(
+        eventually(Duration::from_millis(500), async || server.fetch(tts(&solo, "Hi.")).await.status == 401)
+            .await,
+        "the revoked key is still served half a second after the revocation was published"
+    );
     let reply = server.fetch(tts(&solo, "Hi.")).await;
     let body = reply.assert_error(401, "unauthorized");
     assert!(body["message"].as_str().unwrap().contains("revoked"), "{body}");

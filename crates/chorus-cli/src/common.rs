@@ -242,6 +242,10 @@ pub fn install_metrics() -> Result<PrometheusHandle> {
         .context("TTFA buckets")?
         .set_buckets_for_metric(Matcher::Full(names::WORKER_RTF.into()), &names::RTF_BUCKETS)
         .context("RTF buckets")?
+        .set_buckets_for_metric(Matcher::Full(names::API_TTFA.into()), &names::TTFA_BUCKETS)
+        .context("API TTFA buckets")?
+        .set_buckets_for_metric(Matcher::Full(names::REQUEST_DURATION.into()), &names::DURATION_BUCKETS)
+        .context("request duration buckets")?
         .install_recorder()
         .context("cannot install the metrics recorder")?;
     metrics::describe_gauge!(names::WORKER_CAPACITY, "Streams the worker accepts at once.");
@@ -256,6 +260,17 @@ pub fn install_metrics() -> Result<PrometheusHandle> {
     metrics::describe_gauge!(
         names::API_UNSERVICEABLE,
         "Requests waiting because no worker serves their model."
+    );
+    metrics::describe_counter!(names::REQUESTS_TOTAL, "API responses, by route and HTTP status.");
+    metrics::describe_histogram!(
+        names::API_TTFA,
+        metrics::Unit::Seconds,
+        "Synthesis requests: from admission on the API server to the first audio, by route."
+    );
+    metrics::describe_histogram!(
+        names::REQUEST_DURATION,
+        metrics::Unit::Seconds,
+        "Synthesis requests: from admission to the end, by route."
     );
     metrics::describe_counter!(names::JOBS_TOTAL, "Jobs finished by the worker, by outcome.");
     metrics::describe_counter!(names::AUDIO_SECONDS_TOTAL, metrics::Unit::Seconds, "Audio produced.");

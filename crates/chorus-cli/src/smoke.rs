@@ -10,13 +10,16 @@ use http_body_util::{BodyExt, Full};
 use crate::bench_proto::{self, Connection, HttpClient, Protocol, Target};
 
 /// Metric names a deployment must export (cartesia-spec 1.3): checked across every `--metrics-url`.
-const REQUIRED_METRICS: [&str; 6] = [
+const REQUIRED_METRICS: [&str; 9] = [
     chorus_proto::metrics::WORKER_CAPACITY,
     chorus_proto::metrics::WORKER_LOAD,
     chorus_proto::metrics::WORKER_TTFA,
     chorus_proto::metrics::WORKER_RTF,
     chorus_proto::metrics::API_QUEUE_SIZE,
     chorus_proto::metrics::API_UNSERVICEABLE,
+    chorus_proto::metrics::REQUESTS_TOTAL,
+    chorus_proto::metrics::API_TTFA,
+    chorus_proto::metrics::REQUEST_DURATION,
 ];
 
 #[derive(Debug, clap::Args)]

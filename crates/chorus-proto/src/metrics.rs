@@ -16,6 +16,17 @@ pub const API_QUEUE_SIZE: &str = "api_queue_size";
 pub const API_UNSERVICEABLE: &str = "api_unserviceable_requests_size";
 /// Counter, label `outcome` (completed, cancelled, failed): jobs finished by the worker.
 pub const JOBS_TOTAL: &str = "chorus_worker_jobs_total";
+/// Counter, labels `route` (the route's path template, `other` for unknown paths) and `status` (the HTTP status
+/// code): every response of an API server.
+pub const REQUESTS_TOTAL: &str = "chorus_requests_total";
+/// Histogram (seconds), label `route` (bytes, sse, websocket, openai_speech): from a synthesis request's
+/// admission on the API server to its first audio.
+pub const API_TTFA: &str = "chorus_time_to_first_audio_seconds";
+/// Histogram (seconds), label `route`: from a synthesis request's admission to its end (completed, failed or
+/// cancelled).
+pub const REQUEST_DURATION: &str = "chorus_request_duration_seconds";
+/// Buckets of the request duration histogram, in seconds.
+pub const DURATION_BUCKETS: [f64; 12] = [0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0];
 /// Counter: forward passes stopped to run a chunk that was due (their chunk is queued again).
 pub const ENGINE_PREEMPTIONS_TOTAL: &str = "chorus_engine_preemptions_total";
 /// Counter: seconds of audio produced.

@@ -174,7 +174,7 @@ pub async fn speech(
     };
     let Prepared { job, format } = state.prepare(&tts, rid, Route::Bytes)?;
     tracing::info!(model = %job.model, chars = job.transcript.chars().count(), sse, "Synthesis requested (openai).");
-    let meter = state.meter(&caller, "openai_speech", &tts, &job);
+    let meter = Some(state.meter(&caller, "openai_speech", &tts, &job));
     let stream = JobStream::start(&state, job, format, meter).await?;
     if sse {
         let mut response = Response::new(sse_body(stream, request_id));

@@ -39,7 +39,7 @@ pub async fn bytes(
 ) -> Result<Response, ApiError> {
     let Prepared { job, format } = state.prepare(&req, request_id.as_str(), Route::Bytes)?;
     tracing::info!(model = %job.model, chars = job.transcript.chars().count(), "Synthesis requested (bytes).");
-    let meter = state.meter(&caller, "bytes", &req, &job);
+    let meter = Some(state.meter(&caller, "bytes", &req, &job));
     let stream = JobStream::start(&state, job, format, meter).await?;
     let mut response = Response::new(audio_body(stream, request_id));
     let headers = response.headers_mut();
@@ -87,7 +87,7 @@ pub async fn sse(
     let Prepared { job, format } = state.prepare(&req, request_id.as_str(), Route::Sse)?;
     tracing::info!(model = %job.model, chars = job.transcript.chars().count(), "Synthesis requested (sse).");
     let wants = Wants { words: job.word_timestamps, phonemes: job.phoneme_timestamps };
-    let meter = state.meter(&caller, "sse", &req, &job);
+    let meter = Some(state.meter(&caller, "sse", &req, &job));
     let stream = JobStream::start(&state, job, format, meter).await?;
     let mut response = Response::new(sse_body(stream, req.context_id, wants, request_id));
     sse_headers(&mut response);

@@ -468,7 +468,7 @@ impl Connection {
         self.state.license.check_entitlement().map_err(|e| e.with_request_id(&request_id))?;
         let request = g.request().map_err(|e| e.with_request_id(&request_id))?;
         let prepared = self.state.prepare(&request, &request_id, Route::WebSocket)?;
-        let meter = self.state.meter(&self.caller, "websocket", &request, &prepared.job).map(Arc::new);
+        let meter = Some(Arc::new(self.state.meter(&self.caller, "websocket", &request, &prepared.job)));
         let mut pending = Vec::new();
         if prepared.job.continuation && g.flush {
             pending.push(ContextInput::Flush);
