@@ -87,6 +87,9 @@ fn serve(dir: &Path, args: &[&str]) -> (Proc, SocketAddr, SocketAddr) {
     let mut cmd = chorus("info");
     cmd.args(["serve", "--listen", &api.to_string(), "--metrics-listen", &metrics.to_string()])
         .args(["--capacity", "4", "--sessions", "1", "--threads", "1"])
+        // Its own license data: the default directory is locked by any `chorus serve` the user is running.
+        .arg("--license-data")
+        .arg(dir.join("license"))
         .args(args);
     let mut serve = Proc::spawn("chorus serve", cmd, dir.join("serve.log"));
     let ready = poll(Duration::from_secs(60), || {
