@@ -167,13 +167,26 @@ fn container_from_extension(path: &Path) -> Result<Container> {
 /// run never leaves a partial file that looks finished.
 enum Sink {
     Stdout(std::io::Stdout),
-    File { tmp: PathBuf, dest: PathBuf, file: BufWriter<File> },
+    File {
+        tmp: PathBuf,
+        dest: PathBuf,
+        file: BufWriter<File>,
+    },
+    /// A device, FIFO or socket (`/dev/null`, a named pipe): written in place, like standard output.
+    Special(BufWriter<File>),
 }
 
 impl Sink {
     fn open(dest: &Path) -> Result<Self> {
         if dest.as_os_str() == "-" {
             return Ok(Sink::Stdout(std::io::stdout()));
+        }
+        if crate::paths::is_special_file(dest) {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(dest)
+                .with_context(|| format!("cannot open {}", dest.display()))?;
+            return Ok(Sink::Special(BufWriter::new(file)));
         }
         let name = dest.file_name().context("the output path has no file name")?;
         let tmp = dest.with_file_name(format!(".{}.partial-{}", name.to_string_lossy(), std::process::id()));
@@ -191,7 +204,7 @@ impl Sink {
                 lock.write_all(bytes)?;
                 lock.flush()?;
             }
-            Sink::File { file, .. } => {
+            Sink::File { file, .. } | Sink::Special(file) => {
                 file.write_all(bytes)?;
                 file.flush()?;
             }
@@ -202,6 +215,7 @@ impl Sink {
     fn commit(self, wav: bool, data_len: u64) -> Result<()> {
         match self {
             Sink::Stdout(_) => Ok(()),
+            Sink::Special(mut file) => Ok(file.flush()?),
             Sink::File { tmp, dest, file } => {
                 let mut file = file.into_inner().map_err(|e| e.into_error())?;
                 if wav {

@@ -257,6 +257,11 @@ fn export_import_round_trip_is_idempotent() {
     let (from_s, to_s) = (from.path().to_str().unwrap(), to.path().to_str().unwrap());
     // A store with two voices and a dictionary (written as an operator would).
     chorus_artifacts(&["export", "--artifacts", from_s, "--to", "/dev/null"]);
+    {
+        use std::os::unix::fs::FileTypeExt as _;
+        let kind = std::fs::metadata("/dev/null").unwrap().file_type();
+        assert!(kind.is_char_device(), "exporting to /dev/null replaced the device with a file");
+    }
     for (id, name) in [("v1", "One"), ("v2", "Two")] {
         let doc = json!({"id": id, "name": name, "language": "en", "model": MODEL, "params": {"speed": 1.2}});
         std::fs::write(from.path().join(format!("voices/{id}.json")), doc.to_string()).unwrap();

@@ -248,6 +248,15 @@ fn text_from_stdin_and_audio_to_stdout() {
     assert!(o.stdout.len() > 22050 && o.stdout.len() < 22050 * 2 * 5, "{} bytes", o.stdout.len());
 }
 
+#[test]
+fn a_device_is_written_in_place_never_replaced() {
+    use std::os::unix::fs::FileTypeExt as _;
+    // Renaming the finished temporary file over /dev/null would, as root, replace the device with a file.
+    let o = run(&["say", "Into the void.", "-o", "/dev/null"], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_char_device(), "/dev/null was replaced");
+}
+
 fn assert_fails_cleanly(args: &[&str], stdin: Option<&[u8]>, expect_in_message: &str, out: &Path) {
     let o = run(args, stdin);
     let stderr = String::from_utf8_lossy(&o.stderr);
