@@ -3,63 +3,17 @@
 //! `scripts/setup --dev`), started by the test. An emulator, not AWS: it shows that the requests, the conditional
 //! writes (`If-None-Match: *`, `If-Match`) and the listing work against an S3 wire implementation.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod moto;
+
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use chorus_artifacts::{ArtifactError, ArtifactStore, DocKind};
-
-/// A `moto_server` on a free port, killed on drop.
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const AUTH: &str = "Authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, \
-                    SignedHeaders=host, Signature=0\r\n";
+use moto::Moto;
 
 fn moto() -> Moto {
-    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/moto_server");
-    assert!(bin.exists(), "{} is missing: run scripts/setup --dev (it installs moto[server])", bin.display());
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let moto = Moto { child, port };
-    let t0 = Instant::now();
-    while http(port, "GET", "/", "").is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(30), "moto_server did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    moto
-}
-
-/// A raw HTTP/1.1 request to the emulator: status and body. It does not check signatures, but refuses anonymous
-/// deletes: a (fake) `Authorization` header makes the request look signed.
-fn http(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n{AUTH}Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    Ok((status, out))
+    Moto::start(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
 }
 
 fn open(port: u16, bucket: &str) -> ArtifactStore {
@@ -80,7 +34,7 @@ fn open(port: u16, bucket: &str) -> ArtifactStore {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_conditional_writes_listing_and_polling() {
     let moto = moto();
-    assert_eq!(http(moto.port, "PUT", "/artifacts", "").unwrap().0, 200);
+    assert_eq!(moto.request("PUT", "/artifacts", "").unwrap().0, 200);
     let (a, b) = (open(moto.port, "artifacts"), open(moto.port, "artifacts"));
     assert!(!a.is_local());
 
@@ -98,7 +52,7 @@ async fn s3_conditional_writes_listing_and_polling() {
     assert_eq!((&got.bytes[..], got.etag.as_str()), (&b"{\"n\":2}"[..], etag2.as_str()));
 
     // Keys live under the prefix; the listing gives ids and versions.
-    let (status, listing) = http(moto.port, "GET", "/artifacts?list-type=2", "").unwrap();
+    let (status, listing) = moto.request("GET", "/artifacts?list-type=2", "").unwrap();
     assert_eq!(status, 200);
     assert!(listing.contains("<Key>chorus/prod/voices/v1.json</Key>"), "{listing}");
     let listed = b.list(DocKind::Voice).await.unwrap();
@@ -110,7 +64,7 @@ async fn s3_conditional_writes_listing_and_polling() {
     assert!(!watcher.notifies());
     watcher.changed().await;
     let (status, _) =
-        http(moto.port, "PUT", "/artifacts/chorus/prod/pronunciation-dicts/d1.json", "{}").unwrap();
+        moto.request("PUT", "/artifacts/chorus/prod/pronunciation-dicts/d1.json", "{}").unwrap();
     assert_eq!(status, 200);
     tokio::time::timeout(Duration::from_secs(5), watcher.changed()).await.unwrap();
     let dicts = b.list(DocKind::Dict).await.unwrap();

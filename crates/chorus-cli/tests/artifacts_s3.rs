@@ -5,69 +5,28 @@
 //! it speaks the S3 wire protocol, conditional writes included, but it is not AWS.
 
 mod cluster_support;
+#[path = "../../chorus-artifacts/tests/moto/mod.rs"]
+mod moto;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cluster_support::{Cluster, free_port, http_get, json_call as call, poll, root, serial};
+use cluster_support::{Cluster, http_get, json_call as call, poll, root, serial};
+use moto::Moto;
 use serde_json::json;
 
 const PROPAGATION: Duration = Duration::from_secs(15);
 
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const AUTH: &str = "Authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, \
-                    SignedHeaders=host, Signature=0\r\n";
-
 fn moto() -> Moto {
-    let bin = root().join(".venv/bin/moto_server");
-    assert!(bin.exists(), "{} is missing: run scripts/setup --dev (it installs moto[server])", bin.display());
-    let port = free_port();
-    let child = Command::new(bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let moto = Moto { child, port };
-    let up = poll(Duration::from_secs(30), || s3(port, "GET", "/", "").ok());
-    assert!(up.is_some(), "moto_server did not start");
-    moto
-}
-
-/// A raw request to the emulator. It does not check signatures, but refuses anonymous deletes: a (fake)
-/// `Authorization` header makes the request look signed.
-fn s3(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n{AUTH}Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    Ok((status, out))
+    Moto::start(&root())
 }
 
 #[test]
 fn two_api_servers_share_an_s3_bucket() {
     let _serial = serial();
     let moto = moto();
-    assert_eq!(s3(moto.port, "PUT", "/voices-bucket", "").unwrap().0, 200);
-    let endpoint = format!("http://127.0.0.1:{}", moto.port);
+    assert_eq!(moto.request("PUT", "/voices-bucket", "").unwrap().0, 200);
+    let endpoint = moto.endpoint();
     let env = [
         ("AWS_ENDPOINT_URL", endpoint.as_str()),
         ("AWS_ALLOW_HTTP", "true"),
@@ -91,7 +50,7 @@ fn two_api_servers_share_an_s3_bucket() {
     );
     assert_eq!(status, 200, "{dict}");
     let id = dict["id"].as_str().unwrap().to_owned();
-    let (status, listing) = s3(moto.port, "GET", "/voices-bucket?list-type=2", "").unwrap();
+    let (status, listing) = moto.request("GET", "/voices-bucket?list-type=2", "").unwrap();
     assert_eq!(status, 200);
     assert!(listing.contains(&format!("<Key>staging/pronunciation-dicts/{id}.json</Key>")), "{listing}");
     let seen = poll(PROPAGATION, || {
@@ -124,9 +83,9 @@ fn two_api_servers_share_an_s3_bucket() {
     // An object put into the bucket by someone else is served; a corrupt one is skipped; removed, it is gone.
     let voice = json!({"name": "From the bucket", "language": "en", "model": cluster_support::MODEL});
     let (status, _) =
-        s3(moto.port, "PUT", "/voices-bucket/staging/voices/bucket-voice.json", &voice.to_string()).unwrap();
+        moto.request("PUT", "/voices-bucket/staging/voices/bucket-voice.json", &voice.to_string()).unwrap();
     assert_eq!(status, 200);
-    let (status, _) = s3(moto.port, "PUT", "/voices-bucket/staging/voices/corrupt.json", "{").unwrap();
+    let (status, _) = moto.request("PUT", "/voices-bucket/staging/voices/corrupt.json", "{").unwrap();
     assert_eq!(status, 200);
     let served =
         poll(PROPAGATION, || (call(b_addr, "GET", "/voices/bucket-voice", &[], None).0 == 200).then_some(()));
@@ -135,7 +94,7 @@ fn two_api_servers_share_an_s3_bucket() {
         poll(PROPAGATION, || c.apis[b].proc.log_text().contains("voices/corrupt.json").then_some(()));
     assert!(reported.is_some(), "the corrupt object was not reported");
     assert_eq!(call(b_addr, "GET", "/voices/corrupt", &[], None).0, 404);
-    let (status, _) = s3(moto.port, "DELETE", "/voices-bucket/staging/voices/bucket-voice.json", "").unwrap();
+    let (status, _) = moto.request("DELETE", "/voices-bucket/staging/voices/bucket-voice.json", "").unwrap();
     assert_eq!(status, 204);
     let gone =
         poll(PROPAGATION, || (call(a_addr, "GET", "/voices/bucket-voice", &[], None).0 == 404).then_some(()));
