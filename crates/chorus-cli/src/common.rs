@@ -26,6 +26,10 @@ pub struct ConfigFile {
     pub capacity: Option<u32>,
     pub sessions_per_voice: Option<usize>,
     pub intra_threads: Option<usize>,
+    /// Where forward passes run: `cpu`, `cuda` or `cuda:N`.
+    pub device: Option<String>,
+    /// The most chunks one forward pass takes.
+    pub max_batch: Option<usize>,
     /// Requests that may wait for a free stream.
     pub max_queue: Option<usize>,
     /// Seconds a request may wait for a free stream (or for a worker of its model).
@@ -167,6 +171,13 @@ pub struct EngineArgs {
     /// ONNX Runtime intra-op threads per session.
     #[arg(long, env = "CHORUS_THREADS")]
     pub threads: Option<usize>,
+    /// Where forward passes run: cpu, cuda (GPU 0) or cuda:N. CUDA needs a build with `--features cuda` and the
+    /// GPU build of ONNX Runtime (`scripts/setup --gpu`); a missing GPU is an error, never a CPU fallback.
+    #[arg(long, env = "CHORUS_DEVICE")]
+    pub device: Option<String>,
+    /// The most chunks batched into one forward pass (default: 1 on cpu, 16 on cuda).
+    #[arg(long, env = "CHORUS_MAX_BATCH")]
+    pub max_batch: Option<usize>,
 }
 
 /// Checks the keys against the listen address and builds the API state over `bus`.
@@ -223,8 +234,22 @@ pub fn engine_worker(
 ) -> Result<Arc<EngineWorker>> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let mut config = paths.engine_config();
-    config.sessions_per_voice = args.sessions.or(file.sessions_per_voice).unwrap_or(cores).max(1);
+    let device: chorus_engine::Device = match args.device.as_deref().or(file.device.as_deref()) {
+        Some(d) => d.parse().map_err(|e: String| anyhow::anyhow!(e))?,
+        None => chorus_engine::Device::Cpu,
+    };
+    // A GPU runs batches: two sessions overlap one's host-side work with the other's pass.
+    let sessions = if device.is_gpu() { 2 } else { cores };
+    config.sessions_per_voice = args.sessions.or(file.sessions_per_voice).unwrap_or(sessions).max(1);
     config.intra_threads = args.threads.or(file.intra_threads).unwrap_or(1).max(1);
+    config.device = device;
+    config.max_batch = args.max_batch.or(file.max_batch).unwrap_or(device.default_max_batch()).clamp(1, 256);
+    tracing::info!(
+        %device,
+        sessions = config.sessions_per_voice,
+        max_batch = config.max_batch,
+        "Engine placement."
+    );
     if let Some(model) = only {
         config.voices = vec![model.to_owned()];
     }
@@ -246,6 +271,8 @@ pub fn install_metrics() -> Result<PrometheusHandle> {
         .context("API TTFA buckets")?
         .set_buckets_for_metric(Matcher::Full(names::REQUEST_DURATION.into()), &names::DURATION_BUCKETS)
         .context("request duration buckets")?
+        .set_buckets_for_metric(Matcher::Full(names::ENGINE_BATCH_SIZE.into()), &names::BATCH_BUCKETS)
+        .context("batch size buckets")?
         .install_recorder()
         .context("cannot install the metrics recorder")?;
     metrics::describe_gauge!(names::WORKER_CAPACITY, "Streams the worker accepts at once.");
@@ -256,6 +283,7 @@ pub fn install_metrics() -> Result<PrometheusHandle> {
         "Time from acceptance to first audio."
     );
     metrics::describe_histogram!(names::WORKER_RTF, "Compute time over audio duration, per job.");
+    metrics::describe_histogram!(names::ENGINE_BATCH_SIZE, "Chunks per forward pass.");
     metrics::describe_gauge!(names::API_QUEUE_SIZE, "Requests waiting for a free stream, per model.");
     metrics::describe_gauge!(
         names::API_UNSERVICEABLE,

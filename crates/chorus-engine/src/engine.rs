@@ -14,6 +14,7 @@ use crate::EngineError;
 use crate::model::{Model, Scales};
 use crate::piper::{PiperModel, PiperVoice};
 use crate::pool::{JobResult, ModelPool};
+use crate::runtime::Device;
 use crate::{runtime, scheduler};
 
 /// How the engine is loaded.
@@ -29,6 +30,10 @@ pub struct EngineConfig {
     pub sessions_per_voice: usize,
     /// ONNX Runtime intra-op threads per session.
     pub intra_threads: usize,
+    /// Where forward passes run.
+    pub device: Device,
+    /// The most chunks one forward pass takes (1: no batching, the right choice on a CPU).
+    pub max_batch: usize,
     pub frontend: FrontendConfig,
 }
 
@@ -42,6 +47,8 @@ impl EngineConfig {
             voices: Vec::new(),
             sessions_per_voice: 1,
             intra_threads: cores,
+            device: Device::Cpu,
+            max_batch: 1,
             frontend: FrontendConfig::default(),
         }
     }
@@ -119,6 +126,8 @@ pub struct Engine {
     env: ort::environment::Environment,
     sessions_per_voice: usize,
     intra_threads: usize,
+    device: Device,
+    max_batch: usize,
 }
 
 impl std::fmt::Debug for Engine {
@@ -196,8 +205,8 @@ impl Engine {
             .map(|voice| {
                 let env = env.clone();
                 let frontend = frontend.clone();
-                let (sessions, threads) = (config.sessions_per_voice, config.intra_threads);
-                std::thread::spawn(move || load_voice(&env, &frontend, voice, sessions, threads))
+                let shape = PoolShape::of(config);
+                std::thread::spawn(move || load_voice(&env, &frontend, voice, shape))
             })
             .collect();
         let mut loaded = BTreeMap::new();
@@ -214,6 +223,8 @@ impl Engine {
             env,
             sessions_per_voice: config.sessions_per_voice,
             intra_threads: config.intra_threads,
+            device: config.device,
+            max_batch: config.max_batch,
         })
     }
 
@@ -221,8 +232,13 @@ impl Engine {
     /// syntheses already running on the old sessions finish there). Blocks for the load; call it off the async
     /// runtime. The model threads are the voice's own.
     pub fn add_voice(&self, voice: PiperVoice) -> Result<(), EngineError> {
-        let loaded =
-            load_voice(&self.env, &self.frontend, voice, self.sessions_per_voice, self.intra_threads)?;
+        let shape = PoolShape {
+            sessions: self.sessions_per_voice,
+            intra_threads: self.intra_threads,
+            device: self.device,
+            max_batch: self.max_batch,
+        };
+        let loaded = load_voice(&self.env, &self.frontend, voice, shape)?;
         let id = loaded.voice.id.clone();
         write(&self.voices).insert(id, Arc::new(loaded));
         Ok(())
@@ -248,7 +264,11 @@ impl Engine {
     pub fn measured_capacity(&self) -> u32 {
         read(&self.voices)
             .values()
-            .map(|v| scheduler::capacity(v.pool.threads(), v.rtf, PLANNED_UTILIZATION))
+            .map(|v| {
+                // Batched passes serve more streams per thread than one chunk at a time: plan with the faster.
+                let rtf = v.pool.batch_rtf().map_or(v.rtf, |batch| batch.min(v.rtf));
+                scheduler::capacity(v.pool.threads(), rtf, PLANNED_UTILIZATION)
+            })
             .min()
             .unwrap_or(1)
     }
@@ -323,23 +343,52 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// How a voice's model threads are built.
+#[derive(Debug, Clone, Copy)]
+struct PoolShape {
+    sessions: usize,
+    intra_threads: usize,
+    device: Device,
+    max_batch: usize,
+}
+
+impl PoolShape {
+    fn of(config: &EngineConfig) -> Self {
+        Self {
+            sessions: config.sessions_per_voice,
+            intra_threads: config.intra_threads,
+            device: config.device,
+            max_batch: config.max_batch,
+        }
+    }
+}
+
 /// Starts a voice's model threads, warms them up and measures its speed curve and real-time factor.
 fn load_voice(
     env: &ort::environment::Environment,
     frontend: &Frontend,
     voice: PiperVoice,
-    sessions: usize,
-    threads: usize,
+    shape: PoolShape,
 ) -> Result<LoadedVoice, EngineError> {
     let warmup = warmup_ids(frontend, &voice)?;
     let scales = SpeedCurve::warmup_scales(voice.default_scales);
     let v = voice.clone();
     let env = env.clone();
-    let factory =
-        move || -> Result<Box<dyn Model>, EngineError> { Ok(Box::new(PiperModel::load(&env, &v, threads)?)) };
-    let pool = ModelPool::start(&voice.id, sessions, factory, warmup.clone(), scales)?;
+    let PoolShape { sessions, intra_threads, device, max_batch } = shape;
+    let factory = move || -> Result<Box<dyn Model>, EngineError> {
+        Ok(Box::new(PiperModel::load(&env, &v, intra_threads, device)?))
+    };
+    let pool = ModelPool::start(&voice.id, sessions, max_batch, factory, warmup.clone(), scales)?;
     let (speed, rtf) = SpeedCurve::measure(&pool, &warmup, voice.default_scales)?;
-    tracing::info!(voice = %voice.id, rtf = format!("{rtf:.3}"), threads = pool.threads(), "Voice warm.");
+    tracing::info!(
+        voice = %voice.id,
+        %device,
+        rtf = format!("{rtf:.3}"),
+        batch_rtf = pool.batch_rtf().map(|r| format!("{r:.4}")),
+        max_batch = pool.max_batch(),
+        threads = pool.threads(),
+        "Voice warm."
+    );
     tracing::debug!(voice = %voice.id, fixed = speed.fixed, "Speed curve measured.");
     let audio = pool.warmup_frames() * pool.hop_length() as f64 / f64::from(pool.sample_rate());
     let seconds_per_id = audio / warmup.len().max(1) as f64;

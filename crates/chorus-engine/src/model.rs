@@ -29,6 +29,11 @@ pub trait Model: Send {
     fn hop_length(&self) -> usize;
     /// Synthesizes one utterance.
     fn infer(&mut self, ids: &[i64], scales: Scales) -> Result<ModelOutput, EngineError>;
+    /// Synthesizes several utterances that share `scales`, one output per item in order. A backend that can run
+    /// them as one batched forward pass (a GPU) overrides this; the default runs them one after another.
+    fn infer_batch(&mut self, items: &[&[i64]], scales: Scales) -> Result<Vec<ModelOutput>, EngineError> {
+        items.iter().map(|ids| self.infer(ids, scales)).collect()
+    }
     /// A handle that stops this model's forward pass in progress from another thread, if the backend can
     /// (the scheduler preempts work that is not due for an urgent chunk; see [`crate::scheduler`]).
     fn interrupter(&self) -> Option<std::sync::Arc<dyn Interrupt>> {

@@ -11,6 +11,7 @@ use ort::value::Tensor;
 
 use crate::EngineError;
 use crate::model::{Interrupt, Model, ModelOutput, Scales};
+use crate::runtime::Device;
 
 /// Samples per duration frame in Piper's VITS vocoder.
 pub const PIPER_HOP_LENGTH: usize = 256;
@@ -139,30 +140,99 @@ impl Interrupt for RunStop {
 }
 
 impl PiperModel {
-    /// Builds a session with `intra_threads` threads for the voice's graph.
+    /// Builds a session with `intra_threads` threads for the voice's graph, on `device`.
     pub fn load(
         env: &ort::environment::Environment,
         voice: &PiperVoice,
         intra_threads: usize,
+        device: Device,
     ) -> Result<Self, EngineError> {
         let fail = |e: &dyn std::fmt::Display| EngineError::VoiceLoad {
             voice: voice.id.clone(),
             message: e.to_string(),
         };
-        let session = Session::builder(env)
+        let builder = Session::builder(env)
             .map_err(|e| fail(&e))?
             .with_optimization_level(GraphOptimizationLevel::All)
             .map_err(|e| fail(&e))?
             .with_intra_threads(intra_threads.max(1))
             .map_err(|e| fail(&e))?
             .with_inter_threads(1)
-            .map_err(|e| fail(&e))?
-            .commit_from_file(&voice.model_path)
             .map_err(|e| fail(&e))?;
+        let mut builder = match device {
+            Device::Cpu => builder,
+            Device::Cuda { id } => with_cuda(builder, id).map_err(|e| fail(&e))?,
+        };
+        let session = builder.commit_from_file(&voice.model_path).map_err(|e| fail(&e))?;
         let options = RunOptions::new().map_err(|e| fail(&e))?;
         let stop = Arc::new(RunStop { options, requested: AtomicBool::new(false) });
         Ok(Self { session, sample_rate: voice.sample_rate, has_durations: voice.has_durations, stop })
     }
+
+    /// Runs the graph on `input` ([batch, ids]).
+    fn run(&mut self, input: Vec<i64>, lengths: Vec<i64>, scales: Scales) -> Result<RawOutput, EngineError> {
+        let fail = |e: &dyn std::fmt::Display| EngineError::Inference(e.to_string());
+        let batch = lengths.len();
+        let width = input.len() / batch.max(1);
+        let input = Tensor::from_array(([batch, width], input)).map_err(|e| fail(&e))?;
+        let lengths = Tensor::from_array(([batch], lengths)).map_err(|e| fail(&e))?;
+        let scales =
+            Tensor::from_array(([3usize], vec![scales.noise_scale, scales.length_scale, scales.noise_w]))
+                .map_err(|e| fail(&e))?;
+        let outputs = self
+            .session
+            .run_with_options(
+                ort::inputs!["input" => input, "input_lengths" => lengths, "scales" => scales],
+                &self.stop.options,
+            )
+            .map_err(|e| fail(&e))?;
+        let (shape, audio) = outputs["output"].try_extract_tensor::<f32>().map_err(|e| fail(&e))?;
+        let samples = shape.last().map_or(0, |n| usize::try_from(*n).unwrap_or(0));
+        let audio: Vec<f32> = audio.iter().map(|s| if s.is_finite() { *s } else { 0.0 }).collect();
+        let durations = if self.has_durations {
+            let (_, d) = outputs["durations"].try_extract_tensor::<f32>().map_err(|e| fail(&e))?;
+            Some(d.to_vec())
+        } else {
+            None
+        };
+        Ok(RawOutput { audio, samples, durations })
+    }
+}
+
+/// A pass's outputs as flat arrays: audio [batch, 1, samples] and durations [batch, 1, ids] (when the graph has
+/// them).
+struct RawOutput {
+    audio: Vec<f32>,
+    samples: usize,
+    durations: Option<Vec<f32>>,
+}
+
+/// Adds ONNX Runtime's CUDA execution provider: an error, never a silent fallback to the CPU, when the GPU, the
+/// provider library or the CUDA libraries are missing.
+#[cfg(feature = "cuda")]
+fn with_cuda(
+    builder: ort::session::builder::SessionBuilder,
+    id: i32,
+) -> Result<ort::session::builder::SessionBuilder, String> {
+    use ort::ep::cuda::ConvAlgorithmSearch;
+    // The heuristic choice, not the default exhaustive search, which benchmarks every convolution again for each
+    // new input length: every chunk has its own.
+    let cuda = ort::ep::CUDA::default()
+        .with_device_id(id)
+        .with_conv_algorithm_search(ConvAlgorithmSearch::Heuristic)
+        .build()
+        .error_on_failure();
+    builder.with_execution_providers([cuda]).map_err(|e| {
+        format!("cannot use CUDA device {id}: {e} (the GPU build of ONNX Runtime and the CUDA libraries are needed)")
+    })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn with_cuda(
+    _builder: ort::session::builder::SessionBuilder,
+    id: i32,
+) -> Result<ort::session::builder::SessionBuilder, String> {
+    Err(format!("cannot use CUDA device {id}: this build has no CUDA support (build with --features cuda)"))
 }
 
 impl Model for PiperModel {
@@ -179,30 +249,49 @@ impl Model for PiperModel {
     }
 
     fn infer(&mut self, ids: &[i64], scales: Scales) -> Result<ModelOutput, EngineError> {
-        let fail = |e: &dyn std::fmt::Display| EngineError::Inference(e.to_string());
         let n = ids.len();
-        let input = Tensor::from_array(([1usize, n], ids.to_vec())).map_err(|e| fail(&e))?;
-        let lengths = Tensor::from_array(([1usize], vec![n as i64])).map_err(|e| fail(&e))?;
-        let scales =
-            Tensor::from_array(([3usize], vec![scales.noise_scale, scales.length_scale, scales.noise_w]))
-                .map_err(|e| fail(&e))?;
-        let outputs = self
-            .session
-            .run_with_options(
-                ort::inputs!["input" => input, "input_lengths" => lengths, "scales" => scales],
-                &self.stop.options,
-            )
-            .map_err(|e| fail(&e))?;
-        let (_, audio) = outputs["output"].try_extract_tensor::<f32>().map_err(|e| fail(&e))?;
-        let audio: Vec<f32> = audio.iter().map(|s| if s.is_finite() { *s } else { 0.0 }).collect();
-        let durations = if self.has_durations {
-            let (_, d) = outputs["durations"].try_extract_tensor::<f32>().map_err(|e| fail(&e))?;
-            d.to_vec()
-        } else {
+        let RawOutput { audio, durations, .. } = self.run(ids.to_vec(), vec![n as i64], scales)?;
+        let durations = durations.unwrap_or_else(|| {
             // Without the duration tensor, spread the audio evenly over the ids (estimated timestamps).
             let frames = audio.len() as f32 / PIPER_HOP_LENGTH as f32;
             vec![frames / n.max(1) as f32; n]
-        };
+        });
         Ok(ModelOutput { audio, durations })
+    }
+
+    /// One forward pass over the items padded to the longest. Each item's audio is cut to its own length (its
+    /// durations' sum): the padded tail is not silent. A graph without durations runs the items one by one.
+    fn infer_batch(&mut self, items: &[&[i64]], scales: Scales) -> Result<Vec<ModelOutput>, EngineError> {
+        if items.len() <= 1 || !self.has_durations {
+            return items.iter().map(|ids| self.infer(ids, scales)).collect();
+        }
+        let width = items.iter().map(|ids| ids.len()).max().unwrap_or(0);
+        let mut input = Vec::with_capacity(items.len() * width);
+        for ids in items {
+            input.extend_from_slice(ids);
+            // Padding is masked by the lengths; Piper's pad id is 0.
+            input.resize(input.len() + width - ids.len(), 0);
+        }
+        let lengths = items.iter().map(|ids| ids.len() as i64).collect();
+        let RawOutput { audio, samples, durations } = self.run(input, lengths, scales)?;
+        let durations = durations.unwrap_or_default();
+        if audio.len() != samples * items.len() || durations.len() != width * items.len() {
+            return Err(EngineError::Inference(format!(
+                "unexpected batch output: {} samples and {} durations for {} items",
+                audio.len(),
+                durations.len(),
+                items.len()
+            )));
+        }
+        Ok(items
+            .iter()
+            .enumerate()
+            .map(|(i, ids)| {
+                let durations = durations[i * width..i * width + ids.len()].to_vec();
+                let frames: f32 = durations.iter().map(|d| d.max(0.0)).sum();
+                let len = ((frames.round() as usize) * PIPER_HOP_LENGTH).min(samples);
+                ModelOutput { audio: audio[i * samples..i * samples + len].to_vec(), durations }
+            })
+            .collect())
     }
 }

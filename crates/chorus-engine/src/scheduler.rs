@@ -137,10 +137,17 @@ impl<T> ChunkQueue<T> {
 
     /// The most urgent item, waiting for one; `None` once the queue is closed and empty.
     pub fn pop(&self) -> Option<T> {
+        self.pop_batch(1, |_, _| false).and_then(|batch| batch.into_iter().next())
+    }
+
+    /// The most urgent item (waiting for one) plus, in priority order, up to `max - 1` more of those waiting
+    /// that `compatible` accepts next to it (items that can share its forward pass); `None` once the queue is
+    /// closed and empty. The others keep their place.
+    pub fn pop_batch(&self, max: usize, compatible: impl Fn(&T, &T) -> bool) -> Option<Vec<T>> {
         let mut s = self.lock();
-        loop {
+        let first = loop {
             if let Some(e) = s.heap.pop() {
-                return Some(e.item);
+                break e.item;
             }
             if s.closed {
                 return None;
@@ -148,7 +155,20 @@ impl<T> ChunkQueue<T> {
             s.idle += 1;
             s = self.ready.wait(s).unwrap_or_else(std::sync::PoisonError::into_inner);
             s.idle -= 1;
+        };
+        let mut batch = vec![first];
+        let mut skipped = Vec::new();
+        while batch.len() < max.max(1) {
+            let Some(e) = s.heap.pop() else { break };
+            if compatible(&batch[0], &e.item) {
+                batch.push(e.item);
+            } else {
+                skipped.push(e);
+            }
         }
+        // Put back what did not fit, with its original order (sequence numbers are kept).
+        s.heap.extend(skipped);
+        Some(batch)
     }
 
     /// The most urgent item if one is waiting.
@@ -184,6 +204,24 @@ pub fn capacity(model_threads: usize, rtf: f64, utilization: f64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_takes_the_most_urgent_compatible_items_and_leaves_the_rest_in_order() {
+        let t0 = Instant::now();
+        let q = ChunkQueue::new(16);
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        q.push(("a", 1), at(30)).unwrap();
+        q.push(("b", 2), at(10)).unwrap();
+        q.push(("c", 1), at(0)).unwrap();
+        q.push(("d", 1), at(20)).unwrap();
+        q.push(("e", 2), at(40)).unwrap();
+        q.push(("f", 1), at(50)).unwrap();
+        // The most urgent is c (kind 1); d and a are the next of its kind, f does not fit in a batch of 3.
+        let batch = q.pop_batch(3, |x, y| x.1 == y.1).unwrap();
+        assert_eq!(batch.iter().map(|i| i.0).collect::<Vec<_>>(), ["c", "d", "a"]);
+        let rest: Vec<_> = std::iter::from_fn(|| q.try_pop()).map(|i| i.0).collect();
+        assert_eq!(rest, ["b", "e", "f"]);
+    }
 
     #[test]
     fn earliest_deadline_first_then_arrival_order() {

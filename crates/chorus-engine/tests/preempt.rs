@@ -17,7 +17,7 @@ fn a_forward_pass_is_interrupted_and_the_session_runs_again() {
     assert!(models.is_dir(), "run scripts/setup first (models/ is missing)");
     let env = environment(&discover_library(&root().join("runtime"))).unwrap();
     let voice = PiperVoice::discover(&models).unwrap().into_iter().next().unwrap();
-    let mut model = PiperModel::load(&env, &voice, 1).unwrap();
+    let mut model = PiperModel::load(&env, &voice, 1, chorus_engine::Device::Cpu).unwrap();
     let scales = Scales { noise_scale: 0.667, length_scale: 1.0, noise_w: 0.0 };
     // About 2,000 phoneme ids (BOS, ids separated by pads, EOS): seconds of compute on one thread.
     let mut long = vec![1i64];

@@ -27,6 +27,10 @@ pub const API_TTFA: &str = "chorus_time_to_first_audio_seconds";
 pub const REQUEST_DURATION: &str = "chorus_request_duration_seconds";
 /// Buckets of the request duration histogram, in seconds.
 pub const DURATION_BUCKETS: [f64; 12] = [0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0];
+/// Histogram: chunks per forward pass (1 on a CPU; up to the batch limit on a GPU).
+pub const ENGINE_BATCH_SIZE: &str = "chorus_engine_batch_size";
+/// Buckets for [`ENGINE_BATCH_SIZE`].
+pub const BATCH_BUCKETS: [f64; 8] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
 /// Counter: forward passes stopped to run a chunk that was due (their chunk is queued again).
 pub const ENGINE_PREEMPTIONS_TOTAL: &str = "chorus_engine_preemptions_total";
 /// Counter: seconds of audio produced.
