@@ -178,6 +178,10 @@ pub struct EngineArgs {
     /// The most chunks batched into one forward pass (default: 1 on cpu, 16 on cuda).
     #[arg(long, env = "CHORUS_MAX_BATCH")]
     pub max_batch: Option<usize>,
+    /// On cuda: how cuDNN picks convolution algorithms for a new input shape: fixed (the default, no search),
+    /// heuristic or exhaustive.
+    #[arg(long, env = "CHORUS_CUDA_CONV_SEARCH")]
+    pub cuda_conv_search: Option<String>,
 }
 
 /// Checks the keys against the listen address and builds the API state over `bus`.
@@ -234,10 +238,15 @@ pub fn engine_worker(
 ) -> Result<Arc<EngineWorker>> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let mut config = paths.engine_config();
-    let device: chorus_engine::Device = match args.device.as_deref().or(file.device.as_deref()) {
+    let mut device: chorus_engine::Device = match args.device.as_deref().or(file.device.as_deref()) {
         Some(d) => d.parse().map_err(|e: String| anyhow::anyhow!(e))?,
         None => chorus_engine::Device::Cpu,
     };
+    if let (chorus_engine::Device::Cuda { conv_search, .. }, Some(search)) =
+        (&mut device, &args.cuda_conv_search)
+    {
+        *conv_search = search.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    }
     // A GPU runs batches: two sessions overlap one's host-side work with the other's pass.
     let sessions = if device.is_gpu() { 2 } else { cores };
     config.sessions_per_voice = args.sessions.or(file.sessions_per_voice).unwrap_or(sessions).max(1);
@@ -245,7 +254,7 @@ pub fn engine_worker(
     config.device = device;
     config.max_batch = args.max_batch.or(file.max_batch).unwrap_or(device.default_max_batch()).clamp(1, 256);
     tracing::info!(
-        %device,
+        ?device,
         sessions = config.sessions_per_voice,
         max_batch = config.max_batch,
         "Engine placement."

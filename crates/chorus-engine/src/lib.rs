@@ -20,5 +20,5 @@ pub use error::EngineError;
 pub use model::{Interrupt, Model, ModelOutput, Scales};
 pub use piper::{PIPER_HOP_LENGTH, PiperModel, PiperVoice};
 pub use pool::ModelPool;
-pub use runtime::{Device, discover_library, environment};
+pub use runtime::{ConvSearch, Device, discover_library, environment};
 pub use worker::{EngineWorker, WorkerConfig, WorkerCounters};

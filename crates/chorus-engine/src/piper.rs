@@ -11,7 +11,7 @@ use ort::value::Tensor;
 
 use crate::EngineError;
 use crate::model::{Interrupt, Model, ModelOutput, Scales};
-use crate::runtime::Device;
+use crate::runtime::{ConvSearch, Device};
 
 /// Samples per duration frame in Piper's VITS vocoder.
 pub const PIPER_HOP_LENGTH: usize = 256;
@@ -161,7 +161,7 @@ impl PiperModel {
             .map_err(|e| fail(&e))?;
         let mut builder = match device {
             Device::Cpu => builder,
-            Device::Cuda { id } => with_cuda(builder, id).map_err(|e| fail(&e))?,
+            Device::Cuda { id, conv_search } => with_cuda(builder, id, conv_search).map_err(|e| fail(&e))?,
         };
         let session = builder.commit_from_file(&voice.model_path).map_err(|e| fail(&e))?;
         let options = RunOptions::new().map_err(|e| fail(&e))?;
@@ -213,13 +213,19 @@ struct RawOutput {
 fn with_cuda(
     builder: ort::session::builder::SessionBuilder,
     id: i32,
+    conv_search: ConvSearch,
 ) -> Result<ort::session::builder::SessionBuilder, String> {
     use ort::ep::cuda::ConvAlgorithmSearch;
-    // The heuristic choice, not the default exhaustive search, which benchmarks every convolution again for each
-    // new input length: every chunk has its own.
+    // Not ONNX Runtime's default exhaustive search, which times every convolution algorithm again for each new
+    // input length: every chunk has its own.
+    let search = match conv_search {
+        ConvSearch::Heuristic => ConvAlgorithmSearch::Heuristic,
+        ConvSearch::Fixed => ConvAlgorithmSearch::Default,
+        ConvSearch::Exhaustive => ConvAlgorithmSearch::Exhaustive,
+    };
     let cuda = ort::ep::CUDA::default()
         .with_device_id(id)
-        .with_conv_algorithm_search(ConvAlgorithmSearch::Heuristic)
+        .with_conv_algorithm_search(search)
         .build()
         .error_on_failure();
     builder.with_execution_providers([cuda]).map_err(|e| {
@@ -231,6 +237,7 @@ fn with_cuda(
 fn with_cuda(
     _builder: ort::session::builder::SessionBuilder,
     id: i32,
+    _: ConvSearch,
 ) -> Result<ort::session::builder::SessionBuilder, String> {
     Err(format!("cannot use CUDA device {id}: this build has no CUDA support (build with --features cuda)"))
 }

@@ -261,7 +261,9 @@ impl ModelPool {
 }
 
 /// Loads the session's kernels and memory with one inference, and with full batches when passes are batched: the
-/// second batch is timed (the first pays one-time costs such as a GPU's memory arena growing).
+/// second batch is timed (the first pays one-time costs such as a GPU's memory arena growing). The two batches'
+/// items have lengths of their own, as real chunks do: on a GPU a repeated shape runs many times faster than a new
+/// one (cached convolution plans), so timing a repeated batch would overstate the capacity.
 fn warm_up(
     model: &mut dyn Model,
     ids: &[i64],
@@ -271,10 +273,11 @@ fn warm_up(
     let out = model.infer(ids, scales)?;
     let warmup_frames = out.durations.iter().map(|d| f64::from(*d)).sum::<f64>();
     let batch_rtf = if max_batch > 1 {
-        let items = vec![ids; max_batch];
-        model.infer_batch(&items, scales)?;
+        let first = varied(ids, max_batch, max_batch);
+        model.infer_batch(&first.iter().map(Vec::as_slice).collect::<Vec<_>>(), scales)?;
+        let timed = varied(ids, max_batch, 0);
         let started = Instant::now();
-        let outputs = model.infer_batch(&items, scales)?;
+        let outputs = model.infer_batch(&timed.iter().map(Vec::as_slice).collect::<Vec<_>>(), scales)?;
         let seconds = started.elapsed().as_secs_f64();
         let audio: usize = outputs.iter().map(|o| o.audio.len()).sum();
         let audio = audio as f64 / f64::from(model.sample_rate());
@@ -283,6 +286,20 @@ fn warm_up(
         None
     };
     Ok(Ready { sample_rate: model.sample_rate(), hop_length: model.hop_length(), warmup_frames, batch_rtf })
+}
+
+/// `count` prefixes of `ids`, the i-th `skip + i` ids shorter than the whole (cycling within its first half), each
+/// ending with the last id.
+fn varied(ids: &[i64], count: usize, skip: usize) -> Vec<Vec<i64>> {
+    let Some((&last, body)) = ids.split_last() else { return vec![ids.to_vec(); count] };
+    let room = (body.len() / 2).max(1);
+    (0..count)
+        .map(|i| {
+            let mut item = body[..body.len() - (skip + i) % room].to_vec();
+            item.push(last);
+            item
+        })
+        .collect()
 }
 
 fn serve(
@@ -444,6 +461,20 @@ mod tests {
         // 1, then the four most urgent A chunks (one cancelled, so three run), then the B chunk alone (the most
         // urgent left), then the two last A chunks.
         assert_eq!(*passes.lock().unwrap(), [1, 3, 1, 2]);
+    }
+
+    #[test]
+    fn warm_up_batches_have_lengths_of_their_own() {
+        let ids: Vec<i64> = (0..20).collect();
+        let first = varied(&ids, 4, 4);
+        let timed = varied(&ids, 4, 0);
+        let lengths = |v: &[Vec<i64>]| v.iter().map(Vec::len).collect::<Vec<_>>();
+        assert_eq!(lengths(&timed), [20, 19, 18, 17]);
+        assert_eq!(lengths(&first), [16, 15, 14, 13]);
+        assert!(timed.iter().chain(&first).all(|item| item.last() == Some(&19) && item[0] == 0));
+        // Short inputs and large batches stay valid (at least the last id).
+        assert!(varied(&[7], 300, 0).iter().all(|item| item == &[7]));
+        assert!(varied(&ids, 300, 300).iter().all(|item| item.len() >= 11));
     }
 
     #[test]

@@ -57,7 +57,35 @@ pub enum Device {
     Cpu,
     /// ONNX Runtime's CUDA execution provider on GPU `id` (needs the `cuda` cargo feature and the
     /// `onnxruntime-gpu` library; see docs/operations.md).
-    Cuda { id: i32 },
+    Cuda { id: i32, conv_search: ConvSearch },
+}
+
+/// How cuDNN picks a convolution algorithm for each new input shape (ONNX Runtime's `cudnn_conv_algo_search`).
+/// Every chunk has its own length, so this runs for nearly every forward pass. Measured on an H100
+/// (docs/benchmarks.md section 4): `Fixed` halved the time to first audio of one stream against `Heuristic`
+/// and doubled the throughput without batching; with batching both gave the same throughput.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConvSearch {
+    /// cuDNN's heuristics, asked again for each new shape.
+    Heuristic,
+    /// No search: the implicit-precomputed-GEMM algorithm.
+    #[default]
+    Fixed,
+    /// Time every algorithm (ONNX Runtime's default; slow for a new shape).
+    Exhaustive,
+}
+
+impl std::str::FromStr for ConvSearch {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "heuristic" => Ok(Self::Heuristic),
+            "fixed" | "default" => Ok(Self::Fixed),
+            "exhaustive" => Ok(Self::Exhaustive),
+            _ => Err(format!("unknown convolution search {s:?}: expected heuristic, fixed or exhaustive")),
+        }
+    }
 }
 
 impl Device {
@@ -82,7 +110,7 @@ impl std::fmt::Display for Device {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Cpu => f.write_str("cpu"),
-            Self::Cuda { id } => write!(f, "cuda:{id}"),
+            Self::Cuda { id, .. } => write!(f, "cuda:{id}"),
         }
     }
 }
@@ -94,12 +122,12 @@ impl std::str::FromStr for Device {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim().to_ascii_lowercase().as_str() {
             "cpu" => Ok(Self::Cpu),
-            "cuda" | "gpu" => Ok(Self::Cuda { id: 0 }),
+            "cuda" | "gpu" => Ok(Self::Cuda { id: 0, conv_search: ConvSearch::default() }),
             other => other
                 .strip_prefix("cuda:")
                 .and_then(|n| n.parse::<i32>().ok())
                 .filter(|n| *n >= 0)
-                .map(|id| Self::Cuda { id })
+                .map(|id| Self::Cuda { id, conv_search: ConvSearch::default() })
                 .ok_or_else(|| format!("unknown device {s:?}: expected cpu, cuda or cuda:N")),
         }
     }
@@ -107,17 +135,20 @@ impl std::str::FromStr for Device {
 
 #[cfg(test)]
 mod tests {
-    use super::Device;
+    use super::{ConvSearch, Device};
 
     #[test]
     fn devices_parse_and_print() {
         assert_eq!("cpu".parse(), Ok(Device::Cpu));
-        assert_eq!("CUDA".parse(), Ok(Device::Cuda { id: 0 }));
-        assert_eq!("cuda:3".parse(), Ok(Device::Cuda { id: 3 }));
+        let cuda = |id| Device::Cuda { id, conv_search: ConvSearch::Fixed };
+        assert_eq!("CUDA".parse(), Ok(cuda(0)));
+        assert_eq!("cuda:3".parse(), Ok(cuda(3)));
+        assert_eq!("fixed".parse(), Ok(ConvSearch::Fixed));
+        assert!("fastest".parse::<ConvSearch>().is_err());
         assert!("cuda:-1".parse::<Device>().is_err());
         assert!("tpu".parse::<Device>().is_err());
-        assert_eq!(Device::Cuda { id: 1 }.to_string(), "cuda:1");
+        assert_eq!(cuda(1).to_string(), "cuda:1");
         assert_eq!(Device::Cpu.default_max_batch(), 1);
-        assert!(Device::Cuda { id: 0 }.default_max_batch() > 1);
+        assert!(cuda(0).default_max_batch() > 1);
     }
 }

@@ -64,7 +64,9 @@ fn a_gpu_that_cannot_be_used_is_an_error_not_a_cpu_fallback() {
     // Here there is no GPU and the library is the CPU build: with or without the `cuda` feature, loading on CUDA
     // must fail and say so.
     let env = environment(&discover_library(&root().join("runtime"))).unwrap();
-    let err = PiperModel::load(&env, &voice(), 1, Device::Cuda { id: 0 }).unwrap_err().to_string();
+    let err = PiperModel::load(&env, &voice(), 1, Device::Cuda { id: 0, conv_search: Default::default() })
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("CUDA"), "{err}");
 }
 

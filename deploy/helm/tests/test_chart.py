@@ -380,6 +380,8 @@ def test_one_worker_deployment_per_pool(renders, case):
         limits = c["resources"].get("limits", {})
         if gpu:
             assert limits["nvidia.com/gpu"] == 1
+            # The worker runs its forward passes on the GPU (batched), not on the pod's CPU.
+            assert env["CHORUS_DEVICE"]["value"] == "cuda"
             assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
             if v["infra"]["provider"] == "gcp":
                 assert pod["nodeSelector"] == {"cloud.google.com/gke-accelerator": gpu}
@@ -387,6 +389,7 @@ def test_one_worker_deployment_per_pool(renders, case):
                 assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
         else:
             assert "nvidia.com/gpu" not in limits
+            assert "CHORUS_DEVICE" not in env
             assert "nodeSelector" not in pod and "tolerations" not in pod
         expected_res = w.get("resources") or v["resources"]["worker"]
         assert c["resources"]["requests"] == expected_res["requests"]
