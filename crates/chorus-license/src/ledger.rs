@@ -10,6 +10,12 @@
 //! is answered only after that fsync. Each record id is stored once: the ids of the most recent records (rebuilt
 //! from the segments at start) are remembered, and a record seen again is acknowledged without being written.
 //! A torn last line (a crash mid-write, never acknowledged) is cut off at start.
+//!
+//! When a segment is closed, its last entry and length are written beside it (`segment-NNNNNNNN.head`). A restart
+//! then replays only the recent segments that hold the de-duplication window, starting the chain check from the
+//! checkpoint before them, so start-up does not grow with the ledger's age. A ledger without checkpoints (or with
+//! one that does not match its segment's length) is replayed whole, and the missing checkpoints are written.
+//! `chorus audit verify` checks the whole chain of an export.
 
 use std::collections::{HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -114,6 +120,67 @@ pub fn list_segments(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// The end of a closed segment, stored beside it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Checkpoint {
+    seq: u64,
+    hash: String,
+    /// The segment's length when it was closed.
+    bytes: u64,
+}
+
+impl Checkpoint {
+    fn head(&self) -> Head {
+        Head { seq: self.seq, hash: self.hash.clone() }
+    }
+}
+
+fn checkpoint_path(segment: &Path) -> PathBuf {
+    segment.with_extension("head")
+}
+
+/// The checkpoint of a closed segment, if it exists and matches the segment's length.
+fn read_checkpoint(segment: &Path) -> Option<Checkpoint> {
+    let raw = std::fs::read(checkpoint_path(segment)).ok()?;
+    let checkpoint: Checkpoint = serde_json::from_slice(&raw).ok()?;
+    let len = std::fs::metadata(segment).ok()?.len();
+    (checkpoint.bytes == len).then_some(checkpoint)
+}
+
+/// Writes a closed segment's checkpoint (temporary file, fsync, rename).
+fn write_checkpoint(segment: &Path, head: &Head, bytes: u64) -> std::io::Result<()> {
+    let checkpoint = Checkpoint { seq: head.seq, hash: head.hash.clone(), bytes };
+    let path = checkpoint_path(segment);
+    let tmp = path.with_extension("head.tmp");
+    let mut file = File::create(&tmp)?;
+    file.write_all(&serde_json::to_vec(&checkpoint).map_err(std::io::Error::other)?)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, &path)
+}
+
+/// Which segments a restart replays: from index `start`, with the chain's head before it. Walks back from the
+/// newest closed segment until the replayed ones hold `window` records and the segment before them has a
+/// checkpoint; without the checkpoints that needs, from the first segment.
+fn replay_start(checkpoints: &[Option<Checkpoint>], window: usize) -> (usize, Head) {
+    let genesis = Head { seq: 0, hash: GENESIS.into() };
+    let mut start = checkpoints.len();
+    let mut covered = 0u64;
+    while start > 0 {
+        if covered >= window as u64
+            && let Some(before) = &checkpoints[start - 1]
+        {
+            return (start, before.head());
+        }
+        start -= 1;
+        let end = checkpoints[start].as_ref().map(|c| c.seq);
+        let begin = if start == 0 { Some(0) } else { checkpoints[start - 1].as_ref().map(|c| c.seq) };
+        if let (Some(end), Some(begin)) = (end, begin) {
+            covered += end.saturating_sub(begin);
+        }
+    }
+    (0, genesis)
+}
+
 struct Writer {
     dir: PathBuf,
     max_segment_bytes: u64,
@@ -125,29 +192,68 @@ struct Writer {
     order: VecDeque<String>,
     /// Finished segments with their sizes.
     closed: Vec<(PathBuf, u64)>,
+    /// Record ids remembered for de-duplication.
+    window: usize,
+    /// Entries read back at start (logged; the tests check it).
+    #[cfg_attr(not(test), allow(dead_code))]
+    replayed: u64,
 }
 
 impl Writer {
-    fn open(dir: &Path, max_segment_bytes: u64) -> Result<Self, LedgerError> {
+    fn open(dir: &Path, max_segment_bytes: u64, window: usize) -> Result<Self, LedgerError> {
         std::fs::create_dir_all(dir)?;
         let segments = list_segments(dir)?;
-        let mut head = Head { seq: 0, hash: GENESIS.into() };
         let mut seen = HashSet::new();
         let mut order = VecDeque::new();
         let mut closed = Vec::new();
         let count = segments.len();
+        let checkpoints: Vec<Option<Checkpoint>> =
+            segments.iter().take(count.saturating_sub(1)).map(|p| read_checkpoint(p)).collect();
+        let (start, mut head) = replay_start(&checkpoints, window);
+        let mut replayed = 0u64;
         for (i, path) in segments.iter().enumerate() {
             let last = i + 1 == count;
+            if i < start {
+                closed.push((path.clone(), std::fs::metadata(path)?.len()));
+                continue;
+            }
+            let from_checkpoint = i == start && start > 0;
             let good_len = replay(path, &mut head, last, |id| {
+                replayed += 1;
                 if seen.insert(id.to_owned()) {
                     order.push_back(id.to_owned());
-                    if order.len() > DEDUP_WINDOW
+                    if order.len() > window
                         && let Some(old) = order.pop_front()
                     {
                         seen.remove(&old);
                     }
                 }
+            })
+            .map_err(|e| match e {
+                LedgerError::Damaged(m) if from_checkpoint => LedgerError::Damaged(format!(
+                    "{m} (replayed from the checkpoint of the segment before; delete the ledger's *.head files to \
+                     check the whole chain)"
+                )),
+                other @ (LedgerError::Damaged(_) | LedgerError::Io(_) | LedgerError::Stopped) => other,
             })?;
+            if !last {
+                match &checkpoints[i] {
+                    Some(c) if c.head() != head => {
+                        return Err(LedgerError::Damaged(format!(
+                            "{}: ends at entry {} but its checkpoint (.head) says entry {}",
+                            path.display(),
+                            head.seq,
+                            c.seq
+                        )));
+                    }
+                    Some(_) => {}
+                    None => {
+                        if let Err(e) = write_checkpoint(path, &head, good_len) {
+                            tracing::warn!(segment = %path.display(), error = %e, "Cannot write a ledger checkpoint.");
+                        }
+                    }
+                }
+            }
             if last {
                 let file = OpenOptions::new().write(true).open(path)?;
                 if file.metadata()?.len() != good_len {
@@ -166,7 +272,7 @@ impl Writer {
         let mut file = OpenOptions::new().create(true).append(true).open(&path)?;
         let written = file.seek(SeekFrom::End(0))?;
         sync_dir(dir);
-        tracing::info!(records = head.seq, segments = count.max(1), "Usage ledger opened.");
+        tracing::info!(records = head.seq, segments = count.max(1), replayed, "Usage ledger opened.");
         Ok(Self {
             dir: dir.to_owned(),
             max_segment_bytes,
@@ -177,6 +283,8 @@ impl Writer {
             seen,
             order,
             closed,
+            window,
+            replayed,
         })
     }
 
@@ -186,6 +294,10 @@ impl Writer {
 
     fn rotate(&mut self) -> std::io::Result<()> {
         self.file.sync_all()?;
+        // Without its checkpoint a segment is only replayed again at the next start: not an error.
+        if let Err(e) = write_checkpoint(&self.current_path(), &self.head, self.written) {
+            tracing::warn!(error = %e, "Cannot write a ledger checkpoint.");
+        }
         self.closed.push((self.current_path(), self.written));
         self.segment_no += 1;
         self.file = OpenOptions::new().create(true).append(true).open(self.current_path())?;
@@ -224,7 +336,7 @@ impl Writer {
             let id = entry.record.id;
             self.seen.insert(id.clone());
             self.order.push_back(id);
-            if self.order.len() > DEDUP_WINDOW
+            if self.order.len() > self.window
                 && let Some(old) = self.order.pop_front()
             {
                 self.seen.remove(&old);
@@ -311,7 +423,7 @@ fn replay(path: &Path, head: &mut Head, last: bool, mut seen: impl FnMut(&str)) 
 impl Ledger {
     /// Opens (or creates) the ledger in `dir` and starts its writer thread.
     pub fn open(dir: &Path, max_segment_bytes: u64) -> Result<Self, LedgerError> {
-        let mut writer = Writer::open(dir, max_segment_bytes.max(1024))?;
+        let mut writer = Writer::open(dir, max_segment_bytes.max(1024), DEDUP_WINDOW)?;
         let (tx, rx) = std::sync::mpsc::channel::<Command>();
         std::thread::Builder::new().name("chorus-ledger".into()).spawn(move || {
             while let Ok(first) = rx.recv() {
@@ -368,6 +480,10 @@ impl Ledger {
 pub fn read_since(snapshot: &Snapshot, after: u64, max: usize) -> std::io::Result<Vec<Entry>> {
     let mut out = Vec::new();
     for (path, len) in &snapshot.segments {
+        // A closed segment that ends at or before `after` has nothing to read.
+        if read_checkpoint(path).is_some_and(|c| c.bytes == *len && c.seq <= after) {
+            continue;
+        }
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut std::io::Read::take(File::open(path)?, *len), &mut bytes)?;
         for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
@@ -486,6 +602,70 @@ mod tests {
         assert!(report.problems.is_empty(), "{:?}", report.problems);
         assert_eq!(report.entries, 41);
         assert_eq!(report.head.unwrap(), snap.head);
+    }
+
+    /// Writes `n` records `r0..` through a writer with tiny segments and drops it.
+    fn fill(dir: &Path, n: usize) {
+        let mut w = Writer::open(dir, 1024, 1000).unwrap();
+        for i in 0..n {
+            w.append(vec![record(&format!("r{i}"))]).unwrap();
+        }
+        w.file.sync_all().unwrap();
+    }
+
+    #[test]
+    fn a_restart_replays_only_the_segments_the_dedup_window_needs() {
+        let dir = tempfile::tempdir().unwrap();
+        fill(dir.path(), 300);
+        let segments = list_segments(dir.path()).unwrap().len();
+        assert!(segments > 20, "{segments} segments");
+
+        let mut w = Writer::open(dir.path(), 1024, 20).unwrap();
+        assert_eq!(w.head.seq, 300);
+        let per_segment = 300 / segments as u64 + 1;
+        assert!(w.replayed >= 20 && w.replayed <= 20 + 2 * per_segment, "replayed {}", w.replayed);
+        // Ids inside the window are still known; the chain goes on from the right head.
+        w.append(vec![record("r295"), record("fresh")]).unwrap();
+        assert_eq!(w.head.seq, 301);
+        w.file.sync_all().unwrap();
+        drop(w);
+        let report = verify_chain(&read_all(dir.path()));
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(report.entries, 301);
+    }
+
+    #[test]
+    fn a_ledger_without_checkpoints_is_replayed_whole_once_and_gets_them() {
+        let dir = tempfile::tempdir().unwrap();
+        fill(dir.path(), 120);
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "head") {
+                std::fs::remove_file(path).unwrap();
+            }
+        }
+        let w = Writer::open(dir.path(), 1024, 10).unwrap();
+        assert_eq!(w.replayed, 120, "no checkpoint: everything is read");
+        drop(w);
+        let w = Writer::open(dir.path(), 1024, 10).unwrap();
+        assert!(w.replayed < 60, "checkpoints written by the last start: replayed {}", w.replayed);
+        assert_eq!(w.head.seq, 120);
+    }
+
+    #[test]
+    fn a_checkpoint_that_disagrees_with_the_chain_is_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        fill(dir.path(), 120);
+        // The checkpoints are edited: the entry after the one a restart starts from no longer follows it.
+        let segments = list_segments(dir.path()).unwrap();
+        for path in &segments[..segments.len() - 1] {
+            let head = checkpoint_path(path);
+            let raw = std::fs::read_to_string(&head).unwrap();
+            std::fs::write(&head, raw.replacen("\"hash\":\"", "\"hash\":\"f", 1)).unwrap();
+        }
+        let err = Writer::open(dir.path(), 1024, 10).err().expect("an edited checkpoint is refused");
+        assert!(matches!(err, LedgerError::Damaged(_)), "{err}");
+        assert!(err.to_string().contains(".head"), "the message says how to replay everything: {err}");
     }
 
     #[test]
