@@ -5,7 +5,7 @@
 //! that is cancelled stops at once, and its queued chunks are skipped by the model threads.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,10 @@ pub struct WorkerConfig {
     /// Concurrent jobs accepted.
     pub capacity: u32,
 }
+
+/// Milliseconds of audio produced by this process (the `chorus_audio_seconds_total` counter shows it in whole
+/// seconds; the counter is process-wide too).
+static AUDIO_MS: AtomicU64 = AtomicU64::new(0);
 
 /// Counters a worker keeps (read by metrics and tests).
 #[derive(Debug, Default)]
@@ -285,7 +289,10 @@ impl<'a> Job<'a> {
         let audio = self.samples_out as f64 / f64::from(rate);
         if audio > 0.0 {
             metrics::histogram!(names::WORKER_RTF).record(self.compute.as_secs_f64() / audio);
-            metrics::counter!(names::AUDIO_SECONDS_TOTAL).increment(audio.round() as u64);
+            // Whole seconds of the exact total (a sum of rounded jobs would drop every job under half a second).
+            let total_ms =
+                AUDIO_MS.fetch_add((audio * 1000.0) as u64, Ordering::Relaxed) + (audio * 1000.0) as u64;
+            metrics::counter!(names::AUDIO_SECONDS_TOTAL).absolute(total_ms / 1000);
         }
         metrics::counter!(names::CHARACTERS_TOTAL).increment(self.chars as u64);
     }

@@ -194,6 +194,8 @@ struct Writer {
     closed: Vec<(PathBuf, u64)>,
     /// Record ids remembered for de-duplication.
     window: usize,
+    /// Audio seconds written since start, per model (for the whole-seconds counter).
+    audio_seconds: std::collections::HashMap<String, f64>,
     /// Entries read back at start (logged; the tests check it).
     #[cfg_attr(not(test), allow(dead_code))]
     replayed: u64,
@@ -285,6 +287,7 @@ impl Writer {
             closed,
             window,
             replayed,
+            audio_seconds: std::collections::HashMap::new(),
         })
     }
 
@@ -331,8 +334,12 @@ impl Writer {
             metrics::counter!(names::LICENSE_USAGE_RECORDS_TOTAL, "model" => model.clone()).increment(1);
             metrics::counter!(names::LICENSE_USAGE_CHARACTERS_TOTAL, "model" => model.clone())
                 .increment(entry.record.characters);
+            // The counter is whole seconds: it shows the exact sum so far, rounded down, not a sum of rounded
+            // records (records under half a second would otherwise add nothing).
+            let audio = self.audio_seconds.entry(model.clone()).or_insert(0.0);
+            *audio += entry.record.audio_seconds.max(0.0);
             metrics::counter!(names::LICENSE_USAGE_AUDIO_SECONDS_TOTAL, "model" => model)
-                .increment(entry.record.audio_seconds.max(0.0).round() as u64);
+                .absolute(audio.floor() as u64);
             let id = entry.record.id;
             self.seen.insert(id.clone());
             self.order.push_back(id);
