@@ -12,8 +12,10 @@
 //!
 //! Limits: per tenant key, `max_concurrent` requests in flight (a WebSocket counts as one while open) and
 //! `requests_per_minute` started in any 60-second window; beyond them 429 (`concurrency_limited` /
-//! `rate_limited`) with `Retry-After`. The license's `max_concurrent_streams` bounds synthesis requests in flight
-//! on this API server. Past the grace period every new request but `/` and `/status` gets 403 `license_inactive`;
+//! `rate_limited`) with `Retry-After`. The license's `max_concurrent_streams` bounds synthesis requests in flight.
+//! The limits hold across API servers: each shares its counts over the link twice a second and adds the others'
+//! latest counts to its own when it admits a request (see [`chorus_bus::LicenseLink::peer_limits`]), so servers can
+//! exceed a limit together only by what they admit within one report interval of each other. Past the grace period every new request but `/` and `/status` gets 403 `license_inactive`;
 //! responses already streaming are not cut.
 
 use std::collections::{HashMap, VecDeque};
@@ -21,9 +23,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use chorus_bus::{LicenseLink, UsageReporter};
+use chorus_bus::{LIMITS_INTERVAL, LicenseLink, UsageReporter};
 use chorus_proto::ErrorCode;
-use chorus_proto::license::{LicenseState, TenantKey, UsageRecord, Verdict};
+use chorus_proto::license::{KeyUse, LicenseState, LimitsReport, TenantKey, UsageRecord, Verdict};
 use chorus_proto::metrics as names;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
@@ -73,6 +75,25 @@ struct KeyCounters {
     started: VecDeque<Instant>,
 }
 
+/// The rate window of `requests_per_minute`.
+const RATE_WINDOW: Duration = Duration::from_secs(60);
+
+impl KeyCounters {
+    /// Forgets starts older than the window.
+    fn prune(&mut self, now: Instant) {
+        while self.started.front().is_some_and(|t| now.duration_since(*t) >= RATE_WINDOW) {
+            self.started.pop_front();
+        }
+    }
+
+    /// How long until the oldest start leaves the window.
+    fn frees_in(&self, now: Instant) -> Option<Duration> {
+        self.started.front().map(|t| RATE_WINDOW.saturating_sub(now.duration_since(*t)))
+    }
+}
+
+type KeyMap = Arc<Mutex<HashMap<String, KeyCounters>>>;
+
 /// What authentication concluded about a presented key that is not a static key.
 #[derive(Debug)]
 pub enum TenantCheck {
@@ -90,8 +111,12 @@ pub enum TenantCheck {
 pub struct LicenseGate {
     state: Option<watch::Receiver<Option<LicenseState>>>,
     reporter: Option<UsageReporter>,
-    keys: Mutex<HashMap<String, KeyCounters>>,
+    keys: KeyMap,
     streams: Arc<AtomicU32>,
+    /// The other API servers' use of the limits, when there are others (a cluster).
+    peers: Option<watch::Receiver<LimitsReport>>,
+    /// Shares this server's use with them.
+    sharing: Option<tokio::task::JoinHandle<()>>,
     /// Never run open: with no static key and no tenant key, every request is refused.
     require_keys: bool,
 }
@@ -131,23 +156,51 @@ impl LicenseGate {
         Self {
             state: None,
             reporter: None,
-            keys: Mutex::default(),
+            keys: KeyMap::default(),
             streams: Arc::default(),
+            peers: None,
+            sharing: None,
             require_keys: false,
         }
     }
 
-    /// Follows `link`'s state and reports usage through it (starts the reporter: call inside a Tokio runtime).
+    /// Follows `link`'s state, reports usage through it, and shares the limits' counts with the other API servers
+    /// it reaches (starts tasks: call inside a Tokio runtime).
     pub fn with_proxy(link: Arc<dyn LicenseLink>) -> Self {
         let state = link.state();
+        let peers = link.peer_limits();
+        let keys = KeyMap::default();
+        let streams = Arc::<AtomicU32>::default();
+        let sharing = peers.is_some().then(|| {
+            let (link, keys, streams) = (Arc::clone(&link), Arc::clone(&keys), Arc::clone(&streams));
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(LIMITS_INTERVAL);
+                loop {
+                    tick.tick().await;
+                    let report = own_use(&keys, &streams);
+                    if let Err(e) = link.share_limits(report).await {
+                        tracing::debug!(error = %e, "Cannot share the limits' counts.");
+                    }
+                }
+            })
+        });
         let reporter = UsageReporter::spawn(link, USAGE_QUEUE);
         Self {
             state: Some(state),
             reporter: Some(reporter),
-            keys: Mutex::default(),
-            streams: Arc::default(),
+            keys,
+            streams,
+            peers,
+            sharing,
             require_keys: false,
         }
+    }
+
+    /// The other API servers' use of `key` and of the license's streams.
+    fn peer_use(&self, key: Option<&str>) -> (KeyUse, u32) {
+        let Some(peers) = &self.peers else { return (KeyUse::default(), 0) };
+        let peers = peers.borrow();
+        (key.and_then(|k| peers.keys.get(k).copied()).unwrap_or_default(), peers.streams)
     }
 
     /// Refuse to run open: without static keys, requests need a tenant key even while the proxy has none (an API
@@ -230,21 +283,21 @@ impl LicenseGate {
         synthesis: bool,
     ) -> Result<Option<Arc<InFlight>>, ApiError> {
         let mut counters = Vec::new();
+        let (peer, peer_streams) = self.peer_use(tenant.map(|k| k.name.as_str()));
         if let Some(key) = tenant {
             let mut keys =
                 self.keys.lock().map_err(|_| ApiError::new(ErrorCode::Internal, "limiter poisoned"))?;
             let entry = keys.entry(key.name.clone()).or_default();
             if let Some(rpm) = key.requests_per_minute {
                 let now = Instant::now();
-                let window = Duration::from_secs(60);
-                while entry.started.front().is_some_and(|t| now.duration_since(*t) >= window) {
-                    entry.started.pop_front();
-                }
-                if entry.started.len() >= rpm as usize {
-                    let wait = entry
-                        .started
-                        .front()
-                        .map_or(window, |t| window.saturating_sub(now.duration_since(*t)));
+                entry.prune(now);
+                if entry.started.len() as u64 + u64::from(peer.started_last_minute) >= u64::from(rpm) {
+                    // Room again when the oldest start here or on another server leaves the window.
+                    let peer_frees = peer.frees_in_ms.map(Duration::from_millis);
+                    let wait = match (entry.frees_in(now), peer_frees) {
+                        (Some(a), Some(b)) => a.min(b),
+                        (a, b) => a.or(b).unwrap_or(RATE_WINDOW),
+                    };
                     let secs =
                         u32::try_from(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).unwrap_or(60);
                     return Err(ApiError {
@@ -258,7 +311,7 @@ impl LicenseGate {
                 entry.started.push_back(now);
             }
             if let Some(max) = key.max_concurrent {
-                if !try_acquire(&entry.in_flight, max) {
+                if !try_acquire(&entry.in_flight, max.saturating_sub(peer.in_flight)) {
                     return Err(ApiError::new(
                         ErrorCode::ConcurrencyLimited,
                         format!("key '{}' is limited to {max} requests at once", key.name),
@@ -268,11 +321,11 @@ impl LicenseGate {
             }
         }
         if synthesis && let Some(max) = self.current().and_then(|s| s.max_concurrent_streams) {
-            if !try_acquire(&self.streams, max) {
+            if !try_acquire(&self.streams, max.saturating_sub(peer_streams)) {
                 drop(InFlight { counters });
                 return Err(ApiError::new(
                     ErrorCode::ConcurrencyLimited,
-                    format!("the license allows {max} streams at once on this server"),
+                    format!("the license allows {max} streams at once"),
                 ));
             }
             counters.push(Arc::clone(&self.streams));
@@ -303,6 +356,37 @@ impl LicenseGate {
             }),
         }
     }
+}
+
+impl Drop for LicenseGate {
+    fn drop(&mut self) {
+        if let Some(task) = &self.sharing {
+            task.abort();
+        }
+    }
+}
+
+/// This server's use of the limits, for the other servers.
+fn own_use(keys: &KeyMap, streams: &AtomicU32) -> LimitsReport {
+    let now = Instant::now();
+    let mut report = LimitsReport { streams: streams.load(Ordering::Acquire), ..LimitsReport::default() };
+    if let Ok(mut keys) = keys.lock() {
+        keys.retain(|name, counters| {
+            counters.prune(now);
+            let used = KeyUse {
+                in_flight: counters.in_flight.load(Ordering::Acquire),
+                started_last_minute: u32::try_from(counters.started.len()).unwrap_or(u32::MAX),
+                frees_in_ms: counters.frees_in(now).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            };
+            let in_use = used.in_flight > 0 || used.started_last_minute > 0;
+            if in_use {
+                report.keys.insert(name.clone(), used);
+            }
+            // Idle keys are forgotten (their counters are recreated on the next request).
+            in_use
+        });
+    }
+    report
 }
 
 fn try_acquire(counter: &AtomicU32, max: u32) -> bool {

@@ -18,8 +18,8 @@ use std::pin::Pin;
 use chorus_proto::{ContextInput, JobEvent, SynthesisJob};
 
 pub use license::{
-    LicenseLink, LicenseService, LocalLicenseLink, NatsLicenseHost, NatsLicenseLink, UsageCounters,
-    UsageReporter,
+    LIMITS_INTERVAL, LicenseLink, LicenseService, LocalLicenseLink, NatsLicenseHost, NatsLicenseLink,
+    PEER_LIMITS_TTL, UsageCounters, UsageReporter,
 };
 pub use local::{LocalBus, LocalBusConfig, SlotGuard};
 pub use nats::{ModelLoad, NatsBus, NatsBusConfig, NatsWorkerHost, subjects};

@@ -6,16 +6,24 @@
 //! over NATS: usage batches as request/reply on [`SUBJECT_USAGE`], the state published on [`SUBJECT_STATE`] every
 //! second and at once on a change.
 //!
+//! API servers also share their use of the limits: each publishes a [`LimitsReport`] on [`SUBJECT_LIMITS`] twice a
+//! second, and each adds the others' latest reports (those heard from in the last [`PEER_LIMITS_TTL`]) to its own
+//! counts when it admits a request. A limit can thus be exceeded across servers only by what they admit within one
+//! report interval of each other.
+//!
 //! [`UsageReporter`] is the API side's bounded queue: records wait there, and are sent again until acknowledged.
 //! Each record has a unique id and the proxy stores an id once, so a batch sent twice (the acknowledgement was lost)
 //! is not counted twice.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use chorus_proto::license::{LicenseState, SUBJECT_STATE, SUBJECT_USAGE, UsageAck, UsageBatch, UsageRecord};
+use chorus_proto::license::{
+    LicenseState, LimitsReport, SUBJECT_LIMITS, SUBJECT_STATE, SUBJECT_USAGE, UsageAck, UsageBatch,
+    UsageRecord,
+};
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 
@@ -27,6 +35,10 @@ pub const USAGE_BATCH: usize = 500;
 pub const USAGE_ACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the proxy publishes its state even when nothing changed.
 pub const STATE_INTERVAL: Duration = Duration::from_secs(1);
+/// How often an API server shares its use of the limits.
+pub const LIMITS_INTERVAL: Duration = Duration::from_millis(500);
+/// An API server not heard from for this long no longer counts (it stopped, or lost the bus).
+pub const PEER_LIMITS_TTL: Duration = Duration::from_secs(3);
 
 /// What the license proxy offers (implemented by the proxy).
 pub trait LicenseService: Send + Sync + 'static {
@@ -42,6 +54,14 @@ pub trait LicenseLink: Send + Sync + 'static {
     fn report(&self, records: Vec<UsageRecord>) -> BoxFuture<'_, Result<(), BusError>>;
     /// The latest state; `None` until the proxy has been heard from.
     fn state(&self) -> watch::Receiver<Option<LicenseState>>;
+    /// Shares this API server's use of the limits with the other API servers (none in one process).
+    fn share_limits(&self, _report: LimitsReport) -> BoxFuture<'_, Result<(), BusError>> {
+        Box::pin(async { Ok(()) })
+    }
+    /// The other API servers' use of the limits, summed; `None` where there are none (one process).
+    fn peer_limits(&self) -> Option<watch::Receiver<LimitsReport>> {
+        None
+    }
 }
 
 /// The proxy in the same process (`chorus serve`).
@@ -88,6 +108,9 @@ impl LicenseLink for LocalLicenseLink {
 pub struct NatsLicenseLink {
     client: async_nats::Client,
     state: watch::Receiver<Option<LicenseState>>,
+    /// This API server's id in its [`LimitsReport`]s.
+    id: String,
+    peers: watch::Receiver<LimitsReport>,
 }
 
 impl NatsLicenseLink {
@@ -111,8 +134,62 @@ impl NatsLicenseLink {
                 }
             }
         });
-        Ok(Self { client, state: rx })
+        let id = format!(
+            "{:x}-{:x}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+        );
+        let peers = follow_peers(&client, id.clone()).await?;
+        Ok(Self { client, state: rx, id, peers })
     }
+}
+
+/// Keeps the latest report of every other API server and publishes their sum, dropping servers not heard from
+/// within [`PEER_LIMITS_TTL`].
+async fn follow_peers(
+    client: &async_nats::Client,
+    own: String,
+) -> Result<watch::Receiver<LimitsReport>, BusError> {
+    let mut sub = client.subscribe(SUBJECT_LIMITS).await.map_err(|e| BusError::Nats(e.to_string()))?;
+    let (tx, rx) = watch::channel(LimitsReport::default());
+    tokio::spawn(async move {
+        let mut latest: HashMap<String, (Instant, LimitsReport)> = HashMap::new();
+        let mut tick = tokio::time::interval(LIMITS_INTERVAL);
+        loop {
+            tokio::select! {
+                msg = sub.next() => {
+                    let Some(msg) = msg else { break };
+                    match serde_json::from_slice::<LimitsReport>(&msg.payload) {
+                        Ok(report) if report.api_id != own => {
+                            latest.insert(report.api_id.clone(), (Instant::now(), report));
+                        }
+                        Ok(_) => continue,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "Unreadable limits report on the bus; ignored.");
+                            continue;
+                        }
+                    }
+                }
+                _ = tick.tick() => {}
+            }
+            latest.retain(|_, (heard, _)| heard.elapsed() < PEER_LIMITS_TTL);
+            let mut sum = LimitsReport::default();
+            for (_, report) in latest.values() {
+                sum.add(report);
+            }
+            tx.send_if_modified(|current| {
+                let changed = *current != sum;
+                if changed {
+                    *current = sum;
+                }
+                changed
+            });
+            if tx.is_closed() {
+                break;
+            }
+        }
+    });
+    Ok(rx)
 }
 
 impl LicenseLink for NatsLicenseLink {
@@ -133,6 +210,21 @@ impl LicenseLink for NatsLicenseLink {
 
     fn state(&self) -> watch::Receiver<Option<LicenseState>> {
         self.state.clone()
+    }
+
+    fn share_limits(&self, report: LimitsReport) -> BoxFuture<'_, Result<(), BusError>> {
+        Box::pin(async move {
+            let report = LimitsReport { api_id: self.id.clone(), ..report };
+            let payload = serde_json::to_vec(&report).map_err(|e| BusError::Nats(e.to_string()))?;
+            self.client
+                .publish(SUBJECT_LIMITS, payload.into())
+                .await
+                .map_err(|e| BusError::Nats(e.to_string()))
+        })
+    }
+
+    fn peer_limits(&self) -> Option<watch::Receiver<LimitsReport>> {
+        Some(self.peers.clone())
     }
 }
 

@@ -8,6 +8,50 @@
 pub const SUBJECT_USAGE: &str = "chorus.v1.license.usage";
 /// NATS subject on which the proxy publishes its [`LicenseState`] (every second, and at once on a change).
 pub const SUBJECT_STATE: &str = "chorus.v1.license.state";
+/// NATS subject on which every API server publishes its [`LimitsReport`] (twice a second), so that the tenant
+/// keys' limits and the license's stream limit hold across API servers, not per server.
+pub const SUBJECT_LIMITS: &str = "chorus.v1.license.limits";
+
+/// One API server's use of the limits at one instant (or, summed, the other API servers').
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LimitsReport {
+    /// The publishing API server (a random id per process).
+    pub api_id: String,
+    /// Per tenant key name, the keys in use.
+    #[serde(default)]
+    pub keys: std::collections::BTreeMap<String, KeyUse>,
+    /// Synthesis requests in flight (the license's `max_concurrent_streams`).
+    #[serde(default)]
+    pub streams: u32,
+}
+
+/// One tenant key's use on one API server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeyUse {
+    /// Requests in flight.
+    pub in_flight: u32,
+    /// Requests started in the last 60 seconds.
+    pub started_last_minute: u32,
+    /// Milliseconds until the oldest of those leaves the 60-second window.
+    #[serde(default)]
+    pub frees_in_ms: Option<u64>,
+}
+
+impl LimitsReport {
+    /// Adds `other`'s use to this one.
+    pub fn add(&mut self, other: &LimitsReport) {
+        self.streams = self.streams.saturating_add(other.streams);
+        for (name, used) in &other.keys {
+            let sum = self.keys.entry(name.clone()).or_default();
+            sum.in_flight = sum.in_flight.saturating_add(used.in_flight);
+            sum.started_last_minute = sum.started_last_minute.saturating_add(used.started_last_minute);
+            sum.frees_in_ms = match (sum.frees_in_ms, used.frees_in_ms) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+    }
+}
 
 /// One finished request, as the API server accounts for it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -140,5 +184,30 @@ impl LicenseState {
             (Verdict::Grace, Some(t)) if now >= t => Verdict::Refusing,
             (verdict, _) => verdict,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{KeyUse, LimitsReport};
+
+    #[test]
+    fn reports_add_up_per_key_and_the_earliest_expiry_wins() {
+        let report = |streams, keys: &[(&str, u32, u32, Option<u64>)]| LimitsReport {
+            api_id: "x".into(),
+            streams,
+            keys: keys
+                .iter()
+                .map(|(k, f, s, e)| {
+                    ((*k).to_owned(), KeyUse { in_flight: *f, started_last_minute: *s, frees_in_ms: *e })
+                })
+                .collect(),
+        };
+        let mut sum = LimitsReport::default();
+        sum.add(&report(2, &[("a", 1, 3, Some(5000)), ("b", 0, 1, Some(100))]));
+        sum.add(&report(1, &[("a", 2, 4, Some(2000))]));
+        assert_eq!(sum.streams, 3);
+        assert_eq!(sum.keys["a"], KeyUse { in_flight: 3, started_last_minute: 7, frees_in_ms: Some(2000) });
+        assert_eq!(sum.keys["b"], KeyUse { in_flight: 0, started_last_minute: 1, frees_in_ms: Some(100) });
     }
 }
