@@ -438,8 +438,46 @@ def test_keda_scaled_object_per_autoscaled_worker(renders, case):
             assert set(triggers) == {"worker-load"}, "queue triggers only when minReplicas is 0"
 
 
+def prometheus_label(pod_label: str) -> str:
+    """The meta label Prometheus' Kubernetes discovery makes of a pod label."""
+    return "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", pod_label)
+
+
+def scrape_targets(pm: dict, pods) -> dict[str, tuple[str, int, dict]]:
+    """What Prometheus would scrape for a PodMonitor: pod name -> (port name, container port, target labels).
+    Discovery makes one target per selected pod and named container port of an endpoint; `keep`/`drop` relabelings
+    filter them (regex anchored, source labels joined with ';'); the other relabelings set target labels."""
+    sel = pm["spec"]["selector"]["matchLabels"]
+    targets: dict[str, list] = {}
+    for owner, spec in pods:
+        labels = owner["spec"]["template"]["metadata"]["labels"]
+        if not sel.items() <= labels.items():
+            continue
+        meta = {prometheus_label(k): v for k, v in labels.items()}
+        for ep in pm["spec"]["podMetricsEndpoints"]:
+            for c in containers(spec):
+                for port in c.get("ports", []):
+                    if port["name"] != ep["port"]:
+                        continue
+                    out, kept = {}, True
+                    for rl in ep.get("relabelings", []):
+                        value = ";".join(meta.get(x, "") for x in rl["sourceLabels"])
+                        action = rl.get("action", "replace")
+                        if action in ("keep", "drop"):
+                            kept = kept and (bool(re.fullmatch(rl["regex"], value)) == (action == "keep"))
+                        else:
+                            assert action == "replace" and "regex" not in rl, rl
+                            if value:
+                                out[rl["targetLabel"]] = value
+                    if kept:
+                        targets.setdefault(owner["metadata"]["name"], []).append((port["name"], port["containerPort"], out))
+    for name, found in targets.items():
+        assert len(found) == 1, f"{name} would be scraped {len(found)} times: {found}"
+    return {name: found[0] for name, found in targets.items()}
+
+
 @pytest.mark.parametrize("case", CASES)
-def test_pod_monitor_scrapes_api_and_workers_and_feeds_the_queries(renders, case):
+def test_pod_monitor_scrapes_api_workers_and_license_proxy_and_feeds_the_queries(renders, case):
     r, v = renders[case], renders[case]["values"]
     pms = objs(r, "PodMonitor")
     if not v["metrics"]["enabled"]:
@@ -448,22 +486,31 @@ def test_pod_monitor_scrapes_api_and_workers_and_feeds_the_queries(renders, case
     (pm,) = pms
     for k, val in v["metrics"]["podMonitorLabels"].items():
         assert pm["metadata"]["labels"][k] == val
-    (ep,) = pm["spec"]["podMetricsEndpoints"]
-    assert (ep["port"], ep["path"], ep["interval"]) == ("metrics", "/metrics", "5s")
-    targets = {rl["targetLabel"]: rl["sourceLabels"] for rl in ep["relabelings"]}
-    assert targets == {
-        "chorus_release": ["__meta_kubernetes_pod_label_app_kubernetes_io_instance"],
-        "chorus_component": ["__meta_kubernetes_pod_label_app_kubernetes_io_component"],
-        "chorus_worker": ["__meta_kubernetes_pod_label_chorus_worker"],
-    }
-    sel = pm["spec"]["selector"]["matchLabels"]
-    scraped = {o["metadata"]["name"] for o, _ in pod_specs(r)
-               if sel.items() <= o["spec"]["template"]["metadata"]["labels"].items()}
-    assert scraped == {f"{RELEASE}-api", *(f"{RELEASE}-worker-{w['name']}" for w in v["workers"])}
-    for w in v["workers"]:
-        labels = one(r, "Deployment", f"{RELEASE}-worker-{w['name']}")["spec"]["template"]["metadata"]["labels"]
-        # Prometheus turns the pod label chorus/worker into __meta_kubernetes_pod_label_chorus_worker.
-        assert labels["chorus/worker"] == w["name"] and labels["app.kubernetes.io/instance"] == RELEASE
+    for ep in pm["spec"]["podMetricsEndpoints"]:
+        assert (ep["path"], ep["interval"]) == ("/metrics", v["metrics"]["scrapeInterval"])
+        targets = {rl["targetLabel"]: rl["sourceLabels"] for rl in ep["relabelings"] if "targetLabel" in rl}
+        assert targets == {
+            "chorus_release": ["__meta_kubernetes_pod_label_app_kubernetes_io_instance"],
+            "chorus_component": ["__meta_kubernetes_pod_label_app_kubernetes_io_component"],
+            "chorus_worker": ["__meta_kubernetes_pod_label_chorus_worker"],
+        }
+    lp = f"{RELEASE}-license-proxy"
+    # The license proxy serves /metrics (chorus_license_*) on its one HTTP port: its pod is selected and that
+    # port's name is one the PodMonitor scrapes.
+    proxy_pod = one(r, "Deployment", lp)["spec"]["template"]
+    assert pm["spec"]["selector"]["matchLabels"].items() <= proxy_pod["metadata"]["labels"].items()
+    (proxy_port,) = proxy_pod["spec"]["containers"][0]["ports"]
+    assert proxy_port["name"] in {ep["port"] for ep in pm["spec"]["podMetricsEndpoints"]}
+    scraped = scrape_targets(pm, pod_specs(r))
+    workers = {f"{RELEASE}-worker-{w['name']}": w["name"] for w in v["workers"]}
+    assert set(scraped) == {f"{RELEASE}-api", lp, *workers}
+    # Every target on the port that serves /metrics (8080: the API's public port 5000 has none), and labelled
+    # with its component as the autoscaling queries and the license alerts expect.
+    assert scraped[f"{RELEASE}-api"] == ("metrics", 8080, {"chorus_release": RELEASE, "chorus_component": "api"})
+    assert scraped[lp] == ("http", 8080, {"chorus_release": RELEASE, "chorus_component": "license-proxy"})
+    for name, pool in workers.items():
+        assert scraped[name] == ("metrics", 8080, {"chorus_release": RELEASE, "chorus_component": "worker",
+                                                   "chorus_worker": pool})
 
 
 # --- ingress ---------------------------------------------------------------------------------------------------

@@ -104,6 +104,16 @@ securityContext:
 {{- printf "%s-%s" (include "chorus.fullname" .root) (.host | replace "." "-") | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{/* The PodMonitor's relabelings: the labels the autoscaling queries and dashboards select on. */}}
+{{- define "chorus.podMonitorRelabelings" -}}
+- sourceLabels: [__meta_kubernetes_pod_label_app_kubernetes_io_instance]
+  targetLabel: chorus_release
+- sourceLabels: [__meta_kubernetes_pod_label_app_kubernetes_io_component]
+  targetLabel: chorus_component
+- sourceLabels: [__meta_kubernetes_pod_label_chorus_worker]
+  targetLabel: chorus_worker
+{{- end -}}
+
 {{/* Label selector of one worker pool in PromQL (labels set by the PodMonitor's relabelings). */}}
 {{- define "chorus.promWorkerSelector" -}}
 {{- printf "namespace=%q,chorus_release=%q,chorus_worker=%q" .root.Release.Namespace .root.Release.Name .worker.name -}}
