@@ -126,6 +126,27 @@ def test_chart_defaults_need_only_the_release_tag_and_api_keys(helm):
     assert run(template_cmd(helm, *REQUIRED_SETS)).rc == 0
 
 
+@pytest.mark.parametrize("case", [c for c in CASES if load_values(c)["api"]["tenantKeysOnly"]])
+def test_tenant_keys_only(renders, case):
+    """No static keys, not open: the API follows the license proxy for tenant keys on a public address (the binary
+    then refuses every request while no tenant key is valid), and the keys survive a proxy restart."""
+    r = renders[case]
+    api = one(r, "Deployment", f"{RELEASE}-api")["spec"]["template"]["spec"]["containers"][0]
+    env = env_of(api)
+    assert env["CHORUS_LICENSE_PROXY"]["value"] == "true"
+    assert not {"CHORUS_API_KEYS", "CHORUS_ALLOW_OPEN"} & set(env)
+    assert not any("api-key" in a or "allow-open" in a for a in api["args"])
+    assert api["args"][api["args"].index("--listen") + 1] == "0.0.0.0:5000"
+    (pvc,) = objs(r, "PersistentVolumeClaim")
+    data = next(vol for vol in one(r, "Deployment", f"{RELEASE}-license-proxy")["spec"]["template"]["spec"]["volumes"]
+                if vol["name"] == "data")
+    assert data["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+
+
+def test_tenant_keys_only_is_in_the_matrix():
+    assert any(load_values(c)["api"]["tenantKeysOnly"] for c in CASES)
+
+
 @pytest.mark.parametrize("version", ["1.31.0", KUBE_VERSION])
 def test_kubernetes_validate_strict(kubernetes_validate, renders, version):
     """Built-in kinds against the Kubernetes OpenAPI schemas (the chart's minimum, 1.31, and 1.33), unknown fields
@@ -246,6 +267,9 @@ def test_secrets_are_referenced_by_name_never_created(renders, case):
         ref = env["CHORUS_API_KEYS"]["valueFrom"]["secretKeyRef"]
         assert ref == {"name": v["api"]["apiKeysSecret"]["name"], "key": v["api"]["apiKeysSecret"]["key"]}
         assert "value" not in env["CHORUS_API_KEYS"]
+    elif v["api"]["tenantKeysOnly"]:
+        # No static key and not open: `chorus api --license-proxy` on 0.0.0.0 then takes only tenant keys.
+        assert "CHORUS_API_KEYS" not in env and "CHORUS_ALLOW_OPEN" not in env
     else:
         assert "CHORUS_API_KEYS" not in env and env["CHORUS_ALLOW_OPEN"]["value"] == "true"
     for _, spec in pod_specs(r):
@@ -744,6 +768,8 @@ def test_notes_name_every_rollout_and_the_way_in(helm, renders, tmp_path, case):
     else:
         assert "port-forward svc/chorus-api 5000:5000" in text
     assert ("inferno_worker_load" in text) == v["metrics"]["enabled"]
+    keys_add = f"exec deploy/{RELEASE}-license-proxy -- chorus keys add NAME --data /var/lib/chorus-license"
+    assert (keys_add in text) == v["api"]["tenantKeysOnly"]
 
 
 def test_worker_entry_defaults(helm):
