@@ -419,6 +419,61 @@ def test_one_worker_deployment_per_pool(renders, case):
         assert c["resources"]["requests"] == expected_res["requests"]
 
 
+# --- artifact store --------------------------------------------------------------------------------------------
+
+ARTIFACT_VARS = {"CHORUS_ARTIFACTS", "CHORUS_RELOAD_INTERVAL", "CHORUS_ENABLE_HOT_RELOAD"}
+
+
+def check_artifact_store(docs: list[dict], values: dict) -> None:
+    """The API and every worker pool get the store's variables and credentials; nothing else does. Without a location
+    no pod gets any of it."""
+    art = values["artifacts"]
+    deps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    users = {f"{RELEASE}-api", *(f"{RELEASE}-worker-{w['name']}" for w in values["workers"])}
+    assert users <= set(deps)
+    for d in docs:
+        if d["kind"] not in ("Deployment", "StatefulSet"):
+            continue
+        name = d["metadata"]["name"]
+        for c in containers(d["spec"]["template"]["spec"]):
+            env = env_of(c)
+            if art["location"] and name in users:
+                assert env["CHORUS_ARTIFACTS"]["value"] == art["location"], name
+                assert env["CHORUS_RELOAD_INTERVAL"]["value"] == f"{art['reloadIntervalSeconds']:g}", name
+                assert env["CHORUS_ENABLE_HOT_RELOAD"]["value"] == str(art["hotReload"]).lower(), name
+                for k, val in art["extraEnv"].items():
+                    assert env[k] == {"name": k, "value": str(val)}, name
+                if art["credentialsSecret"]:
+                    assert c["envFrom"] == [{"secretRef": {"name": art["credentialsSecret"]}}], name
+                else:
+                    assert "envFrom" not in c, name
+            else:
+                assert not ARTIFACT_VARS & set(env), name
+                assert not set(art["extraEnv"]) & set(env), name
+                assert "envFrom" not in c, name
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_artifact_store_on_the_api_and_every_worker_pool(renders, case):
+    check_artifact_store(renders[case]["docs"], renders[case]["values"])
+
+
+def test_artifact_store_is_in_the_matrix(renders):
+    cases = [c for c in CASES if renders[c]["values"]["artifacts"]["location"]]
+    assert cases and any(renders[c]["values"]["artifacts"]["credentialsSecret"] for c in cases)
+    assert any(len(renders[c]["values"]["workers"]) > 1 for c in cases), "every pool, not only the first"
+
+
+def test_artifact_store_gcs_without_a_secret_and_without_hot_reload(helm):
+    """Workload identity (no Secret): no envFrom; hot reload off is passed as "false", the interval as given."""
+    art = {"location": "gs://chorus-bucket/prod", "reloadIntervalSeconds": 30, "hotReload": False,
+           "credentialsSecret": "", "extraEnv": {}}
+    r = run(template_cmd(helm, *REQUIRED_SETS, "--set-json", f"artifacts={json.dumps(art)}"))
+    assert r.rc == 0, r.err
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    check_artifact_store([d for d in yaml.safe_load_all(r.out) if d], {**defaults, "artifacts": art})
+
+
 # --- autoscaling and metrics -----------------------------------------------------------------------------------
 
 

@@ -141,3 +141,31 @@ maxReplicas: {{ ternary $a.maxReplicas 4 (hasKey $a "maxReplicas") }}
 {{- end -}}
 {{- join "," $names -}}
 {{- end -}}
+
+{{/* The artifact store's environment (API and workers); empty without artifacts.location. Indent with nindent. */}}
+{{- define "chorus.artifacts.env" -}}
+{{- with .Values.artifacts }}
+{{- if .location }}
+# The artifact store: voices and dictionaries (API), voice models under models/ (workers).
+- name: CHORUS_ARTIFACTS
+  value: {{ .location | quote }}
+- name: CHORUS_RELOAD_INTERVAL
+  value: {{ .reloadIntervalSeconds | toString | quote }}
+- name: CHORUS_ENABLE_HOT_RELOAD
+  value: {{ .hotReload | toString | quote }}
+{{- range $name, $value := .extraEnv }}
+- name: {{ $name }}
+  value: {{ $value | toString | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* The artifact store's credentials as envFrom (API and workers); empty unless a location and a Secret are set. */}}
+{{- define "chorus.artifacts.envFrom" -}}
+{{- if and .Values.artifacts.location .Values.artifacts.credentialsSecret }}
+envFrom:
+  - secretRef:
+      name: {{ .Values.artifacts.credentialsSecret }}
+{{- end }}
+{{- end -}}
