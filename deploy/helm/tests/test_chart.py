@@ -126,6 +126,27 @@ def test_chart_defaults_need_only_the_release_tag_and_api_keys(helm):
     assert run(template_cmd(helm, *REQUIRED_SETS)).rc == 0
 
 
+@pytest.mark.parametrize("case", [c for c in CASES if load_values(c)["api"]["tenantKeysOnly"]])
+def test_tenant_keys_only(renders, case):
+    """No static keys, not open: the API follows the license proxy for tenant keys on a public address (the binary
+    then refuses every request while no tenant key is valid), and the keys survive a proxy restart."""
+    r = renders[case]
+    api = one(r, "Deployment", f"{RELEASE}-api")["spec"]["template"]["spec"]["containers"][0]
+    env = env_of(api)
+    assert env["CHORUS_LICENSE_PROXY"]["value"] == "true"
+    assert not {"CHORUS_API_KEYS", "CHORUS_ALLOW_OPEN"} & set(env)
+    assert not any("api-key" in a or "allow-open" in a for a in api["args"])
+    assert api["args"][api["args"].index("--listen") + 1] == "0.0.0.0:5000"
+    (pvc,) = objs(r, "PersistentVolumeClaim")
+    data = next(vol for vol in one(r, "Deployment", f"{RELEASE}-license-proxy")["spec"]["template"]["spec"]["volumes"]
+                if vol["name"] == "data")
+    assert data["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+
+
+def test_tenant_keys_only_is_in_the_matrix():
+    assert any(load_values(c)["api"]["tenantKeysOnly"] for c in CASES)
+
+
 @pytest.mark.parametrize("version", ["1.31.0", KUBE_VERSION])
 def test_kubernetes_validate_strict(kubernetes_validate, renders, version):
     """Built-in kinds against the Kubernetes OpenAPI schemas (the chart's minimum, 1.31, and 1.33), unknown fields
@@ -246,6 +267,9 @@ def test_secrets_are_referenced_by_name_never_created(renders, case):
         ref = env["CHORUS_API_KEYS"]["valueFrom"]["secretKeyRef"]
         assert ref == {"name": v["api"]["apiKeysSecret"]["name"], "key": v["api"]["apiKeysSecret"]["key"]}
         assert "value" not in env["CHORUS_API_KEYS"]
+    elif v["api"]["tenantKeysOnly"]:
+        # No static key and not open: `chorus api --license-proxy` on 0.0.0.0 then takes only tenant keys.
+        assert "CHORUS_API_KEYS" not in env and "CHORUS_ALLOW_OPEN" not in env
     else:
         assert "CHORUS_API_KEYS" not in env and env["CHORUS_ALLOW_OPEN"]["value"] == "true"
     for _, spec in pod_specs(r):
@@ -395,6 +419,61 @@ def test_one_worker_deployment_per_pool(renders, case):
         assert c["resources"]["requests"] == expected_res["requests"]
 
 
+# --- artifact store --------------------------------------------------------------------------------------------
+
+ARTIFACT_VARS = {"CHORUS_ARTIFACTS", "CHORUS_RELOAD_INTERVAL", "CHORUS_ENABLE_HOT_RELOAD"}
+
+
+def check_artifact_store(docs: list[dict], values: dict) -> None:
+    """The API and every worker pool get the store's variables and credentials; nothing else does. Without a location
+    no pod gets any of it."""
+    art = values["artifacts"]
+    deps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    users = {f"{RELEASE}-api", *(f"{RELEASE}-worker-{w['name']}" for w in values["workers"])}
+    assert users <= set(deps)
+    for d in docs:
+        if d["kind"] not in ("Deployment", "StatefulSet"):
+            continue
+        name = d["metadata"]["name"]
+        for c in containers(d["spec"]["template"]["spec"]):
+            env = env_of(c)
+            if art["location"] and name in users:
+                assert env["CHORUS_ARTIFACTS"]["value"] == art["location"], name
+                assert env["CHORUS_RELOAD_INTERVAL"]["value"] == f"{art['reloadIntervalSeconds']:g}", name
+                assert env["CHORUS_ENABLE_HOT_RELOAD"]["value"] == str(art["hotReload"]).lower(), name
+                for k, val in art["extraEnv"].items():
+                    assert env[k] == {"name": k, "value": str(val)}, name
+                if art["credentialsSecret"]:
+                    assert c["envFrom"] == [{"secretRef": {"name": art["credentialsSecret"]}}], name
+                else:
+                    assert "envFrom" not in c, name
+            else:
+                assert not ARTIFACT_VARS & set(env), name
+                assert not set(art["extraEnv"]) & set(env), name
+                assert "envFrom" not in c, name
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_artifact_store_on_the_api_and_every_worker_pool(renders, case):
+    check_artifact_store(renders[case]["docs"], renders[case]["values"])
+
+
+def test_artifact_store_is_in_the_matrix(renders):
+    cases = [c for c in CASES if renders[c]["values"]["artifacts"]["location"]]
+    assert cases and any(renders[c]["values"]["artifacts"]["credentialsSecret"] for c in cases)
+    assert any(len(renders[c]["values"]["workers"]) > 1 for c in cases), "every pool, not only the first"
+
+
+def test_artifact_store_gcs_without_a_secret_and_without_hot_reload(helm):
+    """Workload identity (no Secret): no envFrom; hot reload off is passed as "false", the interval as given."""
+    art = {"location": "gs://chorus-bucket/prod", "reloadIntervalSeconds": 30, "hotReload": False,
+           "credentialsSecret": "", "extraEnv": {}}
+    r = run(template_cmd(helm, *REQUIRED_SETS, "--set-json", f"artifacts={json.dumps(art)}"))
+    assert r.rc == 0, r.err
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    check_artifact_store([d for d in yaml.safe_load_all(r.out) if d], {**defaults, "artifacts": art})
+
+
 # --- autoscaling and metrics -----------------------------------------------------------------------------------
 
 
@@ -438,8 +517,46 @@ def test_keda_scaled_object_per_autoscaled_worker(renders, case):
             assert set(triggers) == {"worker-load"}, "queue triggers only when minReplicas is 0"
 
 
+def prometheus_label(pod_label: str) -> str:
+    """The meta label Prometheus' Kubernetes discovery makes of a pod label."""
+    return "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", pod_label)
+
+
+def scrape_targets(pm: dict, pods) -> dict[str, tuple[str, int, dict]]:
+    """What Prometheus would scrape for a PodMonitor: pod name -> (port name, container port, target labels).
+    Discovery makes one target per selected pod and named container port of an endpoint; `keep`/`drop` relabelings
+    filter them (regex anchored, source labels joined with ';'); the other relabelings set target labels."""
+    sel = pm["spec"]["selector"]["matchLabels"]
+    targets: dict[str, list] = {}
+    for owner, spec in pods:
+        labels = owner["spec"]["template"]["metadata"]["labels"]
+        if not sel.items() <= labels.items():
+            continue
+        meta = {prometheus_label(k): v for k, v in labels.items()}
+        for ep in pm["spec"]["podMetricsEndpoints"]:
+            for c in containers(spec):
+                for port in c.get("ports", []):
+                    if port["name"] != ep["port"]:
+                        continue
+                    out, kept = {}, True
+                    for rl in ep.get("relabelings", []):
+                        value = ";".join(meta.get(x, "") for x in rl["sourceLabels"])
+                        action = rl.get("action", "replace")
+                        if action in ("keep", "drop"):
+                            kept = kept and (bool(re.fullmatch(rl["regex"], value)) == (action == "keep"))
+                        else:
+                            assert action == "replace" and "regex" not in rl, rl
+                            if value:
+                                out[rl["targetLabel"]] = value
+                    if kept:
+                        targets.setdefault(owner["metadata"]["name"], []).append((port["name"], port["containerPort"], out))
+    for name, found in targets.items():
+        assert len(found) == 1, f"{name} would be scraped {len(found)} times: {found}"
+    return {name: found[0] for name, found in targets.items()}
+
+
 @pytest.mark.parametrize("case", CASES)
-def test_pod_monitor_scrapes_api_and_workers_and_feeds_the_queries(renders, case):
+def test_pod_monitor_scrapes_api_workers_and_license_proxy_and_feeds_the_queries(renders, case):
     r, v = renders[case], renders[case]["values"]
     pms = objs(r, "PodMonitor")
     if not v["metrics"]["enabled"]:
@@ -448,22 +565,31 @@ def test_pod_monitor_scrapes_api_and_workers_and_feeds_the_queries(renders, case
     (pm,) = pms
     for k, val in v["metrics"]["podMonitorLabels"].items():
         assert pm["metadata"]["labels"][k] == val
-    (ep,) = pm["spec"]["podMetricsEndpoints"]
-    assert (ep["port"], ep["path"], ep["interval"]) == ("metrics", "/metrics", "5s")
-    targets = {rl["targetLabel"]: rl["sourceLabels"] for rl in ep["relabelings"]}
-    assert targets == {
-        "chorus_release": ["__meta_kubernetes_pod_label_app_kubernetes_io_instance"],
-        "chorus_component": ["__meta_kubernetes_pod_label_app_kubernetes_io_component"],
-        "chorus_worker": ["__meta_kubernetes_pod_label_chorus_worker"],
-    }
-    sel = pm["spec"]["selector"]["matchLabels"]
-    scraped = {o["metadata"]["name"] for o, _ in pod_specs(r)
-               if sel.items() <= o["spec"]["template"]["metadata"]["labels"].items()}
-    assert scraped == {f"{RELEASE}-api", *(f"{RELEASE}-worker-{w['name']}" for w in v["workers"])}
-    for w in v["workers"]:
-        labels = one(r, "Deployment", f"{RELEASE}-worker-{w['name']}")["spec"]["template"]["metadata"]["labels"]
-        # Prometheus turns the pod label chorus/worker into __meta_kubernetes_pod_label_chorus_worker.
-        assert labels["chorus/worker"] == w["name"] and labels["app.kubernetes.io/instance"] == RELEASE
+    for ep in pm["spec"]["podMetricsEndpoints"]:
+        assert (ep["path"], ep["interval"]) == ("/metrics", v["metrics"]["scrapeInterval"])
+        targets = {rl["targetLabel"]: rl["sourceLabels"] for rl in ep["relabelings"] if "targetLabel" in rl}
+        assert targets == {
+            "chorus_release": ["__meta_kubernetes_pod_label_app_kubernetes_io_instance"],
+            "chorus_component": ["__meta_kubernetes_pod_label_app_kubernetes_io_component"],
+            "chorus_worker": ["__meta_kubernetes_pod_label_chorus_worker"],
+        }
+    lp = f"{RELEASE}-license-proxy"
+    # The license proxy serves /metrics (chorus_license_*) on its one HTTP port: its pod is selected and that
+    # port's name is one the PodMonitor scrapes.
+    proxy_pod = one(r, "Deployment", lp)["spec"]["template"]
+    assert pm["spec"]["selector"]["matchLabels"].items() <= proxy_pod["metadata"]["labels"].items()
+    (proxy_port,) = proxy_pod["spec"]["containers"][0]["ports"]
+    assert proxy_port["name"] in {ep["port"] for ep in pm["spec"]["podMetricsEndpoints"]}
+    scraped = scrape_targets(pm, pod_specs(r))
+    workers = {f"{RELEASE}-worker-{w['name']}": w["name"] for w in v["workers"]}
+    assert set(scraped) == {f"{RELEASE}-api", lp, *workers}
+    # Every target on the port that serves /metrics (8080: the API's public port 5000 has none), and labelled
+    # with its component as the autoscaling queries and the license alerts expect.
+    assert scraped[f"{RELEASE}-api"] == ("metrics", 8080, {"chorus_release": RELEASE, "chorus_component": "api"})
+    assert scraped[lp] == ("http", 8080, {"chorus_release": RELEASE, "chorus_component": "license-proxy"})
+    for name, pool in workers.items():
+        assert scraped[name] == ("metrics", 8080, {"chorus_release": RELEASE, "chorus_component": "worker",
+                                                   "chorus_worker": pool})
 
 
 # --- ingress ---------------------------------------------------------------------------------------------------
@@ -697,6 +823,8 @@ def test_notes_name_every_rollout_and_the_way_in(helm, renders, tmp_path, case):
     else:
         assert "port-forward svc/chorus-api 5000:5000" in text
     assert ("inferno_worker_load" in text) == v["metrics"]["enabled"]
+    keys_add = f"exec deploy/{RELEASE}-license-proxy -- chorus keys add NAME --data /var/lib/chorus-license"
+    assert (keys_add in text) == v["api"]["tenantKeysOnly"]
 
 
 def test_worker_entry_defaults(helm):

@@ -104,6 +104,16 @@ securityContext:
 {{- printf "%s-%s" (include "chorus.fullname" .root) (.host | replace "." "-") | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{/* The PodMonitor's relabelings: the labels the autoscaling queries and dashboards select on. */}}
+{{- define "chorus.podMonitorRelabelings" -}}
+- sourceLabels: [__meta_kubernetes_pod_label_app_kubernetes_io_instance]
+  targetLabel: chorus_release
+- sourceLabels: [__meta_kubernetes_pod_label_app_kubernetes_io_component]
+  targetLabel: chorus_component
+- sourceLabels: [__meta_kubernetes_pod_label_chorus_worker]
+  targetLabel: chorus_worker
+{{- end -}}
+
 {{/* Label selector of one worker pool in PromQL (labels set by the PodMonitor's relabelings). */}}
 {{- define "chorus.promWorkerSelector" -}}
 {{- printf "namespace=%q,chorus_release=%q,chorus_worker=%q" .root.Release.Namespace .root.Release.Name .worker.name -}}
@@ -130,4 +140,32 @@ maxReplicas: {{ ternary $a.maxReplicas 4 (hasKey $a "maxReplicas") }}
 {{- $names = append $names (include "chorus.managedCertificate.name" (dict "root" $ "host" .)) -}}
 {{- end -}}
 {{- join "," $names -}}
+{{- end -}}
+
+{{/* The artifact store's environment (API and workers); empty without artifacts.location. Indent with nindent. */}}
+{{- define "chorus.artifacts.env" -}}
+{{- with .Values.artifacts }}
+{{- if .location }}
+# The artifact store: voices and dictionaries (API), voice models under models/ (workers).
+- name: CHORUS_ARTIFACTS
+  value: {{ .location | quote }}
+- name: CHORUS_RELOAD_INTERVAL
+  value: {{ .reloadIntervalSeconds | toString | quote }}
+- name: CHORUS_ENABLE_HOT_RELOAD
+  value: {{ .hotReload | toString | quote }}
+{{- range $name, $value := .extraEnv }}
+- name: {{ $name }}
+  value: {{ $value | toString | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* The artifact store's credentials as envFrom (API and workers); empty unless a location and a Secret are set. */}}
+{{- define "chorus.artifacts.envFrom" -}}
+{{- if and .Values.artifacts.location .Values.artifacts.credentialsSecret }}
+envFrom:
+  - secretRef:
+      name: {{ .Values.artifacts.credentialsSecret }}
+{{- end }}
 {{- end -}}
