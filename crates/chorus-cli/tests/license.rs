@@ -342,3 +342,64 @@ fn audit_records(addr: std::net::SocketAddr) -> Option<Vec<chorus_proto::license
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     chorus_license::audit::records(&raw[split + 4..]).ok()
 }
+
+/// A tenant key's limits hold across API servers: two `chorus api` processes on one NATS share their counts, so a
+/// key limited to one request at a time that holds a WebSocket on one server is refused by the other, and a key
+/// limited to three requests a minute gets three in all, not three per server.
+#[test]
+fn tenant_key_limits_hold_across_two_api_servers() {
+    use tokio_tungstenite::tungstenite;
+
+    let _serial = serial();
+    let mut cluster = Cluster::new();
+    let data = cluster.dir().join("license-data");
+    let single = keys(&["add", "one-at-a-time", "--max-concurrent", "1"], &data).trim().to_owned();
+    let three = keys(&["add", "three-a-minute", "--rpm", "3"], &data).trim().to_owned();
+    let listen = loopback(free_port());
+    let _proxy = cluster.spawn_license_proxy("proxy", listen, &data, &["--admin-key", ADMIN]);
+    cluster.start_worker("w1", cluster_support::WorkerOpts::default());
+    let a = cluster.start_api_with(&["--license-proxy"]);
+    let b = cluster.start_api_with(&["--license-proxy"]);
+    cluster.wait_apis_see_workers();
+    let (a, b) = (cluster.apis[a].addr, cluster.apis[b].addr);
+    let call = |addr: std::net::SocketAddr, key: &str| {
+        let body = cluster_support::tts_body("Limits are shared.", false);
+        let mut r = request(addr, "POST", &format!("/tts/bytes?api_key={key}"), Some(&body)).unwrap();
+        let status = r.status;
+        let body = r.read_all().map_err(|(e, _)| e).unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+    // Both servers have the proxy's keys.
+    for addr in [a, b] {
+        let known = poll(Duration::from_secs(10), || (call(addr, &single).0 == 200).then_some(()));
+        assert!(known.is_some(), "{addr} accepts the tenant key");
+    }
+
+    // One at a time: a WebSocket open on A holds the key's only slot, so B refuses the key.
+    let stream = std::net::TcpStream::connect(a).unwrap();
+    let url = format!("ws://{a}/tts/websocket?cartesia_version=2025-04-16&api_key={single}");
+    let (mut socket, _) = tungstenite::client(url.as_str(), stream).unwrap();
+    let refused = poll(Duration::from_secs(5), || {
+        let (status, body) = call(b, &single);
+        (status == 429).then_some(body)
+    });
+    let body = refused.expect("B refuses the key while A holds its only slot");
+    assert!(body.contains("concurrency_limited"), "{body}");
+    socket.close(None).unwrap();
+    let _ = socket.read();
+    drop(socket);
+    let freed = poll(Duration::from_secs(5), || (call(b, &single).0 == 200).then_some(()));
+    assert!(freed.is_some(), "B serves the key again once A's WebSocket is closed");
+
+    // Three a minute, in all: two on A, then one on B; B's next is refused, and so is A's.
+    assert_eq!(call(a, &three).0, 200);
+    assert_eq!(call(a, &three).0, 200);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(call(b, &three).0, 200);
+    let (status, body) = call(b, &three);
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("rate_limited"), "{body}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, body) = call(a, &three);
+    assert_eq!(status, 429, "A counts B's request too: {body}");
+}
