@@ -158,7 +158,11 @@ async fn follow_peers(
         loop {
             tokio::select! {
                 msg = sub.next() => {
-                    let Some(msg) = msg else { break };
+                    let Some(msg) = msg else {
+                        // No more reports will come: the others' counts must not stay in force.
+                        tx.send_replace(LimitsReport::default());
+                        break;
+                    };
                     match serde_json::from_slice::<LimitsReport>(&msg.payload) {
                         Ok(report) if report.api_id != own => {
                             latest.insert(report.api_id.clone(), (Instant::now(), report));

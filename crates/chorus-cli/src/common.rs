@@ -30,6 +30,8 @@ pub struct ConfigFile {
     pub device: Option<String>,
     /// The most chunks one forward pass takes.
     pub max_batch: Option<usize>,
+    /// On cuda: `fixed`, `heuristic` or `exhaustive` (see `--cuda-conv-search`).
+    pub cuda_conv_search: Option<String>,
     /// Requests that may wait for a free stream.
     pub max_queue: Option<usize>,
     /// Seconds a request may wait for a free stream (or for a worker of its model).
@@ -165,14 +167,14 @@ pub struct EngineArgs {
     /// streams this machine keeps ahead of real time).
     #[arg(long, env = "CHORUS_CAPACITY")]
     pub capacity: Option<u32>,
-    /// Model threads (ONNX Runtime sessions) per voice (default: one per core).
+    /// Model threads (ONNX Runtime sessions) per voice (default: one per core; 2 on cuda).
     #[arg(long, env = "CHORUS_SESSIONS")]
     pub sessions: Option<usize>,
     /// ONNX Runtime intra-op threads per session.
     #[arg(long, env = "CHORUS_THREADS")]
     pub threads: Option<usize>,
-    /// Where forward passes run: cpu, cuda (GPU 0) or cuda:N. CUDA needs a build with `--features cuda` and the
-    /// GPU build of ONNX Runtime (`scripts/setup --gpu`); a missing GPU is an error, never a CPU fallback.
+    /// Where forward passes run: cpu, cuda (GPU 0) or cuda:N. CUDA needs the `cuda` cargo feature (on by default)
+    /// and the GPU build of ONNX Runtime (`scripts/setup --gpu`); a missing GPU is an error, never a CPU fallback.
     #[arg(long, env = "CHORUS_DEVICE")]
     pub device: Option<String>,
     /// The most chunks batched into one forward pass (default: 1 on cpu, 16 on cuda).
@@ -242,10 +244,12 @@ pub fn engine_worker(
         Some(d) => d.parse().map_err(|e: String| anyhow::anyhow!(e))?,
         None => chorus_engine::Device::Cpu,
     };
-    if let (chorus_engine::Device::Cuda { conv_search, .. }, Some(search)) =
-        (&mut device, &args.cuda_conv_search)
-    {
-        *conv_search = search.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    // Checked whatever the device, so that a typo is an error and not silently ignored.
+    if let Some(search) = args.cuda_conv_search.as_deref().or(file.cuda_conv_search.as_deref()) {
+        let search: chorus_engine::ConvSearch = search.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+        if let chorus_engine::Device::Cuda { conv_search, .. } = &mut device {
+            *conv_search = search;
+        }
     }
     // A GPU runs batches: two sessions overlap one's host-side work with the other's pass.
     let sessions = if device.is_gpu() { 2 } else { cores };

@@ -267,7 +267,9 @@ impl Engine {
             .map(|v| {
                 // Batched passes serve more streams per thread than one chunk at a time: plan with the faster.
                 let rtf = v.pool.batch_rtf().map_or(v.rtf, |batch| batch.min(v.rtf));
-                scheduler::capacity(v.pool.threads(), rtf, PLANNED_UTILIZATION)
+                // A GPU's sessions share one device: its speed is counted once, not per session.
+                let threads = if self.device.is_gpu() { 1 } else { v.pool.threads() };
+                scheduler::capacity(threads, rtf, PLANNED_UTILIZATION)
             })
             .min()
             .unwrap_or(1)

@@ -296,7 +296,7 @@ impl Model for PiperModel {
             .map(|(i, ids)| {
                 let durations = durations[i * width..i * width + ids.len()].to_vec();
                 let frames: f32 = durations.iter().map(|d| d.max(0.0)).sum();
-                let len = ((frames.round() as usize) * PIPER_HOP_LENGTH).min(samples);
+                let len = (frames.round() as usize).saturating_mul(PIPER_HOP_LENGTH).min(samples);
                 ModelOutput { audio: audio[i * samples..i * samples + len].to_vec(), durations }
             })
             .collect())
