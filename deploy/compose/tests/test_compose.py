@@ -119,6 +119,12 @@ def test_locked_down_and_persistent_license_store(compose):
     assert s["nats"]["user"] == "10001:10001"
     assert "license-data:/var/lib/chorus-license" in s["license-proxy"]["volumes"]
     assert "license-data" in compose["volumes"]
+    # The API and the workers share one artifact store that outlives the containers (voices created through the
+    # API, models for the workers); the image makes the directory the non-root user's.
+    for name in ("api", "worker"):
+        assert "artifacts:/var/lib/chorus-artifacts" in s[name]["volumes"], name
+        assert s[name]["environment"]["CHORUS_ARTIFACTS"] == "/var/lib/chorus-artifacts", name
+    assert "artifacts" in compose["volumes"]
     assert s["license-proxy"]["ports"] == ["127.0.0.1:8081:8080"], "license endpoints stay on loopback"
     assert s["api"]["ports"] == ["5000:5000"]
 

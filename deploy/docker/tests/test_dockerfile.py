@@ -75,6 +75,7 @@ def test_runtime_stages_are_non_root_and_carry_the_voice_and_runtime(stage):
     run_ = " ".join(a for i, a in body if i == "RUN")
     assert "useradd --uid 10001" in run_
     assert "install -d -o 10001 -g 10001" in run_ and "/var/lib/chorus-license" in run_
+    assert "/var/lib/chorus-artifacts" in run_, "compose's artifacts volume starts owned by the non-root user"
     assert ("EXPOSE", "5000 8080") in body
 
 
