@@ -27,6 +27,10 @@ pub struct ModelStoreArgs {
     /// temporary directory). A directory store's files are used in place.
     #[arg(long, env = "CHORUS_MODELS_CACHE")]
     pub models_cache: Option<PathBuf>,
+    /// Serve only the store's models whose id matches one of these patterns, comma-separated (`*` matches any
+    /// run of characters; default: every model in the store).
+    #[arg(long, env = "CHORUS_STORE_MODELS", value_delimiter = ',')]
+    pub store_models: Vec<String>,
 }
 
 /// Opens the artifact store for the model watcher: the store rooted at its prefix and, for a directory, its root
@@ -77,6 +81,7 @@ pub fn spawn_watcher(
         local_root,
         cache_dir: args.models_cache.clone().unwrap_or_else(|| std::env::temp_dir().join("chorus-models")),
         drain_timeout,
+        only: args.store_models.iter().map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect(),
     };
     let watcher = ModelWatcher::new(object_store, Arc::clone(worker), config);
     tokio::spawn(watcher.run(async move {

@@ -239,16 +239,26 @@ fn serve_hot_adds_drains_and_unloads_a_voice_model() {
     assert!(text.contains("Model drained and unloaded"), "{text}");
 }
 
-/// `--enable-hot-reload=false`: the models in the store at start are loaded, later changes are not applied.
+/// `--enable-hot-reload=false`: the models in the store at start are loaded, later changes are not applied. With
+/// `--store-models`, only the store's models whose id matches are loaded (a pool serves its own models).
 #[test]
-fn without_hot_reload_only_the_models_present_at_start_are_loaded() {
+fn without_hot_reload_only_the_matching_models_present_at_start_are_loaded() {
     let _serial = cluster_support::serial();
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     drop_model(&store, HOT);
+    drop_model(&store, "de_DE-other-pool-medium");
     let (serve, api, metrics) = serve(
         dir.path(),
-        &["--artifacts", store.to_str().unwrap(), "--models-poll-seconds", POLL, "--enable-hot-reload=false"],
+        &[
+            "--artifacts",
+            store.to_str().unwrap(),
+            "--models-poll-seconds",
+            POLL,
+            "--enable-hot-reload=false",
+            "--store-models",
+            "en_US-*,fr_*",
+        ],
     );
     let listed = poll(Duration::from_secs(60), || voice_listed(api, HOT).then_some(()));
     assert!(listed.is_some(), "the model present at start was not loaded:\n{}", serve.log_text());
@@ -262,7 +272,11 @@ fn without_hot_reload_only_the_models_present_at_start_are_loaded() {
     std::thread::sleep(Duration::from_millis(2000));
     assert!(!voice_listed(api, "en_US-late-medium"), "a model dropped after the start was loaded");
     assert!(voice_listed(api, HOT), "a model was unloaded with hot reload off");
-    assert_eq!(reloads(metrics, "loaded"), 1.0);
+    assert!(
+        !voice_listed(api, "de_DE-other-pool-medium"),
+        "a model --store-models does not match was loaded"
+    );
+    assert_eq!(reloads(metrics, "loaded"), 1.0, "only the matching model was loaded");
     assert_eq!(reloads(metrics, "removed"), 0.0);
 }
 

@@ -48,6 +48,25 @@ pub struct ModelStoreConfig {
     pub cache_dir: PathBuf,
     /// How long a removed model's jobs in flight may take to finish before its sessions are unloaded anyway.
     pub drain_timeout: Duration,
+    /// Serve only the store's models whose id matches one of these patterns (`*` matches any run of characters);
+    /// empty: every model. A pool of workers for some models then does not load the others.
+    pub only: Vec<String>,
+}
+
+/// Whether `id` matches `pattern`, where `*` matches any run of characters (none included).
+pub fn id_matches(pattern: &str, id: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = id.strip_prefix(first) else { return false };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else { return rest.is_empty() };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 /// One file of a model directory, as the store lists it.
@@ -129,12 +148,20 @@ pub struct Tracker {
     previous: BTreeMap<String, String>,
     /// What was last logged about each directory, so that a problem is logged once, not every interval.
     reported: BTreeMap<String, String>,
+    /// Only ids matching one of these are served (all when empty).
+    only: Vec<String>,
 }
 
 impl Tracker {
     /// A tracker that leaves the `fixed` models alone.
     pub fn new(fixed: impl IntoIterator<Item = String>) -> Self {
         Self { fixed: fixed.into_iter().collect(), ..Self::default() }
+    }
+
+    /// Serves only the ids matching one of `patterns` (see [`id_matches`]); empty: all.
+    pub fn only(mut self, patterns: Vec<String>) -> Self {
+        self.only = patterns;
+        self
     }
 
     /// The actions one listing calls for. With `settle`, a new or changed directory is loaded only when the
@@ -150,6 +177,10 @@ impl Tracker {
             }
             if self.fixed.contains(id) {
                 self.report(id, "a model of this id is installed on the worker; the store's copy is ignored");
+                continue;
+            }
+            if !self.only.is_empty() && !self.only.iter().any(|p| id_matches(p, id)) {
+                // Another pool's model: not an error, so not logged.
                 continue;
             }
             if !valid_model_id(id) {
@@ -274,7 +305,7 @@ impl std::fmt::Debug for ModelWatcher {
 impl ModelWatcher {
     /// A watcher for `worker`; the models it serves now are left alone.
     pub fn new(store: Arc<dyn ObjectStore>, worker: Arc<EngineWorker>, config: ModelStoreConfig) -> Self {
-        let tracker = Tracker::new(worker.model_ids());
+        let tracker = Tracker::new(worker.model_ids()).only(config.only.clone());
         Self { store, worker, config, tracker }
     }
 
@@ -527,6 +558,30 @@ mod tests {
         let a = model_files(&complete("v", "e1")).unwrap().signature;
         let b = model_files(&complete("v", "e2")).unwrap().signature;
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn model_id_patterns() {
+        for (pattern, id) in
+            [("*", "a"), ("en_*", "en_US-amy"), ("*-fast", "x-fast"), ("a*b*c", "aXbYc"), ("ab", "ab")]
+        {
+            assert!(id_matches(pattern, id), "{pattern} {id}");
+        }
+        for (pattern, id) in
+            [("en_*", "de_DE"), ("*-fast", "fast"), ("a*b*c", "acb"), ("ab", "abc"), ("a*a", "a")]
+        {
+            assert!(!id_matches(pattern, id), "{pattern} {id}");
+        }
+    }
+
+    #[test]
+    fn a_filtered_worker_loads_only_its_models() {
+        let mut t = Tracker::new(Vec::new()).only(vec!["en_*".into()]);
+        let mut scan = Scan::new();
+        scan.insert("en_GB-alba".into(), complete("en_GB-alba", "e1"));
+        scan.insert("de_DE-thorsten".into(), complete("de_DE-thorsten", "e1"));
+        let actions = t.plan(&scan, false);
+        assert_eq!(ids(&actions), ["load en_GB-alba"]);
     }
 
     #[test]

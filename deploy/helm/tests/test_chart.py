@@ -447,7 +447,13 @@ def check_artifact_store(docs: list[dict], values: dict) -> None:
                     assert c["envFrom"] == [{"secretRef": {"name": art["credentialsSecret"]}}], name
                 else:
                     assert "envFrom" not in c, name
+                pool = next((w for w in values["workers"] if name == f"{RELEASE}-worker-{w['name']}"), None)
+                if pool and pool.get("storeModels"):
+                    assert env["CHORUS_STORE_MODELS"]["value"] == ",".join(pool["storeModels"]), name
+                else:
+                    assert "CHORUS_STORE_MODELS" not in env, name
             else:
+                assert "CHORUS_STORE_MODELS" not in env, name
                 assert not ARTIFACT_VARS & set(env), name
                 assert not set(art["extraEnv"]) & set(env), name
                 assert "envFrom" not in c, name
@@ -462,6 +468,7 @@ def test_artifact_store_is_in_the_matrix(renders):
     cases = [c for c in CASES if renders[c]["values"]["artifacts"]["location"]]
     assert cases and any(renders[c]["values"]["artifacts"]["credentialsSecret"] for c in cases)
     assert any(len(renders[c]["values"]["workers"]) > 1 for c in cases), "every pool, not only the first"
+    assert any(w.get("storeModels") for c in cases for w in renders[c]["values"]["workers"]), "a pool's filter"
 
 
 def test_artifact_store_gcs_without_a_secret_and_without_hot_reload(helm):
