@@ -124,10 +124,7 @@ pub struct Engine {
     load_seconds: f64,
     /// What [`Engine::add_voice`] builds new sessions with.
     env: ort::environment::Environment,
-    sessions_per_voice: usize,
-    intra_threads: usize,
-    device: Device,
-    max_batch: usize,
+    shape: PoolShape,
 }
 
 impl std::fmt::Debug for Engine {
@@ -216,29 +213,14 @@ impl Engine {
         }
         let load_seconds = started.elapsed().as_secs_f64();
         tracing::info!(voices = loaded.len(), load_s = format!("{load_seconds:.2}"), "Engine ready.");
-        Ok(Self {
-            frontend,
-            voices: RwLock::new(loaded),
-            load_seconds,
-            env,
-            sessions_per_voice: config.sessions_per_voice,
-            intra_threads: config.intra_threads,
-            device: config.device,
-            max_batch: config.max_batch,
-        })
+        Ok(Self { frontend, voices: RwLock::new(loaded), load_seconds, env, shape: PoolShape::of(config) })
     }
 
     /// Loads `voice` into fresh sessions and warms them up, then serves it (replacing a voice of the same id:
     /// syntheses already running on the old sessions finish there). Blocks for the load; call it off the async
     /// runtime. The model threads are the voice's own.
     pub fn add_voice(&self, voice: PiperVoice) -> Result<(), EngineError> {
-        let shape = PoolShape {
-            sessions: self.sessions_per_voice,
-            intra_threads: self.intra_threads,
-            device: self.device,
-            max_batch: self.max_batch,
-        };
-        let loaded = load_voice(&self.env, &self.frontend, voice, shape)?;
+        let loaded = load_voice(&self.env, &self.frontend, voice, self.shape)?;
         let id = loaded.voice.id.clone();
         write(&self.voices).insert(id, Arc::new(loaded));
         Ok(())
@@ -268,7 +250,7 @@ impl Engine {
                 // Batched passes serve more streams per thread than one chunk at a time: plan with the faster.
                 let rtf = v.pool.batch_rtf().map_or(v.rtf, |batch| batch.min(v.rtf));
                 // A GPU's sessions share one device: its speed is counted once, not per session.
-                let threads = if self.device.is_gpu() { 1 } else { v.pool.threads() };
+                let threads = if self.shape.device.is_gpu() { 1 } else { v.pool.threads() };
                 scheduler::capacity(threads, rtf, PLANNED_UTILIZATION)
             })
             .min()

@@ -263,7 +263,7 @@ impl ModelPool {
 /// Loads the session's kernels and memory with one inference, and with full batches when passes are batched: the
 /// second batch is timed (the first pays one-time costs such as a GPU's memory arena growing). The two batches'
 /// items have lengths of their own, as real chunks do: on a GPU a repeated shape runs many times faster than a new
-/// one (cached convolution plans), so timing a repeated batch would overstate the capacity.
+/// one (per-shape setup is cached), so timing a repeated batch would overstate the capacity.
 fn warm_up(
     model: &mut dyn Model,
     ids: &[i64],
@@ -364,17 +364,17 @@ fn serve_batches(model: &mut dyn Model, queue: &ChunkQueue<Job>, max_batch: usiz
         let result = model.infer_batch(&items, scales);
         let seconds = started.elapsed().as_secs_f64();
         metrics::histogram!(names::ENGINE_BATCH_SIZE).record(jobs.len() as f64);
+        let result = result.and_then(|outputs| {
+            if outputs.len() == jobs.len() {
+                Ok(outputs)
+            } else {
+                Err(EngineError::Inference(format!("{} outputs for {} chunks", outputs.len(), jobs.len())))
+            }
+        });
         match result {
-            Ok(outputs) if outputs.len() == jobs.len() => {
+            Ok(outputs) => {
                 for (job, out) in jobs.into_iter().zip(outputs) {
                     let _ = job.reply.send(Ok((out, seconds)));
-                }
-            }
-            Ok(outputs) => {
-                let e =
-                    EngineError::Inference(format!("{} outputs for {} chunks", outputs.len(), jobs.len()));
-                for job in jobs {
-                    let _ = job.reply.send(Err(e.clone()));
                 }
             }
             Err(e) => {

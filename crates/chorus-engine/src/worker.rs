@@ -290,8 +290,8 @@ impl<'a> Job<'a> {
         if audio > 0.0 {
             metrics::histogram!(names::WORKER_RTF).record(self.compute.as_secs_f64() / audio);
             // Whole seconds of the exact total (a sum of rounded jobs would drop every job under half a second).
-            let total_ms =
-                AUDIO_MS.fetch_add((audio * 1000.0) as u64, Ordering::Relaxed) + (audio * 1000.0) as u64;
+            let ms = (audio * 1000.0) as u64;
+            let total_ms = AUDIO_MS.fetch_add(ms, Ordering::Relaxed) + ms;
             metrics::counter!(names::AUDIO_SECONDS_TOTAL).absolute(total_ms / 1000);
         }
         metrics::counter!(names::CHARACTERS_TOTAL).increment(self.chars as u64);

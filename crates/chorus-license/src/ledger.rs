@@ -188,12 +188,9 @@ struct Writer {
     file: File,
     written: u64,
     head: Head,
-    seen: HashSet<String>,
-    order: VecDeque<String>,
+    recent: RecentIds,
     /// Finished segments with their sizes.
     closed: Vec<(PathBuf, u64)>,
-    /// Record ids remembered for de-duplication.
-    window: usize,
     /// Audio seconds written since start, per model (for the whole-seconds counter).
     audio_seconds: std::collections::HashMap<String, f64>,
     /// Entries read back at start (logged; the tests check it).
@@ -201,12 +198,40 @@ struct Writer {
     replayed: u64,
 }
 
+/// The ids of the most recent records, at most `window` (for de-duplication).
+struct RecentIds {
+    seen: HashSet<String>,
+    order: VecDeque<String>,
+    window: usize,
+}
+
+impl RecentIds {
+    fn new(window: usize) -> Self {
+        Self { seen: HashSet::new(), order: VecDeque::new(), window }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.seen.contains(id)
+    }
+
+    /// Remembers `id`, forgetting the oldest beyond the window.
+    fn remember(&mut self, id: &str) {
+        if self.seen.insert(id.to_owned()) {
+            self.order.push_back(id.to_owned());
+            if self.order.len() > self.window
+                && let Some(old) = self.order.pop_front()
+            {
+                self.seen.remove(&old);
+            }
+        }
+    }
+}
+
 impl Writer {
     fn open(dir: &Path, max_segment_bytes: u64, window: usize) -> Result<Self, LedgerError> {
         std::fs::create_dir_all(dir)?;
         let segments = list_segments(dir)?;
-        let mut seen = HashSet::new();
-        let mut order = VecDeque::new();
+        let mut recent = RecentIds::new(window);
         let mut closed = Vec::new();
         let count = segments.len();
         let checkpoints: Vec<Option<Checkpoint>> =
@@ -222,14 +247,7 @@ impl Writer {
             let from_checkpoint = i == start && start > 0;
             let good_len = replay(path, &mut head, last, |id| {
                 replayed += 1;
-                if seen.insert(id.to_owned()) {
-                    order.push_back(id.to_owned());
-                    if order.len() > window
-                        && let Some(old) = order.pop_front()
-                    {
-                        seen.remove(&old);
-                    }
-                }
+                recent.remember(id);
             })
             .map_err(|e| match e {
                 LedgerError::Damaged(m) if from_checkpoint => LedgerError::Damaged(format!(
@@ -282,10 +300,8 @@ impl Writer {
             file,
             written,
             head,
-            seen,
-            order,
+            recent,
             closed,
-            window,
             replayed,
             audio_seconds: std::collections::HashMap::new(),
         })
@@ -312,7 +328,7 @@ impl Writer {
     /// Writes the records not seen before (not yet fsync'd).
     fn append(&mut self, records: Vec<UsageRecord>) -> std::io::Result<()> {
         for record in records {
-            if self.seen.contains(&record.id) {
+            if self.recent.contains(&record.id) {
                 metrics::counter!(names::LICENSE_USAGE_DUPLICATES_TOTAL).increment(1);
                 continue;
             }
@@ -340,14 +356,7 @@ impl Writer {
             *audio += entry.record.audio_seconds.max(0.0);
             metrics::counter!(names::LICENSE_USAGE_AUDIO_SECONDS_TOTAL, "model" => model)
                 .absolute(audio.floor() as u64);
-            let id = entry.record.id;
-            self.seen.insert(id.clone());
-            self.order.push_back(id);
-            if self.order.len() > self.window
-                && let Some(old) = self.order.pop_front()
-            {
-                self.seen.remove(&old);
-            }
+            self.recent.remember(&entry.record.id);
         }
         Ok(())
     }
