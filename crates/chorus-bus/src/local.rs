@@ -141,7 +141,8 @@ impl Bus for LocalBus {
             let deadline = tokio::time::Instant::now() + self.config.queue_timeout;
             let result = loop {
                 if tokio::time::timeout_at(deadline, freed.as_mut()).await.is_err() {
-                    break Err(BusError::Busy(job.model.clone()));
+                    let waited = self.config.queue_timeout;
+                    break Err(BusError::QueueTimeout { model: job.model.clone(), waited });
                 }
                 freed.set(self.freed.notified());
                 freed.as_mut().enable();

@@ -340,7 +340,12 @@ impl Inner {
             .await
             .is_err()
             {
-                break Err(error);
+                break Err(match error {
+                    BusError::Busy(model) => {
+                        BusError::QueueTimeout { model, waited: self.config.queue_timeout }
+                    }
+                    other => other,
+                });
             }
         };
         self.set_waiting(&job.model, waiting.as_ref(), None);
