@@ -321,8 +321,8 @@ impl LicenseGate {
             let mut keys =
                 self.keys.lock().map_err(|_| ApiError::new(ErrorCode::Internal, "limiter poisoned"))?;
             let entry = keys.entry(key.name.clone()).or_default();
+            let now = Instant::now();
             if let Some(rpm) = key.requests_per_minute {
-                let now = Instant::now();
                 entry.prune(now);
                 if entry.started.len() as u64 + u64::from(peer.started_last_minute) >= u64::from(rpm) {
                     // Room again when the oldest start here or on another server leaves the window.
@@ -341,7 +341,6 @@ impl LicenseGate {
                         )
                     });
                 }
-                entry.started.push_back(now);
             }
             if let Some(max) = key.max_concurrent {
                 if !try_acquire(&entry.in_flight, max.saturating_sub(peer.in_flight)) {
@@ -351,6 +350,10 @@ impl LicenseGate {
                     ));
                 }
                 counters.push(Arc::clone(&entry.in_flight));
+            }
+            // Counted as started only once admitted: a request refused for concurrency costs no rate.
+            if key.requests_per_minute.is_some() {
+                entry.started.push_back(now);
             }
         }
         if synthesis && let Some(max) = self.current().and_then(|s| s.max_concurrent_streams) {

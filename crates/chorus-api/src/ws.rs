@@ -35,7 +35,8 @@
 //!   admitted against its tenant key's limits (concurrency, requests per minute) and the license's stream limit
 //!   when its job starts: every context counts as one request, the socket itself as none.
 //! - **Idle contexts**: a context with no client message for it and no output from its job for
-//!   [`WsConfig::context_idle_timeout`] (20 s) ends with a 408 `timeout` `error` frame, freeing its slot.
+//!   [`WsConfig::context_idle_timeout`] (20 s; counted from the end of its `max_buffer_delay_ms`, the time the
+//!   worker may hold text back) ends with a 408 `timeout` `error` frame, freeing its slot.
 //! - **Idle sockets**: with no real traffic for [`WsConfig::idle_timeout`] (5 minutes, as Cartesia), the socket
 //!   closes with 1000. Real traffic is text, flushes, ends and cancels from the client and audio and context ends
 //!   to it: empty messages, bad input (and its `error` frames) and pings do not keep a socket open.

@@ -96,6 +96,9 @@ struct Context {
     meter: Option<Arc<crate::license::UsageMeter>>,
     /// Client messages for the context and output of its job (the context idle timeout).
     activity: Arc<Activity>,
+    /// The context's `max_buffer_delay_ms`: text the worker holds back may come out this long after the last input,
+    /// so the idle time starts counting after it.
+    buffer_delay: Duration,
 }
 
 /// How a context that is no longer running ended.
@@ -525,6 +528,7 @@ impl Connection {
         let prepared = self.state.prepare(&request, &request_id, Route::WebSocket)?;
         let continuation = prepared.job.continuation;
         let has_text = has_text(&prepared.job.transcript);
+        let buffer_delay = Duration::from_millis(u64::from(prepared.job.max_buffer_delay_ms));
         let ctx = Context {
             generation: 0,
             inputs: Inputs::Deferred(Box::new(Deferred { request, prepared, flushes: 0 })),
@@ -534,6 +538,7 @@ impl Connection {
             request_id: request_id.clone(),
             meter: None,
             activity: Arc::new(Activity::new()),
+            buffer_delay,
         };
         self.activity.touch();
         self.contexts.insert(Arc::clone(&id), ctx);
@@ -699,7 +704,7 @@ impl Connection {
             .filter(|(_, c)| {
                 !c.ended
                     && matches!(c.inputs, Inputs::Deferred(_) | Inputs::Running(_))
-                    && c.activity.idle_for() >= limit
+                    && c.activity.idle_for() >= limit + c.buffer_delay
             })
             .map(|(id, _)| Arc::clone(id))
             .collect();
