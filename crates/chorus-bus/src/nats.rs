@@ -368,11 +368,10 @@ impl Inner {
             .await
             .is_err()
             {
-                break Err(match error {
-                    BusError::Busy(model) => {
-                        BusError::QueueTimeout { model, waited: self.config.queue_timeout }
-                    }
-                    other => other,
+                break Err(if let BusError::Busy(model) = error {
+                    BusError::QueueTimeout { model, waited: self.config.queue_timeout }
+                } else {
+                    error
                 });
             }
         };

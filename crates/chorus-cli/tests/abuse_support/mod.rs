@@ -140,13 +140,8 @@ impl Ws {
                 Ok(_) => {}
                 Err(tungstenite::Error::Io(e))
                     if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
-                Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
-                    return Next::Closed(None);
-                }
-                Err(e) => {
-                    let _ = e;
-                    return Next::Closed(None);
-                }
+                // Closed, reset, or broken: the socket is over either way.
+                Err(_) => return Next::Closed(None),
             }
         }
     }
@@ -164,7 +159,7 @@ impl Ws {
                         return frames;
                     }
                 }
-                other => {
+                other @ (Next::Closed(_) | Next::Nothing) => {
                     panic!("context {context_id}: {other:?} before its end, after {} frames", frames.len())
                 }
             }
@@ -179,7 +174,7 @@ impl Ws {
                 Next::Frame(v) if v["context_id"] == context_id && v["type"] == "chunk" => return,
                 Next::Frame(v) if v["type"] == "error" => panic!("error instead of audio: {v}"),
                 Next::Frame(_) => {}
-                other => panic!("no audio for {context_id}: {other:?}"),
+                other @ (Next::Closed(_) | Next::Nothing) => panic!("no audio for {context_id}: {other:?}"),
             }
         }
     }
