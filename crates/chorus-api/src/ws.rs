@@ -153,7 +153,7 @@ impl WsConfig {
 /// let signal = { let s = ws_shutdown.clone(); async move { shutdown_signal().await; s.trigger() } };
 /// axum::serve(listener, app).with_graceful_shutdown(signal).await?;
 /// // Sockets drain (up to `drain_timeout`) and close with 1001; bound the wait anyway.
-/// let _ = tokio::time::timeout(Duration::from_secs(15), ws_shutdown.wait_closed()).await;
+/// let _ = tokio::time::timeout(Duration::from_secs(35), ws_shutdown.wait_closed()).await;
 /// ```
 ///
 /// After `trigger`, handshakes get a 503 and every socket refuses new contexts (a 503 `error` frame), lets its
