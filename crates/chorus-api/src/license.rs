@@ -10,8 +10,8 @@
 //! unknown, and the API does not run open by accident). Once a state has arrived it keeps applying, including its
 //! grace deadline (`refuse_after`), if the proxy goes quiet.
 //!
-//! Limits: per tenant key, `max_concurrent` requests in flight (a WebSocket counts as one while open) and
-//! `requests_per_minute` started in any 60-second window; beyond them 429 (`concurrency_limited` /
+//! Limits: per tenant key, `max_concurrent` requests in flight (each WebSocket context counts as one while it
+//! runs; the socket itself as none) and `requests_per_minute` started in any 60-second window; beyond them 429 (`concurrency_limited` /
 //! `rate_limited`) with `Retry-After`. The license's `max_concurrent_streams` bounds synthesis requests in flight.
 //! The limits hold across API servers: each shares its counts over the link twice a second and adds the others'
 //! latest counts to its own when it admits a request (see [`chorus_bus::LicenseLink::peer_limits`]), so servers can

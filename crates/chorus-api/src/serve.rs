@@ -239,12 +239,23 @@ pub async fn serve_with<W: Wrap>(
     Ok(())
 }
 
+/// The answer to a connection over the limits.
+fn busy_response() -> &'static [u8] {
+    static BUSY: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
+        let body = r#"{"error_code":"unserviceable","title":"Too many connections","message":"connection limit reached; retry shortly","request_id":""}"#;
+        format!(
+            "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    });
+    &BUSY
+}
+
 /// A one-line answer to a connection over the limits, written only if the socket takes it at once.
 fn refuse(tcp: &TcpStream) {
-    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\n\
-        Content-Type: application/json\r\nContent-Length: 103\r\n\r\n\
-        {\"error_code\":\"unserviceable\",\"title\":\"Too many connections\",\"message\":\"connection limit reached\"}\n";
-    let _ = tcp.try_write(BUSY);
+    let _ = tcp.try_write(busy_response());
 }
 
 async fn connection<W: Wrap>(
@@ -708,6 +719,16 @@ mod tests {
             let huge = usize::try_from(limit).unwrap_or(usize::MAX);
             assert!(ServeConfig { max_connections: huge, ..ok }.validate().is_err());
         }
+    }
+
+    #[test]
+    fn the_busy_answer_is_well_formed() {
+        let text = std::str::from_utf8(busy_response()).unwrap_or_default();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or_default();
+        assert!(head.starts_with("HTTP/1.1 503"));
+        assert!(head.contains(&format!("Content-Length: {}", body.len())), "{head}");
+        let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        assert_eq!(v["error_code"], "unserviceable");
     }
 
     #[test]
