@@ -141,7 +141,7 @@ def flags(args: list[str]) -> dict[str, str]:
     return {a: args[i + 1] for i, a in enumerate(args) if a.startswith("--")}
 
 
-@pytest.mark.parametrize("service,deployment", [("api", "chorus-api"), ("worker", "chorus-worker-tts"),
+@pytest.mark.parametrize("service,deployment", [("api", "chorus-api"), ("worker", "tts"),
                                                  ("license-proxy", "chorus-license-proxy")])
 def test_same_processes_and_flags_as_the_chart(compose, service, deployment):
     ours, theirs = compose["services"][service]["command"], chart_args(deployment)
