@@ -116,9 +116,6 @@ module "eks" {
     vpc-cni = {
       before_compute = true
     }
-    eks-pod-identity-agent = {
-      before_compute = true
-    }
     # Volumes for the license proxy's PersistentVolumeClaim (StorageClass gp3 in chorus.tf).
     aws-ebs-csi-driver = {
       service_account_role_arn = module.ebs_csi_irsa.arn

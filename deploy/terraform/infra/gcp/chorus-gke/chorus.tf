@@ -32,22 +32,24 @@ resource "kubernetes_namespace_v1" "chorus" {
   depends_on = [module.gke]
 }
 
-# A Google service account for the pods, with roles/iam.workloadIdentityUser for the Kubernetes ServiceAccount the
-# chart creates (named by chorus-values, annotated with this account); it may read and write the bucket's objects.
-module "chorus_workload_identity" {
-  #checkov:skip=CKV_TF_1:Registry module pinned to one exact version (the registry serves a published version from a fixed commit); a git commit source would lose the registry version and its changelog.
-  source  = "terraform-google-modules/kubernetes-engine/google//modules/workload-identity"
-  version = "44.2.0"
-  count   = var.enable_hot_reload ? 1 : 0
+# Workload Identity: a Google service account for the pods, which the Kubernetes ServiceAccount the chart creates
+# (named by chorus-values, annotated with this account's e-mail) may act as; it may read and write the bucket's
+# objects, nothing else.
+resource "google_service_account" "chorus" {
+  count = var.enable_hot_reload ? 1 : 0
 
-  project_id          = var.project_id
-  name                = module.chorus_values.service_account_name
-  gcp_sa_name         = "${substr(var.name, 0, 23)}-chorus"
-  namespace           = var.namespace
-  use_existing_k8s_sa = true
-  k8s_sa_name         = module.chorus_values.service_account_name
-  annotate_k8s_sa     = false
-  roles               = []
+  account_id   = "${substr(var.name, 0, 23)}-chorus"
+  display_name = "Chorus pods of ${var.name} (${var.namespace}/${module.chorus_values.service_account_name})"
+}
+
+resource "google_service_account_iam_member" "chorus_workload_identity" {
+  count = var.enable_hot_reload ? 1 : 0
+
+  service_account_id = google_service_account.chorus[0].name
+  role               = "roles/iam.workloadIdentityUser"
+  member             = "serviceAccount:${var.project_id}.svc.id.goog[${var.namespace}/${module.chorus_values.service_account_name}]"
+
+  depends_on = [module.gke] # the workload pool PROJECT.svc.id.goog exists once the cluster does
 }
 
 resource "google_storage_bucket_iam_member" "chorus_objects" {
@@ -55,7 +57,7 @@ resource "google_storage_bucket_iam_member" "chorus_objects" {
 
   bucket = google_storage_bucket.artifacts[0].name
   role   = "roles/storage.objectAdmin"
-  member = "serviceAccount:${module.chorus_workload_identity[0].gcp_service_account_email}"
+  member = "serviceAccount:${google_service_account.chorus[0].email}"
 }
 
 # The familiar API key Secret: CARTESIA_API_KEY is the clients' key, CONTAINER_KEY the license proxy's token.
@@ -89,7 +91,7 @@ resource "helm_release" "chorus" {
 
   depends_on = [
     kubernetes_secret_v1.api_keys,
-    module.chorus_workload_identity,
+    google_service_account_iam_member.chorus_workload_identity,
     google_storage_bucket_iam_member.chorus_objects,
     google_compute_global_address.ingress,
     helm_release.kube_prometheus_stack,

@@ -37,7 +37,7 @@ module "chorus_values" {
   license_trusted_keys           = var.license_trusted_keys
 
   # The chart creates the pods' ServiceAccount bound to this Google service account (Workload Identity, chorus.tf).
-  service_account_annotations = var.enable_hot_reload ? { "iam.gke.io/gcp-service-account" = module.chorus_workload_identity[0].gcp_service_account_email } : {}
+  service_account_annotations = var.enable_hot_reload ? { "iam.gke.io/gcp-service-account" = google_service_account.chorus[0].email } : {}
 }
 
 locals {
@@ -114,7 +114,8 @@ module "gke" {
   # Nodes without public IPs; the control plane's public endpoint only for control_plane_allowed_cidrs.
   enable_private_nodes   = true
   master_ipv4_cidr_block = "172.16.0.0/28"
-  master_authorized_networks = [
+  # 0.0.0.0/0 among them: no authorized networks block, the endpoint is open to anyone with credentials.
+  master_authorized_networks = contains(var.control_plane_allowed_cidrs, "0.0.0.0/0") ? [] : [
     for c in var.control_plane_allowed_cidrs : { cidr_block = c, display_name = "terraform and kubectl" }
   ]
 

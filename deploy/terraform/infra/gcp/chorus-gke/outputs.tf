@@ -35,5 +35,5 @@ output "artifact_bucket" {
 
 output "chorus_service_account" {
   description = "Google service account the Chorus pods act as through Workload Identity."
-  value       = var.enable_hot_reload ? module.chorus_workload_identity[0].gcp_service_account_email : ""
+  value       = var.enable_hot_reload ? google_service_account.chorus[0].email : ""
 }
