@@ -1055,6 +1055,7 @@ def test_familiar_notes_give_the_runbook_commands(helm, tmp_path, case):
     assert "CARTESIA_API_KEY is a client API key the API accepts" in text
     assert "CONTAINER_KEY is the license proxy's bearer token for the upstream license server" in text
     assert "GPU pool (nvidia.com/gpu), so it runs the CUDA image chorus-cuda" in text
+    assert "chorus smoke --url URL --api-key KEY --golive cpu-2 --metrics-url" in text
     assert "infra.gcsSecretName (gar-pull-secret) is used only with a gs:// artifacts.location" in text
     if case == "familiar-gcp":
         assert "describe managedcertificate chorus-ssl-cert" in text
