@@ -119,6 +119,10 @@ module "gke" {
     for c in var.control_plane_allowed_cidrs : { cidr_block = c, display_name = "terraform and kubectl" }
   ]
 
+  # The control plane reaches the add-ons' webhooks and KEDA's metrics API server on the private nodes.
+  add_master_webhook_firewall_rules = true
+  firewall_inbound_ports            = ["6443", "8443", "9443"]
+
   http_load_balancing        = true # the GCE Ingress controller
   horizontal_pod_autoscaling = true # KEDA drives HPAs
   identity_namespace         = "enabled"
