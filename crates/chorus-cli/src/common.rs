@@ -381,6 +381,38 @@ pub fn install_metrics() -> Result<PrometheusHandle> {
     Ok(handle)
 }
 
+/// Outcomes of `chorus_worker_jobs_total` (the engine's labels).
+const JOB_OUTCOMES: [&str; 3] = ["completed", "cancelled", "failed"];
+/// Routes of the API's synthesis histograms (the meters' `route` labels).
+const SYNTHESIS_ROUTES: [&str; 4] = ["bytes", "sse", "websocket", "openai_speech"];
+
+/// Registers every worker metric the runbook and the dashboards name, so that a fresh worker exports each series
+/// (empty histograms, zero counters) before its first request: a new pool's panels show 0, not "no data".
+pub fn register_worker_metrics() {
+    metrics::gauge!(names::WORKER_CAPACITY).set(0.0);
+    metrics::gauge!(names::WORKER_LOAD).set(0.0);
+    // A histogram handle registers the series; the exporter renders it with zero counts until a sample arrives.
+    let _ = metrics::histogram!(names::WORKER_TTFA);
+    let _ = metrics::histogram!(names::WORKER_RTF);
+    let _ = metrics::histogram!(names::ENGINE_BATCH_SIZE);
+    for outcome in JOB_OUTCOMES {
+        metrics::counter!(names::JOBS_TOTAL, "outcome" => outcome).increment(0);
+    }
+    metrics::counter!(names::AUDIO_SECONDS_TOTAL).increment(0);
+    metrics::counter!(names::CHARACTERS_TOTAL).increment(0);
+    metrics::counter!(names::ENGINE_PREEMPTIONS_TOTAL).increment(0);
+}
+
+/// Registers the API's synthesis histograms (TTFA, duration) for every route, so that a fresh API server exports
+/// them before its first request. The queue gauges (`api_queue_size`, `api_unserviceable_requests_size`) appear per
+/// model once a worker announces it or a request waits for it (`record_api`).
+pub fn register_api_metrics() {
+    for route in SYNTHESIS_ROUTES {
+        let _ = metrics::histogram!(names::API_TTFA, "route" => route);
+        let _ = metrics::histogram!(names::REQUEST_DURATION, "route" => route);
+    }
+}
+
 /// Sets the worker gauges (read at scrape time).
 pub fn record_worker(worker: &EngineWorker) {
     use chorus_bus::Worker;
