@@ -170,17 +170,7 @@ pub fn run(config: &Config, load: &Load) -> Outcome {
 
     loop {
         // Arrivals.
-        while arrivals.last().is_some_and(|a| a.0 <= now + 1e-12) {
-            let Some((t, audio, client)) = arrivals.pop() else { break };
-            streams.push(Stream {
-                result: StreamResult { arrived: t, ..StreamResult::default() },
-                remaining: audio,
-                playback: None,
-                admitted: false,
-                client,
-            });
-            waiting.push_back(streams.len() - 1);
-        }
+        arrive(now, &mut arrivals, &mut streams, &mut waiting);
         // Completions.
         for thread in 0..sim.running.len() {
             let done = sim.running[thread].as_ref().is_some_and(|p| p.end <= now + 1e-12);
@@ -227,17 +217,7 @@ pub fn run(config: &Config, load: &Load) -> Outcome {
             }
         }
         // New arrivals right now (closed loop) are admitted in this same step.
-        while arrivals.last().is_some_and(|a| a.0 <= now + 1e-12) {
-            let Some((t, audio, client)) = arrivals.pop() else { break };
-            streams.push(Stream {
-                result: StreamResult { arrived: t, ..StreamResult::default() },
-                remaining: audio,
-                playback: None,
-                admitted: false,
-                client,
-            });
-            waiting.push_back(streams.len() - 1);
-        }
+        arrive(now, &mut arrivals, &mut streams, &mut waiting);
         // Admission.
         let estimate = capacity_from_throughput(
             config.threads as f64 * 4.0 / cost.expected((4.0 * IDS_PER_SECOND) as usize).as_secs_f64(),
@@ -275,6 +255,26 @@ pub fn run(config: &Config, load: &Load) -> Outcome {
     }
     sim.out.streams = streams.into_iter().filter(|s| s.admitted).map(|s| s.result).collect();
     sim.out
+}
+
+/// Streams whose arrival time has come join the wait for a slot.
+fn arrive(
+    now: f64,
+    arrivals: &mut Vec<(f64, f64, Option<usize>)>,
+    streams: &mut Vec<Stream>,
+    waiting: &mut VecDeque<usize>,
+) {
+    while arrivals.last().is_some_and(|a| a.0 <= now + 1e-12) {
+        let Some((t, audio, client)) = arrivals.pop() else { break };
+        streams.push(Stream {
+            result: StreamResult { arrived: t, ..StreamResult::default() },
+            remaining: audio,
+            playback: None,
+            admitted: false,
+            client,
+        });
+        waiting.push_back(streams.len() - 1);
+    }
 }
 
 /// A chunk due now that finds every thread busy stops the pass [`preemption_victim`] picks, and the freed thread
