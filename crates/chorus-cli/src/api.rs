@@ -79,6 +79,7 @@ pub fn run(paths: &PathArgs, args: ApiRoleArgs) -> Result<()> {
     let ws = args.api.ws.ws_config(&file)?;
     common::warn_public_metrics(args.metrics_listen);
     let metrics = common::install_metrics()?;
+    common::register_api_metrics();
     let runtime = common::runtime()?;
     runtime.block_on(async move {
         let client = common::connect_nats(&args.nats, "chorus-api").await?;

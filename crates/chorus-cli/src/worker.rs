@@ -46,6 +46,7 @@ pub fn run(paths: &PathArgs, args: WorkerArgs) -> Result<()> {
     let internal_serve = args.conn.serve_config(&file, "internal")?;
     common::warn_public_metrics(args.metrics_listen);
     let metrics = common::install_metrics()?;
+    common::register_worker_metrics();
     let runtime = common::runtime()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let worker_id = args.worker_id.clone().unwrap_or_else(common::default_worker_id);
