@@ -553,6 +553,9 @@ pub fn register_worker_metrics() {
     metrics::counter!(names::AUDIO_SECONDS_TOTAL).increment(0);
     metrics::counter!(names::CHARACTERS_TOTAL).increment(0);
     metrics::counter!(names::ENGINE_PREEMPTIONS_TOTAL).increment(0);
+    metrics::counter!(names::STREAM_UNDERRUNS_TOTAL).increment(0);
+    metrics::counter!(names::CAPACITY_DECREASES_TOTAL).increment(0);
+    let _ = metrics::histogram!(names::STREAM_MARGIN);
 }
 
 /// Registers the API's synthesis histograms (TTFA, duration) for every route, so that a fresh API server exports
