@@ -8,6 +8,7 @@ pub mod app;
 pub mod artifacts;
 pub mod auth;
 pub mod catalogue;
+pub mod cors;
 mod encode;
 pub mod error;
 mod job_stream;
@@ -18,6 +19,7 @@ pub mod routes;
 pub mod sse;
 pub mod state;
 pub mod store;
+pub mod token;
 pub mod ws;
 
 pub use app::{router, serve};

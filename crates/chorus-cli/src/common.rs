@@ -44,6 +44,8 @@ pub struct ConfigFile {
     pub enable_hot_reload: Option<bool>,
     /// Seconds between two listings of the artifact store's `models/` (workers).
     pub models_poll_seconds: Option<f64>,
+    /// Browser origins allowed to call the API (CORS); `--cors-origin` overrides.
+    pub cors_origins: Option<Vec<String>>,
     /// The license proxy (`chorus license-proxy`, and the one inside `chorus serve`).
     pub license: Option<crate::license::LicenseSection>,
 }
@@ -71,6 +73,8 @@ pub struct ApiArgs {
     pub allow_open: bool,
     #[command(flatten)]
     pub artifacts: ArtifactArgs,
+    #[command(flatten)]
+    pub web: crate::web::WebArgs,
 }
 
 /// Artifact store flags (`serve`, `api`, `artifacts`).
@@ -212,7 +216,7 @@ pub fn api_state_opts(
         tracing::warn!(listen = %args.listen, "No API key configured: the API is OPEN to anyone who can reach it.");
         eprintln!("WARNING: no API key configured; the API on {} accepts every request.", args.listen);
     }
-    let mut config = ApiConfig { api_keys: keys, ..ApiConfig::default() };
+    let mut config = ApiConfig { api_keys: keys, cors: args.web.cors(file)?, ..ApiConfig::default() };
     if let Some(models) = &file.models {
         config.catalogue.models.clone_from(models);
     }

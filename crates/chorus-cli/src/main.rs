@@ -18,6 +18,7 @@ mod probe;
 mod say;
 mod serve;
 mod smoke;
+mod web;
 mod worker;
 
 use std::process::ExitCode;
