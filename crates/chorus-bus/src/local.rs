@@ -11,6 +11,9 @@ use crate::{
     BoxFuture, Bus, BusError, EVENT_BUFFER, INPUT_BUFFER, JobHandle, ModelInfo, Refusal, Worker, WorkerStatus,
 };
 
+/// How often a queued request looks again for a free slot when none was freed.
+const CAPACITY_POLL: Duration = Duration::from_millis(100);
+
 /// Queueing when every worker is busy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LocalBusConfig {
@@ -140,7 +143,12 @@ impl Bus for LocalBus {
             }
             let deadline = tokio::time::Instant::now() + self.config.queue_timeout;
             let result = loop {
-                if tokio::time::timeout_at(deadline, freed.as_mut()).await.is_err() {
+                // Woken by a freed slot, or every poll interval: a worker's capacity can also rise while nothing
+                // ends (it lowers and raises it with the slack of its streams).
+                let wake = deadline.min(tokio::time::Instant::now() + CAPACITY_POLL);
+                if tokio::time::timeout_at(wake, freed.as_mut()).await.is_err()
+                    && tokio::time::Instant::now() >= deadline
+                {
                     break Err(BusError::Busy(job.model.clone()));
                 }
                 freed.set(self.freed.notified());

@@ -67,6 +67,7 @@ pub fn run(paths: &PathArgs, args: ApiRoleArgs) -> Result<()> {
     let installed = installed_models(&paths.models_dir());
     let file = ConfigFile::load(args.config.as_deref())?;
     let metrics = common::install_metrics()?;
+    common::register_api_metrics();
     let runtime = common::runtime()?;
     runtime.block_on(async move {
         let client = common::connect_nats(&args.nats, "chorus-api").await?;

@@ -65,6 +65,10 @@ struct Measurement {
     ttfa_s: Vec<f64>,
     /// Sorted samples.
     rtf: Vec<f64>,
+    /// Barge-in: from dropping a synthesis while its next chunk computes to the model threads holding none of its
+    /// work (queue empty, no pass running), sorted samples (chorus only).
+    #[serde(default)]
+    cancel_s: Vec<f64>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -211,9 +215,27 @@ fn measure_chorus(paths: &PathArgs, args: &BenchArgs, threads: usize) -> Result<
         }
         rtf.push(t0.elapsed().as_secs_f64() / (samples as f64 / rate));
     }
+    // Barge-in: drop the paragraph's synthesis while its second chunk computes.
+    let pool = engine.pool(&args.voice).context("the voice has no pool")?;
+    let mut cancel = Vec::with_capacity(args.iterations());
+    for _ in 0..args.iterations() {
+        let mut synthesis = engine.synthesize(&paragraph)?;
+        synthesis.next().context("no audio")??;
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let t0 = Instant::now();
+        drop(synthesis);
+        while pool.queued() > 0 || pool.busy() > 0 {
+            if t0.elapsed().as_secs() > 10 {
+                bail!("a cancelled synthesis still held a model thread after 10 s");
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        cancel.push(t0.elapsed().as_secs_f64());
+    }
     ttfa.sort_by(f64::total_cmp);
     rtf.sort_by(f64::total_cmp);
-    Ok(Measurement { load_s: quantile(&loads, 0.5), ttfa_s: ttfa, rtf })
+    cancel.sort_by(f64::total_cmp);
+    Ok(Measurement { load_s: quantile(&loads, 0.5), ttfa_s: ttfa, rtf, cancel_s: cancel })
 }
 
 fn measure_peer(
@@ -268,7 +290,7 @@ fn render(rows: &[Row], args: &BenchArgs) -> String {
     for row in rows {
         let c = &row.chorus;
         let p = row.peer.as_ref();
-        let metrics: [Metric; 3] = [
+        let metrics: [Metric; 4] = [
             ("model load + warm-up (s)", c.load_s, f64::NAN, p.map(|p| (p.load_s, f64::NAN))),
             (
                 "time to first audio, short sentence (ms)",
@@ -281,6 +303,12 @@ fn render(rows: &[Row], args: &BenchArgs) -> String {
                 quantile(&c.rtf, 0.5),
                 quantile(&c.rtf, 0.9),
                 p.map(|p| (quantile(&p.rtf, 0.5), quantile(&p.rtf, 0.9))),
+            ),
+            (
+                "barge-in: cancel to model thread free (ms)",
+                quantile(&c.cancel_s, 0.5) * 1e3,
+                quantile(&c.cancel_s, 0.9) * 1e3,
+                None,
             ),
         ];
         for (name, median, p90, peer) in metrics {

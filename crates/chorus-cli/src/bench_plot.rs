@@ -188,7 +188,8 @@ pub fn svg(series: &[(String, Vec<LevelSummary>)]) -> String {
     let _ = writeln!(
         out,
         "<text x=\"80\" y=\"72\" fill=\"#444\">TTFA: solid line p50, dashed line p95 (log scale). Throughput: seconds of \
-         audio delivered per second.</text>"
+         audio delivered per second, each level marked with its gap-free rate (streams with no underrun; red below \
+         100%).</text>"
     );
 
     // Left: TTFA.
@@ -236,6 +237,16 @@ pub fn svg(series: &[(String, Vec<LevelSummary>)]) -> String {
             .map(|l| (x.pos(l.x(), RIGHT_PANEL), ypos(l.audio_s_per_s)))
             .collect();
         polyline(&mut out, &pts, colour, false);
+        for l in levels.iter().filter(|l| l.audio_s_per_s.is_finite() && l.gap_free_rate.is_finite()) {
+            let (px, py) = (x.pos(l.x(), RIGHT_PANEL), ypos(l.audio_s_per_s));
+            let fill = if l.gap_free_rate >= 1.0 { colour } else { "#d00" };
+            let _ = writeln!(
+                out,
+                "<text x=\"{px:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"10\" fill=\"{fill}\">{}</text>",
+                py - 6.0 - 11.0 * i as f64,
+                crate::bench_stats::gap_free_percent(l.gap_free_rate)
+            );
+        }
     }
     out.push_str("</svg>\n");
     out
@@ -251,6 +262,7 @@ mod tests {
             ttfa_p50_ms: p50,
             ttfa_p95_ms: p95,
             audio_s_per_s: thr,
+            gap_free_rate: if c >= 4 { 0.75 } else { 1.0 },
             ..Default::default()
         }
     }
@@ -281,6 +293,9 @@ mod tests {
         assert_eq!(s.matches("<polyline").count(), 6);
         assert!(s.contains("chorus &lt;ws&gt;"));
         assert!(!s.contains("NaN"));
+        // Every level with streams carries its gap-free rate; the one below 100% is red.
+        assert_eq!(s.matches(">100%</text>").count(), 4);
+        assert!(s.contains("fill=\"#d00\">75.0%</text>"));
         // One x tick per distinct concurrency in each panel.
         for c in ["1", "2", "4"] {
             assert!(s.matches(&format!(">{c}</text>")).count() >= 2, "{c}");

@@ -122,6 +122,10 @@ pub struct LevelSummary {
     /// Streams with at least one underrun.
     #[serde(default)]
     pub underrun_streams: usize,
+    /// Share of the level's streams (successful requests) that played with no underrun at all, 0 to 1; NaN (null
+    /// in JSON) without a stream. The headline figure: the declared capacity is the load at which it stays 1.
+    #[serde(default, deserialize_with = "nan_if_null")]
+    pub gap_free_rate: f64,
     #[serde(default, deserialize_with = "nan_if_null")]
     pub ttfa_mean_ms: f64,
     #[serde(default, deserialize_with = "nan_if_null")]
@@ -162,6 +166,11 @@ impl LevelSummary {
             underruns: samples.iter().map(|s| s.underruns.count).sum(),
             worst_underrun_ms: samples.iter().map(|s| s.underruns.worst_gap_s * 1e3).fold(0.0, f64::max),
             underrun_streams: samples.iter().filter(|s| s.underruns.count > 0).count(),
+            gap_free_rate: if samples.is_empty() {
+                f64::NAN
+            } else {
+                samples.iter().filter(|s| s.underruns.count == 0).count() as f64 / samples.len() as f64
+            },
             ttfa_mean_ms: if ttfa.is_empty() {
                 f64::NAN
             } else {
@@ -188,9 +197,9 @@ pub fn markdown_table(levels: &[LevelSummary]) -> String {
     let first = if open { "arrivals/s | peak in flight" } else { "concurrency" };
     let mut s = format!(
         "| {first} | requests | errors | TTFA p50 (ms) | TTFA p95 (ms) | TTFA p99 (ms) | RTF p50 | RTF p95 | chars/s | \
-         audio s/s | underruns (streams) | worst underrun (ms) |\n"
+         audio s/s | gap-free | underruns (streams) | worst underrun (ms) |\n"
     );
-    let cols = if open { 13 } else { 12 };
+    let cols = if open { 14 } else { 13 };
     s.push_str(&format!("|{}\n", "---|".repeat(cols)));
     for l in levels {
         let lead = if open {
@@ -199,7 +208,7 @@ pub fn markdown_table(levels: &[LevelSummary]) -> String {
             l.concurrency.to_string()
         };
         s.push_str(&format!(
-            "| {lead} | {} | {} | {:.1} | {:.1} | {:.1} | {:.3} | {:.3} | {:.0} | {:.2} | {} ({}) | {:.0} |\n",
+            "| {lead} | {} | {} | {:.1} | {:.1} | {:.1} | {:.3} | {:.3} | {:.0} | {:.2} | {} | {} ({}) | {:.0} |\n",
             l.requests,
             l.errors,
             l.ttfa_p50_ms,
@@ -209,12 +218,24 @@ pub fn markdown_table(levels: &[LevelSummary]) -> String {
             l.rtf_p95,
             l.chars_per_s,
             l.audio_s_per_s,
+            gap_free_percent(l.gap_free_rate),
             l.underruns,
             l.underrun_streams,
             l.worst_underrun_ms,
         ));
     }
     s
+}
+
+/// The gap-free rate as a table cell: `100%`, `95.2%`, or `-` without streams.
+pub fn gap_free_percent(rate: f64) -> String {
+    if !rate.is_finite() {
+        "-".into()
+    } else if rate >= 1.0 {
+        "100%".into()
+    } else {
+        format!("{:.1}%", rate * 100.0)
+    }
 }
 
 #[cfg(test)]
@@ -285,6 +306,12 @@ mod tests {
         assert!(close(l.audio_s_per_s, 3.0));
         assert_eq!((l.underruns, l.underrun_streams), (3, 2));
         assert!(close(l.worst_underrun_ms, 20.0));
+        // One stream of three played without a gap (the failed request is not a stream).
+        assert!(close(l.gap_free_rate, 1.0 / 3.0));
+        assert!(markdown_table(&[l]).contains("| 33.3% |"));
+        let clean = LevelSummary::from_samples(1, &[s(0.1, 0), s(0.1, 0)], 0, 1.0);
+        assert!(close(clean.gap_free_rate, 1.0));
+        assert!(markdown_table(&[clean]).contains("| 100% |"));
     }
 
     #[test]
@@ -304,11 +331,13 @@ mod tests {
             "audio_s_per_s",
             "underruns",
             "worst_underrun_ms",
+            "gap_free_rate",
         ] {
             assert!(v.get(key).is_some(), "missing {key} in {v}");
         }
         // No successful sample: percentiles are NaN, written as null, read back as NaN.
         assert!(v["ttfa_p50_ms"].is_null());
+        assert!(v["gap_free_rate"].is_null(), "no stream, no rate");
         let back: LevelSummary = serde_json::from_value(v).unwrap();
         assert!(back.ttfa_p50_ms.is_nan());
         assert_eq!(back.errors, 3);
@@ -330,6 +359,6 @@ mod tests {
         let t = markdown_table(&levels);
         assert_eq!(t.lines().count(), 4);
         assert!(t.lines().nth(3).unwrap().starts_with("| 8 |"));
-        assert_eq!(t.lines().nth(1).unwrap().matches("---").count(), 12);
+        assert_eq!(t.lines().nth(1).unwrap().matches("---").count(), 13);
     }
 }

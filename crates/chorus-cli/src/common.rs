@@ -32,6 +32,8 @@ pub struct ConfigFile {
     pub max_batch: Option<usize>,
     /// On cuda: `fixed`, `heuristic` or `exhaustive` (see `--cuda-conv-search`).
     pub cuda_conv_search: Option<String>,
+    /// Intra-op threads of each voice's solo session (see `--solo-threads`; 0 for none).
+    pub solo_threads: Option<usize>,
     /// Requests that may wait for a free stream.
     pub max_queue: Option<usize>,
     /// Seconds a request may wait for a free stream (or for a worker of its model).
@@ -188,6 +190,10 @@ pub struct EngineArgs {
     /// heuristic or exhaustive.
     #[arg(long, env = "CHORUS_CUDA_CONV_SEARCH")]
     pub cuda_conv_search: Option<String>,
+    /// Intra-op threads of each voice's solo session, which runs a chunk when no other model thread is computing
+    /// (a lone stream gets every core); 0 for none (default on cpu: every core, when the sessions use fewer).
+    #[arg(long, env = "CHORUS_SOLO_THREADS")]
+    pub solo_threads: Option<usize>,
 }
 
 /// Checks the keys against the listen address and builds the API state over `bus`.
@@ -261,9 +267,12 @@ pub fn engine_worker(
     config.intra_threads = args.threads.or(file.intra_threads).unwrap_or(1).max(1);
     config.device = device;
     config.max_batch = args.max_batch.or(file.max_batch).unwrap_or(device.default_max_batch()).clamp(1, 256);
+    let solo_default = if device.is_gpu() || config.sessions_per_voice < 2 { 0 } else { cores };
+    config.solo_threads = args.solo_threads.or(file.solo_threads).unwrap_or(solo_default).min(256);
     tracing::info!(
         ?device,
         sessions = config.sessions_per_voice,
+        solo_threads = config.solo_threads,
         max_batch = config.max_batch,
         "Engine placement."
     );
@@ -271,9 +280,17 @@ pub fn engine_worker(
         config.voices = vec![model.to_owned()];
     }
     let engine = Arc::new(Engine::load(&config).context("cannot load the engine")?);
-    // Unless configured, the capacity is what this machine keeps real-time, measured at warm-up.
-    let capacity = args.capacity.or(file.capacity).unwrap_or_else(|| engine.measured_capacity()).max(1);
-    tracing::info!(capacity, measured = engine.measured_capacity(), "Worker capacity.");
+    // Unless configured, the capacity is what this machine keeps gap-free, measured at warm-up under concurrent
+    // load and lowered while serving when streams come close to running dry.
+    let capacity = args.capacity.or(file.capacity).map(|c| c.max(1));
+    match capacity {
+        Some(c) => {
+            tracing::info!(capacity = c, measured = engine.measured_capacity(), "Worker capacity (fixed).")
+        }
+        None => {
+            tracing::info!(capacity = engine.measured_capacity(), "Worker capacity (measured, adaptive).")
+        }
+    }
     Ok(Arc::new(EngineWorker::new(engine, WorkerConfig { worker_id, capacity })))
 }
 
@@ -290,6 +307,8 @@ pub fn install_metrics() -> Result<PrometheusHandle> {
         .context("request duration buckets")?
         .set_buckets_for_metric(Matcher::Full(names::ENGINE_BATCH_SIZE.into()), &names::BATCH_BUCKETS)
         .context("batch size buckets")?
+        .set_buckets_for_metric(Matcher::Full(names::STREAM_MARGIN.into()), &names::MARGIN_BUCKETS)
+        .context("stream margin buckets")?
         .install_recorder()
         .context("cannot install the metrics recorder")?;
     metrics::describe_gauge!(names::WORKER_CAPACITY, "Streams the worker accepts at once.");
@@ -301,6 +320,19 @@ pub fn install_metrics() -> Result<PrometheusHandle> {
     );
     metrics::describe_histogram!(names::WORKER_RTF, "Compute time over audio duration, per job.");
     metrics::describe_histogram!(names::ENGINE_BATCH_SIZE, "Chunks per forward pass.");
+    metrics::describe_histogram!(
+        names::STREAM_MARGIN,
+        metrics::Unit::Seconds,
+        "How long before its listener needed it a chunk's audio was ready (negative: a gap)."
+    );
+    metrics::describe_counter!(
+        names::STREAM_UNDERRUNS_TOTAL,
+        "Chunks ready after their stream's listener ran dry (gaps the caller hears)."
+    );
+    metrics::describe_counter!(
+        names::CAPACITY_DECREASES_TOTAL,
+        "Times the worker lowered its capacity because a stream came close to running dry."
+    );
     metrics::describe_gauge!(names::API_QUEUE_SIZE, "Requests waiting for a free stream, per model.");
     metrics::describe_gauge!(
         names::API_UNSERVICEABLE,
@@ -351,6 +383,38 @@ pub fn install_metrics() -> Result<PrometheusHandle> {
         "Usage records dropped: the queue was full."
     );
     Ok(handle)
+}
+
+/// Outcomes of `chorus_worker_jobs_total` (the engine's labels).
+const JOB_OUTCOMES: [&str; 3] = ["completed", "cancelled", "failed"];
+/// Routes of the API's synthesis histograms (the meters' `route` labels).
+const SYNTHESIS_ROUTES: [&str; 4] = ["bytes", "sse", "websocket", "openai_speech"];
+
+/// Registers every worker metric the runbook and the dashboards name, so that a fresh worker exports each series
+/// (empty histograms, zero counters) before its first request: a new pool's panels show 0, not "no data".
+pub fn register_worker_metrics() {
+    metrics::gauge!(names::WORKER_CAPACITY).set(0.0);
+    metrics::gauge!(names::WORKER_LOAD).set(0.0);
+    // A histogram handle registers the series; the exporter renders it with zero counts until a sample arrives.
+    let _ = metrics::histogram!(names::WORKER_TTFA);
+    let _ = metrics::histogram!(names::WORKER_RTF);
+    let _ = metrics::histogram!(names::ENGINE_BATCH_SIZE);
+    for outcome in JOB_OUTCOMES {
+        metrics::counter!(names::JOBS_TOTAL, "outcome" => outcome).increment(0);
+    }
+    metrics::counter!(names::AUDIO_SECONDS_TOTAL).increment(0);
+    metrics::counter!(names::CHARACTERS_TOTAL).increment(0);
+    metrics::counter!(names::ENGINE_PREEMPTIONS_TOTAL).increment(0);
+}
+
+/// Registers the API's synthesis histograms (TTFA, duration) for every route, so that a fresh API server exports
+/// them before its first request. The queue gauges (`api_queue_size`, `api_unserviceable_requests_size`) appear per
+/// model once a worker announces it or a request waits for it (`record_api`).
+pub fn register_api_metrics() {
+    for route in SYNTHESIS_ROUTES {
+        let _ = metrics::histogram!(names::API_TTFA, "route" => route);
+        let _ = metrics::histogram!(names::REQUEST_DURATION, "route" => route);
+    }
 }
 
 /// Sets the worker gauges (read at scrape time).

@@ -11,6 +11,7 @@ mod bench_stats;
 mod bench_texts;
 mod bench_url;
 mod common;
+mod golive;
 mod license;
 mod models;
 mod paths;
@@ -56,7 +57,8 @@ enum Command {
     Artifacts(artifacts::ArtifactsCommand),
     /// Check a role's readiness (for Kubernetes probes).
     Probe(probe::ProbeArgs),
-    /// Smoke-test a running deployment: status, voices, a WAV, a WebSocket round trip, the metric names.
+    /// Smoke-test a running deployment: status, voices, a WAV, a WebSocket round trip, the metric names; with
+    /// --golive NODE_TYPE also a short load benchmark judged against the node type's documented figures.
     Smoke(smoke::SmokeArgs),
     /// Speak a text into an audio file (or stdout), chunk by chunk as it is synthesized.
     Say(say::SayArgs),

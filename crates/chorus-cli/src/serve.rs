@@ -59,6 +59,7 @@ pub struct ServeLicenseArgs {
 pub fn run(paths: &PathArgs, args: ServeArgs) -> Result<()> {
     let file = ConfigFile::load(args.config.as_deref())?;
     let metrics = common::install_metrics()?;
+    common::register_worker_metrics();
     let runtime = common::runtime()?;
     let worker = common::engine_worker(paths, &args.engine, &file, "local-0".into(), None)?;
     let bus = LocalBus::new(LocalBusConfig {
@@ -66,6 +67,7 @@ pub fn run(paths: &PathArgs, args: ServeArgs) -> Result<()> {
         queue_timeout: Duration::from_secs(file.queue_timeout_seconds.unwrap_or(30)),
     });
     bus.register(Arc::clone(&worker) as Arc<dyn chorus_bus::Worker>);
+    common::register_api_metrics();
     let state = common::api_state(&args.api, &file, Arc::new(bus.clone()))?;
     let mut state = common::with_artifacts(
         state,

@@ -39,9 +39,53 @@ pub struct SmokeArgs {
     /// Seconds each check may take.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
+    /// Go-live: after the checks, a short load benchmark whose TTFA p95 and gap-free rate must be within the
+    /// figures documented for this worker node type (cpu-2, cpu-16, gpu-h100; docs/operations.md, "Go-live
+    /// checks"). Needs --metrics-url (the metric names are a go-live check too).
+    #[arg(long, value_name = "NODE_TYPE")]
+    pub golive: Option<String>,
+    /// Go-live: seconds the benchmark runs.
+    #[arg(long, default_value_t = 20.0)]
+    pub golive_seconds: f64,
+    /// Go-live: the voice the benchmark asks for.
+    #[arg(long, default_value = crate::say::DEFAULT_VOICE)]
+    pub golive_voice: String,
 }
 
 pub fn run(args: SmokeArgs) -> Result<()> {
+    let golive = args.golive.as_deref().map(crate::golive::figures).transpose()?;
+    if golive.is_some() && args.metrics_urls.is_empty() {
+        bail!(
+            "--golive needs --metrics-url (the API's and the workers' /metrics): the metric names are a go-live check"
+        );
+    }
+    checks(&args)?;
+    if let Some(figures) = golive {
+        println!(
+            "go-live benchmark: {} ({}), {} streams for {} s",
+            figures.name, figures.node, figures.concurrency, args.golive_seconds
+        );
+        let base = args.url.trim_end_matches('/');
+        match crate::golive::bench(
+            base,
+            args.api_key.as_deref(),
+            &args.golive_voice,
+            &args.model_id,
+            &figures,
+            args.golive_seconds,
+        ) {
+            Ok(line) => println!("PASS go-live benchmark: {line}"),
+            Err(e) => {
+                println!("FAIL go-live benchmark: {}", format!("{e:#}").replace('\n', " "));
+                bail!("the go-live benchmark is outside the figures for {}", figures.name);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The smoke checks, one line each.
+fn checks(args: &SmokeArgs) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         let http = bench_proto::http_client();

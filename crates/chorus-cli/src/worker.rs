@@ -42,6 +42,7 @@ pub struct WorkerArgs {
 pub fn run(paths: &PathArgs, args: WorkerArgs) -> Result<()> {
     let file = ConfigFile::load(args.config.as_deref())?;
     let metrics = common::install_metrics()?;
+    common::register_worker_metrics();
     let runtime = common::runtime()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let worker_id = args.worker_id.clone().unwrap_or_else(common::default_worker_id);

@@ -7,14 +7,17 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use chorus_proto::{PhonemeTimestamps, PronunciationItem, SynthesisParams, WordTimestamps};
-use chorus_text::{ChunkStream, EspeakConfig, Frontend, FrontendConfig, PhonemeChunk, Phonemizer, TextInput};
+use chorus_text::{
+    ChunkBudget, ChunkStream, EspeakConfig, Frontend, FrontendConfig, PhonemeChunk, Phonemizer, TextInput,
+};
 use crossbeam_channel::Receiver;
 
 use crate::EngineError;
 use crate::model::{Model, Scales};
 use crate::piper::{PiperModel, PiperVoice};
-use crate::pool::{JobResult, ModelPool};
+use crate::pool::{JobResult, ModelPool, StreamGuard, Throughput};
 use crate::runtime::Device;
+use crate::scheduler::ChunkPolicy;
 use crate::{runtime, scheduler};
 
 /// How the engine is loaded.
@@ -35,6 +38,11 @@ pub struct EngineConfig {
     /// The most chunks one forward pass takes (1: no batching, the right choice on a CPU).
     pub max_batch: usize,
     pub frontend: FrontendConfig,
+    /// How chunks are sized against each stream's slack.
+    pub policy: ChunkPolicy,
+    /// Intra-op threads of a voice's solo session (0: none): the first model thread runs a chunk on it when no
+    /// other thread is computing, so a lone stream uses every core (see [`ModelPool::start`]).
+    pub solo_threads: usize,
 }
 
 impl EngineConfig {
@@ -50,6 +58,8 @@ impl EngineConfig {
             device: Device::Cpu,
             max_batch: 1,
             frontend: FrontendConfig::default(),
+            policy: ChunkPolicy::default(),
+            solo_threads: 0,
         }
     }
 }
@@ -58,14 +68,7 @@ struct LoadedVoice {
     voice: PiperVoice,
     pool: ModelPool,
     speed: SpeedCurve,
-    /// Real-time factor of one model thread, measured at warm-up.
-    rtf: f64,
-    /// Seconds of audio per input id, measured at warm-up (to estimate a chunk's compute before running it).
-    seconds_per_id: f64,
 }
-
-/// Share of the model threads' speed that admission plans to use, so that first chunks find a thread quickly.
-const PLANNED_UTILIZATION: f64 = 0.7;
 
 /// How a voice's duration responds to `length_scale`: `duration(ls) / duration(1) = fixed + (1 - fixed) * ls`.
 ///
@@ -93,7 +96,7 @@ impl SpeedCurve {
     }
 
     /// Measures the curve: the warm-up ran `ids` at `length_scale` 1 (`pool.warmup_frames()`); one more run at 0.5.
-    /// That run, on a warm session, also gives the voice's real-time factor (returned second).
+    /// That run, on a warm session, also gives one thread's real-time factor alone (returned second).
     fn measure(pool: &ModelPool, ids: &[i64], default: Scales) -> Result<(Self, f64), EngineError> {
         let scales = Scales { length_scale: default.length_scale * 0.5, ..Self::warmup_scales(default) };
         let rx = pool.submit(
@@ -125,6 +128,7 @@ pub struct Engine {
     /// What [`Engine::add_voice`] builds new sessions with.
     env: ort::environment::Environment,
     shape: PoolShape,
+    policy: ChunkPolicy,
 }
 
 impl std::fmt::Debug for Engine {
@@ -145,6 +149,40 @@ pub struct SynthesisRequest {
     pub normalize: bool,
     /// Pronunciation dictionary entries (text or IPA aliases).
     pub pronunciations: Vec<PronunciationItem>,
+    /// Where this request's audio falls in its listener's playback, when it continues a stream (a WebSocket
+    /// context's next sentence, the text after a `<break>`): its chunks are then due when the audio before them
+    /// has played, and sized against that slack. `None`: a new stream, whose first chunk is due now.
+    pub playback: Option<Playback>,
+}
+
+/// A listener's playback clock: it started playing at `started` (resuming after any gap) and has `queued` of
+/// audio to play from there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Playback {
+    pub started: Instant,
+    pub queued: Duration,
+}
+
+impl Playback {
+    /// When the listener has played everything queued.
+    pub fn runs_dry_at(&self) -> Instant {
+        self.started + self.queued
+    }
+
+    /// Audio buffered ahead of the listener at `now` (zero once it ran dry).
+    pub fn slack(&self, now: Instant) -> Duration {
+        self.runs_dry_at().saturating_duration_since(now)
+    }
+
+    /// `audio` more was ready at `now`: queued, after a gap (the listener ran dry before `now`) from `now`.
+    pub fn push(&mut self, audio: Duration, now: Instant) {
+        let dry = self.runs_dry_at();
+        if dry < now {
+            *self = Self { started: now, queued: audio };
+        } else {
+            self.queued += audio;
+        }
+    }
 }
 
 impl SynthesisRequest {
@@ -156,6 +194,7 @@ impl SynthesisRequest {
             params: SynthesisParams::default(),
             normalize: true,
             pronunciations: Vec::new(),
+            playback: None,
         }
     }
 }
@@ -216,7 +255,14 @@ impl Engine {
         }
         let load_seconds = started.elapsed().as_secs_f64();
         tracing::info!(voices = loaded.len(), load_s = format!("{load_seconds:.2}"), "Engine ready.");
-        Ok(Self { frontend, voices: RwLock::new(loaded), load_seconds, env, shape: PoolShape::of(config) })
+        Ok(Self {
+            frontend,
+            voices: RwLock::new(loaded),
+            load_seconds,
+            env,
+            shape: PoolShape::of(config),
+            policy: config.policy,
+        })
     }
 
     /// Loads `voice` into fresh sessions and warms them up, then serves it (replacing a voice of the same id:
@@ -244,20 +290,21 @@ impl Engine {
         read(&self.voices).get(id).cloned()
     }
 
-    /// How many concurrent streams the engine keeps ahead of real time, from the voices' measured speed (the
-    /// slowest voice decides): see [`scheduler::capacity`].
+    /// How many concurrent streams the engine keeps gap-free, measured at warm-up with every model thread busy
+    /// at once (the slowest voice decides): see [`ModelPool::measure`].
     pub fn measured_capacity(&self) -> u32 {
-        read(&self.voices)
-            .values()
-            .map(|v| {
-                // Batched passes serve more streams per thread than one chunk at a time: plan with the faster.
-                let rtf = v.pool.batch_rtf().map_or(v.rtf, |batch| batch.min(v.rtf));
-                // A GPU's sessions share one device: its speed is counted once, not per session.
-                let threads = if self.shape.device.is_gpu() { 1 } else { v.pool.threads() };
-                scheduler::capacity(threads, rtf, PLANNED_UTILIZATION)
-            })
-            .min()
-            .unwrap_or(1)
+        read(&self.voices).values().map(|v| v.pool.measured_capacity()).min().unwrap_or(1)
+    }
+
+    /// The capacity now: the measured one, lowered while streams come close to running dry and raised again
+    /// when they have slack (see [`crate::scheduler::CapacityControl`]; the slowest voice decides).
+    pub fn capacity(&self) -> u32 {
+        read(&self.voices).values().map(|v| v.pool.capacity()).min().unwrap_or(1)
+    }
+
+    /// The pool of a voice (its cost model, streams and capacity), for benchmarks and tests.
+    pub fn pool(&self, voice: &str) -> Option<ModelPool> {
+        self.loaded(voice).map(|v| v.pool.clone())
     }
 
     /// Seconds the last [`Engine::load`] took (libraries, sessions, warm-up).
@@ -301,20 +348,19 @@ impl Engine {
         };
         let mut synthesis = Synthesis {
             chunks,
+            _stream: loaded.pool.enter(),
             pool: loaded.pool.clone(),
             scales,
             volume: request.params.volume,
+            speed: f64::from(request.params.speed).max(0.1),
             cancelled: Arc::new(AtomicBool::new(false)),
             in_flight: None,
             samples_out: 0,
-            first_audio_at: None,
-            compute_per_id: if loaded.rtf.is_finite() {
-                loaded.rtf * loaded.seconds_per_id / f64::from(request.params.speed)
-            } else {
-                0.0
-            },
+            playback: request.playback,
+            policy: self.policy,
+            abort: None,
         };
-        match synthesis.submit_next(0) {
+        match synthesis.submit_next() {
             Some(Ok(first)) => synthesis.in_flight = Some(Ok(first)),
             Some(Err(e)) => return Err(e),
             None => return Err(chorus_text::TextError::NothingToSpeak.into()),
@@ -338,6 +384,7 @@ struct PoolShape {
     intra_threads: usize,
     device: Device,
     max_batch: usize,
+    solo_threads: usize,
 }
 
 impl PoolShape {
@@ -347,6 +394,7 @@ impl PoolShape {
             intra_threads: config.intra_threads,
             device: config.device,
             max_batch: config.max_batch,
+            solo_threads: if config.device.is_gpu() { 0 } else { config.solo_threads },
         }
     }
 }
@@ -361,26 +409,38 @@ fn load_voice(
     let warmup = warmup_ids(frontend, &voice)?;
     let scales = SpeedCurve::warmup_scales(voice.default_scales);
     let v = voice.clone();
+    let solo_env = env.clone();
     let env = env.clone();
-    let PoolShape { sessions, intra_threads, device, max_batch } = shape;
+    let PoolShape { sessions, intra_threads, device, max_batch, solo_threads } = shape;
+    // Rounds of concurrent passes (one per thread, or a full batch per thread) that measure the throughput.
+    const THROUGHPUT_ROUNDS: usize = 4;
     let factory = move || -> Result<Box<dyn Model>, EngineError> {
         Ok(Box::new(PiperModel::load(&env, &v, intra_threads, device)?))
     };
-    let pool = ModelPool::start(&voice.id, sessions, max_batch, factory, warmup.clone(), scales)?;
+    let solo = (solo_threads > intra_threads).then(|| {
+        let (env, v) = (solo_env, voice.clone());
+        Box::new(move || -> Result<Box<dyn Model>, EngineError> {
+            // Its threads do not spin between passes: the other sessions need the cores then.
+            Ok(Box::new(PiperModel::load_with(&env, &v, solo_threads, device, false)?))
+        }) as crate::pool::SoloFactory
+    });
+    let pool = ModelPool::start(&voice.id, sessions, max_batch, factory, solo, warmup.clone(), scales)?;
     let (speed, rtf) = SpeedCurve::measure(&pool, &warmup, voice.default_scales)?;
+    let Throughput { audio_seconds_per_second, .. } = pool.measure(&warmup, scales, THROUGHPUT_ROUNDS)?;
     tracing::info!(
         voice = %voice.id,
         %device,
-        rtf = format!("{rtf:.3}"),
-        batch_rtf = pool.batch_rtf().map(|r| format!("{r:.4}")),
+        rtf_alone = format!("{rtf:.3}"),
+        audio_s_per_s = format!("{audio_seconds_per_second:.1}"),
+        capacity = pool.measured_capacity(),
+        pass_overhead_ms = format!("{:.1}", pool.cost().overhead() * 1e3),
+        per_id_ms = format!("{:.3}", pool.cost().per_id() * 1e3),
         max_batch = pool.max_batch(),
         threads = pool.threads(),
         "Voice warm."
     );
     tracing::debug!(voice = %voice.id, fixed = speed.fixed, "Speed curve measured.");
-    let audio = pool.warmup_frames() * pool.hop_length() as f64 / f64::from(pool.sample_rate());
-    let seconds_per_id = audio / warmup.len().max(1) as f64;
-    Ok(LoadedVoice { voice, pool, speed, rtf, seconds_per_id })
+    Ok(LoadedVoice { voice, pool, speed })
 }
 
 /// Phoneme ids of an ordinary clause (about 50 phonemes), for warm-up and the speed curve.
@@ -394,23 +454,33 @@ fn warmup_ids(frontend: &Frontend, voice: &PiperVoice) -> Result<Vec<i64>, Engin
 struct InFlight {
     chunk: PhonemeChunk,
     reply: Receiver<JobResult>,
+    /// When the listener needs this chunk's audio, if it had audio buffered when the chunk was queued.
+    due: Option<Instant>,
 }
 
 /// A request being synthesized: an iterator of [`AudioChunk`]s. The next chunk is computed while the caller
-/// handles the current one. Dropping it cancels every chunk not yet started.
+/// handles the current one, and sized against the audio its listener has buffered (see
+/// [`ChunkPolicy::compute_budget`]). Dropping it cancels every chunk not yet done, the one computing included.
 pub struct Synthesis {
     chunks: ChunkStream,
     pool: ModelPool,
+    /// Counts this stream among the pool's while it lives.
+    _stream: StreamGuard,
     scales: Scales,
     volume: f32,
+    speed: f64,
     cancelled: Arc<AtomicBool>,
     in_flight: Option<Result<InFlight, EngineError>>,
     samples_out: u64,
-    /// When the first chunk's audio was ready: the listener's playback clock starts there.
-    first_audio_at: Option<Instant>,
-    /// Expected compute seconds per input id, for the scheduler's latest-start priority.
-    compute_per_id: f64,
+    /// The listener's clock: set by the request when it continues a stream, else from the first audio on.
+    playback: Option<Playback>,
+    policy: ChunkPolicy,
+    /// Whether the consumer is gone, polled while a chunk computes (see [`Synthesis::abort_when`]).
+    abort: Option<Box<dyn Fn() -> bool + Send>>,
 }
+
+/// How often a synthesis waiting for its chunk checks [`Synthesis::abort_when`].
+const ABORT_POLL: Duration = Duration::from_millis(20);
 
 impl std::fmt::Debug for Synthesis {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -424,27 +494,70 @@ impl Synthesis {
         self.pool.sample_rate()
     }
 
-    /// Stops the request: queued chunks are skipped by the model threads.
-    pub fn cancel(&self) {
-        self.cancelled.store(true, Ordering::Release);
+    /// The listener's playback clock after the audio produced so far (`None` before the first audio of a new
+    /// stream): what the stream's next request continues from.
+    pub fn playback(&self) -> Option<Playback> {
+        self.playback
     }
 
-    /// Takes the next chunk from the front end and queues it, due when `audio_sent` samples have played.
-    fn submit_next(&mut self, audio_sent: u64) -> Option<Result<InFlight, EngineError>> {
-        let chunk = match self.chunks.next()? {
+    /// Makes the synthesis stop by itself (cancelled, the pass in progress stopped, [`EngineError::Cancelled`])
+    /// as soon as `gone` says its consumer has left, checked every 20 ms while it waits for a chunk: a client that
+    /// hangs up frees its model thread at once, not after the chunk computing for it.
+    pub fn abort_when(&mut self, gone: impl Fn() -> bool + Send + 'static) {
+        self.abort = Some(Box::new(gone));
+    }
+
+    /// Waits for a chunk's pass, giving up when the consumer is gone.
+    fn wait(&self, reply: &Receiver<JobResult>) -> JobResult {
+        let Some(gone) = &self.abort else {
+            return reply.recv().unwrap_or(Err(EngineError::Shutdown));
+        };
+        loop {
+            match reply.recv_timeout(ABORT_POLL) {
+                Ok(result) => return result,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Err(EngineError::Shutdown),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    if gone() {
+                        self.cancel();
+                        return Err(EngineError::Cancelled);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops the request: queued chunks are skipped by the model threads, and a pass computing one of them is
+    /// stopped.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Release);
+        self.pool.cancel(&self.cancelled);
+    }
+
+    /// Takes the next chunk from the front end, sized against the listener's slack, and queues it.
+    fn submit_next(&mut self) -> Option<Result<InFlight, EngineError>> {
+        let now = Instant::now();
+        let slack = self.playback.map(|p| p.slack(now)).filter(|s| !s.is_zero());
+        let cost = self.pool.cost();
+        let budget = match slack {
+            Some(slack) => {
+                let compute = self.policy.compute_budget(slack, self.pool.streams(), self.pool.threads());
+                // Ids are about two per phoneme (each is followed by a pad); faster speech costs less per id.
+                let ids = cost.ids_within(compute.mul_f64(self.speed));
+                ChunkBudget::Phonemes(ids / 2)
+            }
+            None => ChunkBudget::Opening,
+        };
+        let chunk = match self.chunks.next_within(budget).transpose()? {
             Ok(c) => c,
             Err(e) => return Some(Err(e.into())),
         };
-        let rate = f64::from(self.pool.sample_rate());
-        let sent = Duration::from_secs_f64(audio_sent as f64 / rate);
-        let due = scheduler::deadline(self.first_audio_at, sent, Instant::now());
-        let compute =
-            Duration::from_secs_f64((chunk.ids.len() as f64 * self.compute_per_id).clamp(0.0, 60.0));
-        let priority = scheduler::latest_start(due, compute);
+        let due = slack.and(self.playback.map(|p| p.runs_dry_at()));
+        let compute = cost.expected(chunk.ids.len()).div_f64(self.speed);
+        let priority = scheduler::latest_start(due.unwrap_or(now), compute);
         Some(
             self.pool
                 .submit(chunk.ids.clone(), self.scales, Arc::clone(&self.cancelled), priority, compute)
-                .map(|reply| InFlight { chunk, reply }),
+                .map(|reply| InFlight { chunk, reply, due }),
         )
     }
 }
@@ -453,23 +566,26 @@ impl Iterator for Synthesis {
     type Item = Result<AudioChunk, EngineError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let sent = self.samples_out;
-        let current = match self.in_flight.take().or_else(|| self.submit_next(sent))? {
+        let current = match self.in_flight.take().or_else(|| self.submit_next())? {
             Ok(f) => f,
             Err(e) => return Some(Err(e)),
         };
-        let result = current.reply.recv().unwrap_or(Err(EngineError::Shutdown));
+        let result = self.wait(&current.reply);
         let (output, inference_seconds) = match result {
             Ok(r) => r,
             Err(e) => return Some(Err(e)),
         };
-        // The listener starts playing now: later chunks are due as their audio would be reached.
-        self.first_audio_at.get_or_insert_with(Instant::now);
+        let now = Instant::now();
+        if let Some(due) = current.due {
+            let margin = if now <= due {
+                due.duration_since(now).as_secs_f64()
+            } else {
+                -now.duration_since(due).as_secs_f64()
+            };
+            self.pool.record_margin(margin);
+        }
         let rate = f64::from(self.pool.sample_rate());
         let start = self.samples_out as f64 / rate;
-        // Queue the following chunk before handing this one over, so the model works while the caller encodes. It
-        // is due when the audio sent so far, this chunk included, has played.
-        self.in_flight = self.submit_next(self.samples_out + output.audio.len() as u64);
 
         let seconds_per_frame = self.pool.hop_length() as f64 / rate;
         let (words, mut phonemes) = current.chunk.timestamps(&output.durations, seconds_per_frame, start);
@@ -481,6 +597,16 @@ impl Iterator for Synthesis {
                 *t = t.min(end);
             }
         }
+        // The listener plays this chunk from now (or from when its buffer ends): later chunks are due as their
+        // audio would be reached.
+        let audio = Duration::from_secs_f64(samples.len() as f64 / rate);
+        match &mut self.playback {
+            Some(p) => p.push(audio, now),
+            None => self.playback = Some(Playback { started: now, queued: audio }),
+        }
+        // Queue the following chunk before handing this one over, so the model works while the caller encodes.
+        self.in_flight = self.submit_next();
+
         if (self.volume - 1.0).abs() > f32::EPSILON {
             chorus_audio::apply_gain(&mut samples, self.volume);
         }

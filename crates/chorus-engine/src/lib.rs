@@ -15,10 +15,10 @@ mod runtime;
 pub mod scheduler;
 mod worker;
 
-pub use engine::{AudioChunk, Engine, EngineConfig, SpeedCurve, Synthesis, SynthesisRequest};
+pub use engine::{AudioChunk, Engine, EngineConfig, Playback, SpeedCurve, Synthesis, SynthesisRequest};
 pub use error::EngineError;
 pub use model::{Interrupt, Model, ModelOutput, Scales};
 pub use piper::{PIPER_HOP_LENGTH, PiperModel, PiperVoice};
-pub use pool::ModelPool;
+pub use pool::{CostModel, ModelPool, Throughput};
 pub use runtime::{ConvSearch, Device, discover_library, environment};
 pub use worker::{EngineWorker, WorkerConfig, WorkerCounters};

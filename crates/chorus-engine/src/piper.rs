@@ -147,6 +147,18 @@ impl PiperModel {
         intra_threads: usize,
         device: Device,
     ) -> Result<Self, EngineError> {
+        Self::load_with(env, voice, intra_threads, device, true)
+    }
+
+    /// [`PiperModel::load`]; `spin: false` keeps the session's intra-op threads from busy-waiting between passes
+    /// (ONNX Runtime's `session.intra_op.allow_spinning`), for a session that shares the cores with others.
+    pub fn load_with(
+        env: &ort::environment::Environment,
+        voice: &PiperVoice,
+        intra_threads: usize,
+        device: Device,
+        spin: bool,
+    ) -> Result<Self, EngineError> {
         let fail = |e: &dyn std::fmt::Display| EngineError::VoiceLoad {
             voice: voice.id.clone(),
             message: e.to_string(),
@@ -158,6 +170,8 @@ impl PiperModel {
             .with_intra_threads(intra_threads.max(1))
             .map_err(|e| fail(&e))?
             .with_inter_threads(1)
+            .map_err(|e| fail(&e))?
+            .with_intra_op_spinning(spin)
             .map_err(|e| fail(&e))?;
         let mut builder = match device {
             Device::Cpu => builder,

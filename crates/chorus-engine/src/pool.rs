@@ -1,5 +1,8 @@
-//! Model threads: each owns one session and takes the most urgent chunk from the voice's scheduler queue. The last
-//! thread's chunk can be preempted for a chunk that is due now (see [`crate::scheduler`]).
+//! Model threads: each owns one session and takes the most urgent chunk from the voice's scheduler queue. Any
+//! thread's pass can be stopped for a chunk that is due now and finds no idle thread, when the stopped chunk's stream
+//! has the slack to wait (see [`crate::scheduler::preemption_victim`]); a cancelled stream's pass is stopped at once.
+//! The pool keeps the cost model the pipeline sizes chunks with ([`CostModel`]) and the capacity it declares
+//! ([`CapacityControl`]).
 //!
 //! With a batch limit above one (a GPU), a thread takes the most urgent chunk plus the next most urgent ones that
 //! share its scales, up to the limit, and runs them as one forward pass: on a GPU a batch costs about as much as
@@ -8,8 +11,8 @@
 //! Models never run on an async runtime's workers. Sessions load in parallel, each is warmed up with one inference,
 //! and [`ModelPool::start`] returns only when every thread is ready.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -17,7 +20,7 @@ use crossbeam_channel::{Sender, bounded};
 
 use crate::EngineError;
 use crate::model::{Interrupt, Model, ModelOutput, Scales};
-use crate::scheduler::{ChunkQueue, PREEMPTIBLE_SLACK, PushError};
+use crate::scheduler::{CapacityControl, ChunkQueue, PushError, RunningPass, preemption_victim};
 use chorus_proto::metrics as names;
 
 /// Chunks that may wait at once. Each stream keeps at most one queued, so this is above any capacity.
@@ -27,7 +30,7 @@ const QUEUE_LIMIT: usize = 1024;
 pub(crate) struct Job {
     pub ids: Vec<i64>,
     pub scales: Scales,
-    /// Set when the request is gone; the job is then skipped.
+    /// Set when the request is gone; the job is then skipped (or its pass stopped).
     pub cancelled: Arc<AtomicBool>,
     pub reply: Sender<JobResult>,
     /// Its place in the queue (see [`crate::scheduler::latest_start`]), kept to queue it again if preempted.
@@ -36,39 +39,141 @@ pub(crate) struct Job {
     pub expected: Duration,
 }
 
-/// A preemptible forward pass in progress.
-struct Running {
-    interrupter: Arc<dyn Interrupt>,
-    started: Instant,
-    expected: Duration,
+/// What one model thread is running.
+struct Slot {
+    pass: RunningPass,
+    cancelled: Arc<AtomicBool>,
+    interrupter: Option<Arc<dyn Interrupt>>,
 }
 
-/// The forward pass that may be stopped for an urgent chunk: the preemptible thread's, while it runs a chunk
-/// with enough slack.
+/// The passes in progress, one entry per model thread (`None`: idle or between passes). Preemption and
+/// cancellation look here, under the lock, so they never stop a pass that already ended.
 #[derive(Default)]
-struct Preemptible(Mutex<Option<Running>>);
+struct Running(Mutex<Vec<Option<Slot>>>);
 
-impl std::fmt::Debug for Preemptible {
+impl std::fmt::Debug for Running {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Preemptible")
+        f.write_str("Running")
     }
 }
 
-impl Preemptible {
-    fn set(&self, running: Option<Running>) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = running;
+impl Running {
+    fn lock(&self) -> MutexGuard<'_, Vec<Option<Slot>>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Stops the preemptible pass in progress, if any (under the lock, so never one that already ended), unless it
-    /// is past half its expected compute: then waiting for it loses less than stopping it.
-    fn fire(&self) {
-        if let Some(running) = self.0.lock().unwrap_or_else(PoisonError::into_inner).as_ref()
-            && running.started.elapsed() < running.expected / 2
+    fn set(&self, thread: usize, slot: Option<Slot>) {
+        if let Some(entry) = self.lock().get_mut(thread) {
+            *entry = slot;
+        }
+    }
+
+    /// Stops the pass that [`preemption_victim`] picks, if any. Passes that cannot be interrupted (or are
+    /// batched) are never picked.
+    fn preempt(&self, now: Instant) {
+        let slots = self.lock();
+        let view: Vec<Option<RunningPass>> = slots
+            .iter()
+            .map(|s| s.as_ref().map(|s| RunningPass { stoppable: s.interrupter.is_some(), ..s.pass }))
+            .collect();
+        if let Some(victim) = preemption_victim(&view, now)
+            && let Some(Some(slot)) = slots.get(victim)
+            && let Some(i) = &slot.interrupter
         {
-            running.interrupter.interrupt();
+            i.interrupt();
+        }
+    }
+
+    /// Whether every thread but `thread` is between passes.
+    fn others_idle(&self, thread: usize) -> bool {
+        self.lock().iter().enumerate().all(|(i, s)| i == thread || s.is_none())
+    }
+
+    /// Stops every pass of the stream whose cancel flag is `flag`.
+    fn cancel(&self, flag: &Arc<AtomicBool>) {
+        for slot in self.lock().iter().flatten() {
+            if Arc::ptr_eq(&slot.cancelled, flag)
+                && let Some(i) = &slot.interrupter
+            {
+                i.interrupt();
+            }
         }
     }
 }
+
+/// What a pass costs on this pool: a fixed part per pass plus a part per input id. The fixed part is measured at
+/// warm-up; the per-id part starts from the warm-up's concurrent passes and follows the passes served (an
+/// exponential average), so that it tracks the speed the threads really get under load.
+#[derive(Debug)]
+pub struct CostModel {
+    overhead: AtomicU64,
+    per_id: AtomicU64,
+}
+
+impl CostModel {
+    pub(crate) fn new(overhead: f64, per_id: f64) -> Self {
+        let model = Self { overhead: AtomicU64::new(0), per_id: AtomicU64::new(0) };
+        model.overhead_and_per_id(overhead, per_id);
+        model
+    }
+
+    fn overhead_and_per_id(&self, overhead: f64, per_id: f64) {
+        self.overhead.store(overhead.max(0.0).to_bits(), Ordering::Relaxed);
+        self.per_id.store(per_id.max(1e-7).to_bits(), Ordering::Relaxed);
+    }
+
+    /// Seconds of compute per input id now.
+    pub fn per_id(&self) -> f64 {
+        f64::from_bits(self.per_id.load(Ordering::Relaxed))
+    }
+
+    /// Seconds of compute of every pass, whatever its length.
+    pub fn overhead(&self) -> f64 {
+        f64::from_bits(self.overhead.load(Ordering::Relaxed))
+    }
+
+    /// The expected compute of a pass over `ids` input ids.
+    pub fn expected(&self, ids: usize) -> Duration {
+        Duration::from_secs_f64((self.overhead() + self.per_id() * ids as f64).clamp(0.0, 60.0))
+    }
+
+    /// How many ids a pass of `compute` seconds holds.
+    pub fn ids_within(&self, compute: Duration) -> usize {
+        ((compute.as_secs_f64() - self.overhead()).max(0.0) / self.per_id()) as usize
+    }
+
+    /// A pass over `ids` ids took `seconds`.
+    pub(crate) fn observe(&self, ids: usize, seconds: f64) {
+        if ids == 0 || !seconds.is_finite() {
+            return;
+        }
+        let sample = ((seconds - self.overhead()) / ids as f64).max(self.per_id() * 0.25);
+        let _ = self.per_id.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+            Some((0.8 * f64::from_bits(bits) + 0.2 * sample).to_bits())
+        });
+    }
+}
+
+/// What the concurrent warm-up measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Throughput {
+    /// Audio seconds produced per second with every model thread busy at once (the median round).
+    pub audio_seconds_per_second: f64,
+    /// Seconds per pass of one thread alone, over the warm-up utterance.
+    pub single_pass_seconds: f64,
+    /// Audio seconds of the warm-up utterance.
+    pub audio_seconds: f64,
+}
+
+/// Builds the solo model of a pool (see [`ModelPool::start`]).
+pub type SoloFactory = Box<dyn FnOnce() -> Result<Box<dyn Model>, EngineError> + Send>;
+
+/// A pool's solo model, shared by its threads: whichever thread is alone takes it (one solo pass at a time).
+#[derive(Default)]
+struct Solo(Mutex<Option<SoloModel>>);
+
+/// The solo model and its interrupt handle.
+type SoloModel = (Box<dyn Model>, Option<Arc<dyn Interrupt>>);
 
 /// The model's output plus the time the forward pass took.
 pub(crate) type JobResult = Result<(ModelOutput, f64), EngineError>;
@@ -87,7 +192,13 @@ impl Drop for Closer {
 #[derive(Debug, Clone)]
 pub struct ModelPool {
     queue: Arc<ChunkQueue<Job>>,
-    preemptible: Arc<Preemptible>,
+    running: Arc<Running>,
+    cost: Arc<CostModel>,
+    control: Arc<Mutex<CapacityControl>>,
+    /// Streams synthesizing on this pool now.
+    streams: Arc<AtomicUsize>,
+    /// The warm-up utterance's ids and audio seconds: the pass the capacity estimate is made of.
+    reference: Arc<Mutex<(usize, f64)>>,
     _closer: Arc<Closer>,
     sample_rate: u32,
     hop_length: usize,
@@ -116,11 +227,17 @@ impl ModelPool {
     /// Starts `threads` model threads named `chorus-model-<name>-<i>`, each building its model with `factory` and
     /// warming it up on `warmup_ids` (and on a full batch of them when `max_batch` > 1, which is then timed).
     /// Fails if any model fails to load.
+    ///
+    /// With `solo`, the first thread also builds a second model with it (a session using every core), and any
+    /// thread runs a chunk on it when no other thread is computing and nothing else waits: a lone stream gets the
+    /// whole machine, streams under load one core each. Solo passes are not counted in the cost model (it plans with the loaded
+    /// speed).
     pub fn start<F>(
         name: &str,
         threads: usize,
         max_batch: usize,
         factory: F,
+        solo: Option<SoloFactory>,
         warmup_ids: Vec<i64>,
         warmup_scales: Scales,
     ) -> Result<Self, EngineError>
@@ -132,10 +249,15 @@ impl ModelPool {
         let queue = Arc::new(ChunkQueue::<Job>::new(QUEUE_LIMIT));
         let (ready_tx, ready_rx) = bounded::<Result<Ready, EngineError>>(threads);
         let factory = Arc::new(factory);
-        let preemptible = Arc::new(Preemptible::default());
+        let running = Arc::new(Running(Mutex::new((0..threads).map(|_| None).collect())));
+        let cost = Arc::new(CostModel::new(0.0, 1e-3));
+        let mut solo_factory = if max_batch == 1 { solo } else { None };
+        let solo = Arc::new(Solo::default());
         for i in 0..threads {
-            // The last thread's chunks may be preempted (see `scheduler`), unless passes are batched.
-            let preempt = (i == threads - 1 && max_batch == 1).then(|| Arc::clone(&preemptible));
+            let solo_factory = solo_factory.take();
+            let solo = Arc::clone(&solo);
+            let running = Arc::clone(&running);
+            let cost = Arc::clone(&cost);
             let queue = Arc::clone(&queue);
             let ready_tx = ready_tx.clone();
             let factory = Arc::clone(&factory);
@@ -151,6 +273,21 @@ impl ModelPool {
                             return;
                         }
                     };
+                    let solo_model = match solo_factory.map(|f| f()).transpose() {
+                        Ok(m) => m,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    if let Some(mut m) = solo_model {
+                        if let Err(e) = m.infer(&warmup_ids, warmup_scales) {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                        let interrupter = m.interrupter();
+                        *solo.0.lock().unwrap_or_else(PoisonError::into_inner) = Some((m, interrupter));
+                    }
                     let loaded = started.elapsed();
                     let warm = warm_up(model.as_mut(), &warmup_ids, warmup_scales, max_batch);
                     let ready = match warm {
@@ -162,14 +299,14 @@ impl ModelPool {
                     };
                     tracing::debug!(
                         thread = i,
-                        preemptible = preempt.is_some(),
                         load_ms = loaded.as_millis(),
                         warm_ms = (started.elapsed() - loaded).as_millis(),
                         "Model thread ready."
                     );
                     let _ = ready_tx.send(Ok(ready));
                     drop(ready_tx);
-                    serve(model.as_mut(), &queue, preempt.as_deref(), max_batch);
+                    let seat = Seat { thread: i, queue: &queue, running: &running, cost: &cost };
+                    serve(model.as_mut(), &solo, &seat, max_batch);
                 })
                 .map_err(|e| EngineError::Runtime(format!("cannot start a model thread: {e}")))?;
         }
@@ -189,7 +326,11 @@ impl ModelPool {
         let closer = Arc::new(Closer(Arc::clone(&queue)));
         Ok(Self {
             queue,
-            preemptible,
+            running,
+            cost,
+            control: Arc::new(Mutex::new(CapacityControl::new(1, Instant::now()))),
+            streams: Arc::new(AtomicUsize::new(0)),
+            reference: Arc::new(Mutex::new((0, 0.0))),
             _closer: closer,
             sample_rate,
             hop_length,
@@ -247,16 +388,142 @@ impl ModelPool {
                 EngineError::Runtime("the chunk queue is full (more streams than capacity)".into())
             }
         })?;
-        // Due now and every thread busy: stop the preemptible thread's chunk if it is not due soon.
-        if idle == 0 && deadline <= Instant::now() {
-            self.preemptible.fire();
+        // Due now and every thread busy: stop a pass whose stream can wait, unless a thread frees up soon anyway.
+        let now = Instant::now();
+        if idle == 0 && deadline <= now {
+            self.running.preempt(now);
         }
         Ok(rx)
+    }
+
+    /// Stops the passes in progress of the stream whose cancel flag is `flag` (its queued chunks are skipped).
+    pub(crate) fn cancel(&self, flag: &Arc<AtomicBool>) {
+        self.running.cancel(flag);
+    }
+
+    /// The pool's cost model (expected compute of a pass).
+    pub fn cost(&self) -> &CostModel {
+        &self.cost
+    }
+
+    /// Streams synthesizing on this pool now (the competitors a chunk is sized against).
+    pub fn streams(&self) -> usize {
+        self.streams.load(Ordering::Acquire)
+    }
+
+    /// Counts a stream while the returned guard lives.
+    pub(crate) fn enter(&self) -> StreamGuard {
+        self.streams.fetch_add(1, Ordering::AcqRel);
+        StreamGuard(Arc::clone(&self.streams))
+    }
+
+    /// The capacity this pool declares now (see [`CapacityControl`]): at most what the threads' current speed
+    /// sustains (the cost model over the warm-up utterance, every thread busy).
+    pub fn capacity(&self) -> u32 {
+        let (ids, audio) = *self.reference.lock().unwrap_or_else(PoisonError::into_inner);
+        let pass = self.cost.expected(ids).as_secs_f64().max(1e-9);
+        let estimate =
+            crate::scheduler::capacity_from_throughput((self.threads * self.max_batch) as f64 * audio / pass);
+        self.control().current(Instant::now(), estimate)
+    }
+
+    /// The capacity measured at warm-up (the ceiling of [`ModelPool::capacity`]).
+    pub fn measured_capacity(&self) -> u32 {
+        self.control().max()
+    }
+
+    /// A chunk of a stream with audio buffered was ready `margin` seconds before its listener needed it.
+    pub(crate) fn record_margin(&self, margin: f64) {
+        metrics::histogram!(names::STREAM_MARGIN).record(margin);
+        if margin < 0.0 {
+            metrics::counter!(names::STREAM_UNDERRUNS_TOTAL).increment(1);
+        }
+        let load = u32::try_from(self.streams()).unwrap_or(u32::MAX);
+        if self.control().record(margin, load, Instant::now()) {
+            tracing::info!(
+                margin_ms = (margin * 1e3).round(),
+                streams = load,
+                "A stream came close to running dry: capacity lowered."
+            );
+            metrics::counter!(names::CAPACITY_DECREASES_TOTAL).increment(1);
+        }
+    }
+
+    fn control(&self) -> MutexGuard<'_, CapacityControl> {
+        self.control.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Measures the pool at warm-up: one pass over a few ids and one over `ids` alone (the cost model's fixed and
+    /// per-id parts), then `rounds` rounds of one pass per thread (a full batch per thread when batched) all at
+    /// once, whose median gives the throughput under concurrent load and the starting per-id cost. Sets the
+    /// capacity to [`crate::scheduler::capacity_from_throughput`] of it.
+    pub fn measure(&self, ids: &[i64], scales: Scales, rounds: usize) -> Result<Throughput, EngineError> {
+        let run = |items: Vec<Vec<i64>>| -> Result<(f64, f64, Vec<f64>), EngineError> {
+            let started = Instant::now();
+            let replies = items
+                .into_iter()
+                .map(|ids| {
+                    self.submit(ids, scales, Arc::new(AtomicBool::new(false)), started, Duration::ZERO)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut audio = 0usize;
+            let mut passes = Vec::with_capacity(replies.len());
+            for rx in replies {
+                let (out, seconds) = rx.recv().map_err(|_| EngineError::Shutdown)??;
+                audio += out.audio.len();
+                passes.push(seconds);
+            }
+            Ok((started.elapsed().as_secs_f64(), audio as f64 / f64::from(self.sample_rate), passes))
+        };
+        let short: Vec<i64> = ids.iter().take(9).copied().chain(ids.last().copied()).collect();
+        let (_, _, t_short) = run(vec![short.clone()])?;
+        let (_, audio_seconds, t_long) = run(vec![ids.to_vec()])?;
+        let (t_short, t_long) = (t_short[0], t_long[0]);
+        let span = ids.len().saturating_sub(short.len()).max(1) as f64;
+        let alone_per_id = ((t_long - t_short) / span).max(1e-7);
+        let overhead = (t_short - alone_per_id * short.len() as f64).clamp(0.0, t_short);
+        let per_thread = self.max_batch;
+        let mut rates = Vec::new();
+        let mut loaded_per_id = Vec::new();
+        for _ in 0..rounds.max(1) {
+            let items = vec![ids.to_vec(); self.threads * per_thread];
+            let (wall, audio, passes) = run(items)?;
+            rates.push(audio / wall.max(1e-9));
+            let mean_pass = passes.iter().sum::<f64>() / passes.len().max(1) as f64;
+            loaded_per_id.push(((mean_pass - overhead) / (ids.len() * per_thread) as f64).max(alone_per_id));
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let rate = median(&mut rates);
+        let per_id = median(&mut loaded_per_id);
+        // Batched passes cost about one pass per batch: the cost model stays per pass over the longest item.
+        self.cost.overhead_and_per_id(
+            overhead,
+            if self.max_batch > 1 { per_id * per_thread as f64 } else { per_id },
+        );
+        let capacity = crate::scheduler::capacity_from_throughput(rate);
+        *self.control() = CapacityControl::new(capacity, Instant::now());
+        *self.reference.lock().unwrap_or_else(PoisonError::into_inner) = (ids.len(), audio_seconds);
+        Ok(Throughput { audio_seconds_per_second: rate, single_pass_seconds: t_long, audio_seconds })
+    }
+
+    /// Sets the cost model and the measured capacity directly (tests and benchmarks of a known cost).
+    pub fn set_plan(&self, overhead: f64, per_id: f64, capacity: u32) {
+        self.cost.overhead_and_per_id(overhead, per_id);
+        *self.control() = CapacityControl::new(capacity, Instant::now());
+        *self.reference.lock().unwrap_or_else(PoisonError::into_inner) = (0, f64::INFINITY);
     }
 
     /// Chunks waiting for a model thread.
     pub fn queued(&self) -> usize {
         self.queue.len()
+    }
+
+    /// Forward passes computing now.
+    pub fn busy(&self) -> usize {
+        self.running.lock().iter().filter(|s| s.is_some()).count()
     }
 }
 
@@ -303,49 +570,82 @@ fn varied(ids: &[i64], count: usize, skip: usize) -> Vec<Vec<i64>> {
         .collect()
 }
 
-fn serve(
-    model: &mut dyn Model,
-    queue: &ChunkQueue<Job>,
-    preemptible: Option<&Preemptible>,
-    max_batch: usize,
-) {
+/// One model thread's view of its pool.
+struct Seat<'a> {
+    thread: usize,
+    queue: &'a ChunkQueue<Job>,
+    running: &'a Running,
+    cost: &'a CostModel,
+}
+
+fn serve(own: &mut dyn Model, solo: &Solo, seat: &Seat<'_>, max_batch: usize) {
     if max_batch > 1 {
-        return serve_batches(model, queue, max_batch);
+        return serve_batches(own, seat.queue, max_batch);
     }
-    let interrupter = preemptible.and_then(|_| model.interrupter());
-    while let Some(job) = queue.pop() {
+    let own_interrupter = own.interrupter();
+    while let Some(job) = seat.queue.pop() {
         if job.cancelled.load(Ordering::Acquire) {
             let _ = job.reply.send(Err(EngineError::Cancelled));
             continue;
         }
-        let started = Instant::now();
-        // Registered as preemptible only with enough slack: stopping it cannot make its stream underrun.
-        let stoppable = match (preemptible, &interrupter) {
-            (Some(slot), Some(i)) if job.priority > started + PREEMPTIBLE_SLACK => Some((slot, i)),
-            (Some(_) | None, Some(_) | None) => None,
+        // Alone on the machine: the pass may use every core, on the solo model if there is one and it is free.
+        let mut solo_guard = if seat.queue.is_empty() && seat.running.others_idle(seat.thread) {
+            solo.0.try_lock().ok().filter(|g| g.is_some())
+        } else {
+            None
         };
-        if let Some((slot, i)) = stoppable {
-            slot.set(Some(Running { interrupter: Arc::clone(i), started, expected: job.expected }));
-        }
-        let result = model.infer(&job.ids, job.scales);
-        if let Some((slot, i)) = stoppable {
-            slot.set(None);
+        let alone = solo_guard.is_some();
+        let (model, interrupter): (&mut dyn Model, &Option<Arc<dyn Interrupt>>) =
+            match solo_guard.as_deref_mut().and_then(Option::as_mut) {
+                Some((m, i)) => (m.as_mut(), &*i),
+                None => (&mut *own, &own_interrupter),
+            };
+        let started = Instant::now();
+        let pass = RunningPass { started, expected: job.expected, priority: job.priority, stoppable: true };
+        seat.running.set(
+            seat.thread,
+            Some(Slot { pass, cancelled: Arc::clone(&job.cancelled), interrupter: interrupter.clone() }),
+        );
+        // A cancel that came between the check above and the slot being set is seen here.
+        let result = if job.cancelled.load(Ordering::Acquire) {
+            Err(EngineError::Cancelled)
+        } else {
+            model.infer(&job.ids, job.scales)
+        };
+        seat.running.set(seat.thread, None);
+        let stopped = interrupter.as_ref().is_some_and(|i| {
             let stopped = i.interrupted();
             i.reset();
-            if stopped && result.is_err() {
-                metrics::counter!(names::ENGINE_PREEMPTIONS_TOTAL).increment(1);
-                tracing::debug!(
-                    lost_ms = started.elapsed().as_millis(),
-                    "Chunk preempted for an urgent one."
-                );
-                let priority = job.priority;
-                // Queued again with its priority; if the pool is closing, dropping it ends its stream.
-                let _ = queue.push(job, priority);
+            stopped
+        });
+        if result.is_err() && (stopped || job.cancelled.load(Ordering::Acquire)) {
+            if job.cancelled.load(Ordering::Acquire) {
+                let _ = job.reply.send(Err(EngineError::Cancelled));
                 continue;
             }
+            metrics::counter!(names::ENGINE_PREEMPTIONS_TOTAL).increment(1);
+            tracing::debug!(lost_ms = started.elapsed().as_millis(), "Chunk preempted for an urgent one.");
+            let priority = job.priority;
+            // Queued again with its priority; if the pool is closing, dropping it ends its stream.
+            let _ = seat.queue.push(job, priority);
+            continue;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        if result.is_ok() && !alone {
+            seat.cost.observe(job.ids.len(), seconds);
         }
         metrics::histogram!(names::ENGINE_BATCH_SIZE).record(1.0);
-        let _ = job.reply.send(result.map(|out| (out, started.elapsed().as_secs_f64())));
+        let _ = job.reply.send(result.map(|out| (out, seconds)));
+    }
+}
+
+/// Decrements a pool's stream count when dropped.
+#[derive(Debug)]
+pub(crate) struct StreamGuard(Arc<AtomicUsize>);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -427,7 +727,7 @@ mod tests {
         let passes = Arc::new(Mutex::new(Vec::new()));
         let recorder = Arc::clone(&passes);
         let factory = move || Ok(Box::new(Recorder(Arc::clone(&recorder))) as Box<dyn Model>);
-        let pool = ModelPool::start("t", 1, max_batch, factory, vec![1, 2], A).unwrap();
+        let pool = ModelPool::start("t", 1, max_batch, factory, None, vec![1, 2], A).unwrap();
         passes.lock().unwrap().clear();
         (pool, passes)
     }
@@ -480,6 +780,161 @@ mod tests {
         // Short inputs and large batches stay valid (at least the last id).
         assert!(varied(&[7], 300, 0).iter().all(|item| item == &[7]));
         assert!(varied(&ids, 300, 300).iter().all(|item| item.len() >= 11));
+    }
+
+    /// A model of known cost for the pool: a pass over `n` ids takes `n` milliseconds (slept in 2 ms steps) and
+    /// stops early, with an error, when interrupted, like an ONNX Runtime session with its terminate flag.
+    struct Timed {
+        stop: Arc<Flag>,
+        /// The value of every sample it outputs (tells which model ran a pass).
+        tag: f32,
+    }
+
+    #[derive(Default)]
+    struct Flag(AtomicBool);
+
+    impl Interrupt for Flag {
+        fn interrupt(&self) {
+            self.0.store(true, Ordering::Release);
+        }
+        fn interrupted(&self) -> bool {
+            self.0.load(Ordering::Acquire)
+        }
+        fn reset(&self) {
+            self.0.store(false, Ordering::Release);
+        }
+    }
+
+    impl Model for Timed {
+        fn sample_rate(&self) -> u32 {
+            1000
+        }
+
+        fn hop_length(&self) -> usize {
+            1
+        }
+
+        fn infer(&mut self, ids: &[i64], _: Scales) -> Result<ModelOutput, EngineError> {
+            let end = Instant::now() + Duration::from_millis(ids.len() as u64);
+            while Instant::now() < end {
+                if self.stop.interrupted() {
+                    return Err(EngineError::Inference("terminated".into()));
+                }
+                thread::sleep(Duration::from_millis(2));
+            }
+            Ok(ModelOutput { audio: vec![self.tag; ids.len() * 10], durations: vec![10.0; ids.len()] })
+        }
+
+        fn interrupter(&self) -> Option<Arc<dyn Interrupt>> {
+            Some(Arc::clone(&self.stop) as Arc<dyn Interrupt>)
+        }
+    }
+
+    fn timed_pool(threads: usize) -> ModelPool {
+        let factory = || Ok(Box::new(Timed { stop: Arc::default(), tag: 0.1 }) as Box<dyn Model>);
+        ModelPool::start("timed", threads, 1, factory, None, vec![1, 2], A).unwrap()
+    }
+
+    #[test]
+    fn a_lone_chunk_runs_on_the_solo_model_and_chunks_under_load_on_the_shared_ones() {
+        let factory = || Ok(Box::new(Timed { stop: Arc::default(), tag: 0.1 }) as Box<dyn Model>);
+        let solo: SoloFactory =
+            Box::new(|| Ok(Box::new(Timed { stop: Arc::default(), tag: 0.9 }) as Box<dyn Model>));
+        let pool = ModelPool::start("solo", 2, 1, factory, Some(solo), vec![1, 2], A).unwrap();
+        let submit = |n: usize| {
+            pool.submit(vec![0; n], A, Arc::new(AtomicBool::new(false)), Instant::now(), Duration::ZERO)
+                .unwrap()
+        };
+        let tag = |rx: crossbeam_channel::Receiver<JobResult>| rx.recv().unwrap().unwrap().0.audio[0];
+        // Alone: the solo model (every core).
+        assert_eq!(tag(submit(30)), 0.9);
+        // Three at once: while another thread computes, the shared sessions take them (one core each).
+        let replies: Vec<_> = (0..3).map(|_| submit(200)).collect();
+        let tags: Vec<f32> = replies.into_iter().map(tag).collect();
+        assert!(tags.iter().filter(|t| **t == 0.1).count() >= 2, "{tags:?}");
+    }
+
+    fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+        let t0 = Instant::now();
+        while !done() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "timed out waiting for {what}");
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn a_cancelled_stream_frees_its_thread_at_once_and_its_queued_chunk_is_skipped() {
+        let pool = timed_pool(1);
+        let flag = Arc::new(AtomicBool::new(false));
+        // A 2 s pass, and behind it a chunk of the same stream and one of another stream.
+        let long =
+            pool.submit(vec![0; 2000], A, Arc::clone(&flag), Instant::now(), Duration::from_secs(2)).unwrap();
+        wait_until("the pass to start", || pool.queued() == 0);
+        let queued = pool.submit(vec![0; 500], A, Arc::clone(&flag), Instant::now(), Duration::ZERO).unwrap();
+        let other_flag = Arc::new(AtomicBool::new(false));
+        let other = pool.submit(vec![0; 20], A, other_flag, Instant::now(), Duration::ZERO).unwrap();
+        thread::sleep(Duration::from_millis(50));
+        let cancelled_at = Instant::now();
+        flag.store(true, Ordering::Release);
+        pool.cancel(&flag);
+        assert_eq!(long.recv().unwrap().unwrap_err(), EngineError::Cancelled);
+        assert_eq!(queued.recv().unwrap().unwrap_err(), EngineError::Cancelled);
+        let (out, _) = other.recv().unwrap().unwrap();
+        // The other stream's 20 ms chunk ran right after: the thread was freed within a few milliseconds of the
+        // cancel, not after the 2 s pass.
+        let freed = cancelled_at.elapsed();
+        assert_eq!(out.durations.len(), 20);
+        assert!(freed < Duration::from_millis(500), "the thread was busy {freed:?} after the cancel");
+        assert_eq!(pool.queued(), 0, "the queue still holds the cancelled stream's work");
+    }
+
+    #[test]
+    fn an_urgent_chunk_stops_a_pass_whose_stream_can_wait_on_any_thread() {
+        let pool = timed_pool(2);
+        let now = Instant::now();
+        // Two 1.5 s passes of streams with different slack (due in 20 s and 10 s).
+        let flags: Vec<_> = (0..2).map(|_| Arc::new(AtomicBool::new(false))).collect();
+        let relaxed = pool
+            .submit(
+                vec![0; 1500],
+                A,
+                Arc::clone(&flags[0]),
+                now + Duration::from_secs(20),
+                Duration::from_millis(1500),
+            )
+            .unwrap();
+        thread::sleep(Duration::from_millis(30));
+        let busy = pool
+            .submit(
+                vec![0; 1500],
+                A,
+                Arc::clone(&flags[1]),
+                now + Duration::from_secs(10),
+                Duration::from_millis(1500),
+            )
+            .unwrap();
+        wait_until("both passes to start", || pool.queued() == 0);
+        thread::sleep(Duration::from_millis(50));
+        // A new stream's first chunk: due now, every thread busy.
+        let urgent_at = Instant::now();
+        let urgent = pool
+            .submit(
+                vec![0; 30],
+                A,
+                Arc::new(AtomicBool::new(false)),
+                Instant::now(),
+                Duration::from_millis(30),
+            )
+            .unwrap();
+        urgent.recv().unwrap().unwrap();
+        let waited = urgent_at.elapsed();
+        assert!(
+            waited < Duration::from_millis(400),
+            "the urgent chunk waited {waited:?} behind 1.5 s passes"
+        );
+        // Both stopped-or-not chunks still complete: nothing is lost, only recomputed.
+        relaxed.recv().unwrap().unwrap();
+        busy.recv().unwrap().unwrap();
     }
 
     #[test]

@@ -17,7 +17,7 @@ use chorus_text::{Segment, WordLabeler, ends_in_open_tag, parse_tags_mapped};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use tokio::sync::mpsc::Sender;
 
-use crate::{Engine, EngineError, PiperVoice, SynthesisRequest};
+use crate::{Engine, EngineError, PiperVoice, Playback, SynthesisRequest};
 use chorus_proto::metrics as names;
 
 /// How often a waiting job checks that its client is still there.
@@ -27,8 +27,9 @@ const LIVENESS_POLL: Duration = Duration::from_millis(250);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerConfig {
     pub worker_id: String,
-    /// Concurrent jobs accepted.
-    pub capacity: u32,
+    /// Concurrent jobs accepted: a fixed number, or `None` for the engine's own, measured at warm-up and lowered
+    /// while streams come close to running dry ([`Engine::capacity`]).
+    pub capacity: Option<u32>,
 }
 
 /// Milliseconds of audio produced by this process (the `chorus_audio_seconds_total` counter shows it in whole
@@ -139,6 +140,11 @@ impl EngineWorker {
         Arc::clone(&self.counters)
     }
 
+    /// Concurrent jobs accepted now.
+    pub fn capacity(&self) -> u32 {
+        self.config.capacity.unwrap_or_else(|| self.engine.capacity()).max(1)
+    }
+
     /// Stops taking new jobs; jobs in flight finish.
     pub fn drain(&self) {
         self.draining.store(true, Ordering::Release);
@@ -150,7 +156,7 @@ impl Worker for EngineWorker {
         WorkerStatus {
             worker_id: self.config.worker_id.clone(),
             models: read(&self.served).values().filter(|s| !s.retiring).map(|s| s.info.clone()).collect(),
-            capacity: self.config.capacity,
+            capacity: self.capacity(),
             load: self.counters.load.load(Ordering::Acquire),
             draining: self.draining.load(Ordering::Acquire),
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -176,9 +182,10 @@ impl Worker for EngineWorker {
         }
         // Reserve a slot.
         let load = &self.counters.load;
+        let capacity = self.capacity();
         let mut current = load.load(Ordering::Acquire);
         loop {
-            if current >= self.config.capacity {
+            if current >= capacity {
                 return Err(Refusal::Full);
             }
             match load.compare_exchange(current, current + 1, Ordering::AcqRel, Ordering::Acquire) {
@@ -264,6 +271,9 @@ struct Job<'a> {
     flush_id: u32,
     /// Samples sent so far: the time origin of later timestamps.
     samples_out: u64,
+    /// The listener's playback clock across the job's sentences and breaks, so that a later sentence is due when
+    /// the audio before it has played (not as a new stream).
+    playback: Option<Playback>,
 }
 
 impl<'a> Job<'a> {
@@ -280,6 +290,7 @@ impl<'a> Job<'a> {
             seq: 0,
             flush_id: 1,
             samples_out: 0,
+            playback: None,
         }
     }
 
@@ -445,18 +456,27 @@ impl<'a> Job<'a> {
             params,
             normalize: self.job.normalize,
             pronunciations: self.job.pronunciations.clone(),
+            playback: self.playback,
             ..SynthesisRequest::new(text, &self.job.model)
         };
         let started = Instant::now();
-        let synthesis = self.engine.synthesize(&request).map_err(|e| Stop::Failed(job_error(&e)))?;
+        let mut synthesis = self.engine.synthesize(&request).map_err(|e| Stop::Failed(job_error(&e)))?;
+        // A client that leaves while a chunk computes stops it at once (barge-in frees the model thread).
+        let events = self.events.clone();
+        synthesis.abort_when(move || events.is_closed());
         let rate = synthesis.sample_rate();
         let offset = self.samples_out as f64 / f64::from(rate);
         let mut last = started;
-        for chunk in synthesis {
+        while let Some(chunk) = synthesis.next() {
             if self.events.is_closed() {
                 return Err(Stop::Gone);
             }
-            let chunk = chunk.map_err(|e| Stop::Failed(job_error(&e)))?;
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(EngineError::Cancelled) => return Err(Stop::Gone),
+                Err(e) => return Err(Stop::Failed(job_error(&e))),
+            };
+            self.playback = synthesis.playback();
             let step = last.elapsed();
             self.compute += step;
             let step_time_ms = step.as_secs_f64() * 1000.0;
@@ -497,6 +517,12 @@ impl<'a> Job<'a> {
         let samples = vec![0.0f32; (f64::from(seconds) * f64::from(rate)).round() as usize];
         if samples.is_empty() {
             return Ok(());
+        }
+        let audio = Duration::from_secs_f64(samples.len() as f64 / f64::from(rate));
+        let now = Instant::now();
+        match &mut self.playback {
+            Some(p) => p.push(audio, now),
+            None => self.playback = Some(Playback { started: now, queued: audio }),
         }
         self.samples_out += samples.len() as u64;
         let audio = AudioEvent {

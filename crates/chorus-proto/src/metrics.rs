@@ -33,6 +33,16 @@ pub const ENGINE_BATCH_SIZE: &str = "chorus_engine_batch_size";
 pub const BATCH_BUCKETS: [f64; 8] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
 /// Counter: forward passes stopped to run a chunk that was due (their chunk is queued again).
 pub const ENGINE_PREEMPTIONS_TOTAL: &str = "chorus_engine_preemptions_total";
+/// Counter: chunks whose audio was ready after their stream's listener had played everything sent before
+/// (a gap the caller hears), as the worker sees it (streams that had audio buffered only).
+pub const STREAM_UNDERRUNS_TOTAL: &str = "chorus_stream_underruns_total";
+/// Counter: times a worker lowered its declared capacity because a stream came close to running dry.
+pub const CAPACITY_DECREASES_TOTAL: &str = "chorus_worker_capacity_decreases_total";
+/// Histogram (seconds): how long before its listener needed it a chunk's audio was ready (negative: an underrun),
+/// for streams that had audio buffered.
+pub const STREAM_MARGIN: &str = "chorus_stream_margin_seconds";
+/// Buckets of the stream margin histogram, in seconds.
+pub const MARGIN_BUCKETS: [f64; 10] = [-1.0, -0.1, 0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0];
 /// Counter: seconds of audio produced.
 pub const AUDIO_SECONDS_TOTAL: &str = "chorus_audio_seconds_total";
 /// Counter: characters of text synthesized.

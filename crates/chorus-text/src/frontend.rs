@@ -20,12 +20,13 @@ use crate::words::{Token, tokenize};
 pub struct FrontendConfig {
     /// Longest accepted text, in characters.
     pub max_chars: usize,
-    /// The first chunk ends at the first clause boundary after this many phonemes (short first chunk, fast audio).
+    /// The opening chunk ends at the first clause boundary after this many phonemes (short first chunk, fast
+    /// audio).
     pub first_chunk_min_phonemes: usize,
-    /// A first clause longer than this is split at a word boundary.
+    /// The opening chunk is cut at the last word boundary within this many phonemes: a few words, whatever the
+    /// first clause's length. Also the smallest budget of a later chunk.
     pub first_chunk_max_phonemes: usize,
-    /// Later chunks hold whole sentences up to this many phonemes (ramping up from twice the first chunk's limit);
-    /// longer ones split at clause, then word, bounds.
+    /// No chunk holds more than this many phonemes; sentences longer split at clause, then word, bounds.
     pub max_chunk_phonemes: usize,
 }
 
@@ -52,10 +53,22 @@ impl Default for FrontendConfig {
         Self {
             max_chars: 50_000,
             first_chunk_min_phonemes: 12,
-            first_chunk_max_phonemes: 90,
+            first_chunk_max_phonemes: 20,
             max_chunk_phonemes: 400,
         }
     }
+}
+
+/// How much text a chunk may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkBudget {
+    /// The opening of a stream that has no audio buffered: a few words, for a fast first audio whatever the first
+    /// clause's length. It ends at the first clause boundary after `first_chunk_min_phonemes`, or at the last word
+    /// boundary within `first_chunk_max_phonemes`.
+    Opening,
+    /// Whole clauses up to this many phonemes (clamped to `first_chunk_max_phonemes..=max_chunk_phonemes`), ending
+    /// at a sentence end; a clause longer than the budget is split at a word boundary.
+    Phonemes(usize),
 }
 
 /// The text front end: cheap to clone, shared by every request.
@@ -260,6 +273,9 @@ struct Group {
     word: Option<Range<usize>>,
     /// False for the second and later parts of a group espeak glued together: no space between them.
     space_before: bool,
+    /// Whether a chunk may end before this group: at a space, and not inside the expansion of one written token
+    /// ("$12.50" -> "twelve dollars and fifty cents"), whose timestamp must cover all of it.
+    cut_before: bool,
 }
 
 impl Prepared {
@@ -267,8 +283,9 @@ impl Prepared {
         self.groups.iter().map(|g| g.phonemes.chars().count() + 1).sum()
     }
 
-    /// Splits after as many groups as fit in `max` phonemes (at least one); the head has no terminator.
-    fn split_at_word(mut self, max: usize) -> (Prepared, Prepared) {
+    /// Splits after as many groups as fit in `max` phonemes (at least one word); the head has no terminator. The
+    /// whole clause and no tail when it has no place to cut (one written token's expansion).
+    fn split_at_word(mut self, max: usize) -> (Prepared, Option<Prepared>) {
         let mut count = 0;
         let mut cut = 0;
         for (i, g) in self.groups.iter().enumerate() {
@@ -277,11 +294,14 @@ impl Prepared {
                 break;
             }
             // Cut only where espeak put a space, never inside a glued group.
-            if self.groups.get(i + 1).is_none_or(|next| next.space_before) {
+            if self.groups.get(i + 1).is_none_or(|next| next.cut_before) {
                 cut = i + 1;
             }
         }
-        let tail_groups = self.groups.split_off(cut.clamp(1, self.groups.len()));
+        if cut >= self.groups.len() {
+            return (self, None);
+        }
+        let tail_groups = self.groups.split_off(cut.max(1));
         let boundary = tail_groups
             .iter()
             .find_map(|g| g.word.as_ref().map(|w| w.start))
@@ -299,7 +319,7 @@ impl Prepared {
             terminator: None,
             sentence_end: false,
         };
-        (head, tail)
+        (head, Some(tail))
     }
 }
 
@@ -340,15 +360,17 @@ impl ChunkStream {
         Ok(!self.pending.is_empty())
     }
 
-    fn next_chunk(&mut self) -> Result<Option<PhonemeChunk>, TextError> {
-        let first = self.index == 0;
-        // Chunks ramp up (90, 180, 360, then 400 phonemes by default): each is short enough to be ready before the
-        // audio already sent has played, and later ones long enough for good prosody and few model calls.
-        let ramp = self.config.first_chunk_max_phonemes.saturating_mul(1 << self.index.min(8));
-        let max = if first {
-            self.config.first_chunk_max_phonemes
-        } else {
-            ramp.min(self.config.max_chunk_phonemes)
+    /// The next chunk within `budget`; `Ok(None)` at the end of the text. The synthesis pipeline sizes each chunk
+    /// against its stream's slack (see `chorus_engine::scheduler`); [`Iterator::next`] uses a fixed ramp.
+    pub fn next_within(&mut self, budget: ChunkBudget) -> Result<Option<PhonemeChunk>, TextError> {
+        let (max, stop_after) = match budget {
+            ChunkBudget::Opening => {
+                (self.config.first_chunk_max_phonemes, Some(self.config.first_chunk_min_phonemes))
+            }
+            ChunkBudget::Phonemes(n) => {
+                let hi = self.config.max_chunk_phonemes.max(1);
+                (n.clamp(self.config.first_chunk_max_phonemes.clamp(1, hi), hi), None)
+            }
         };
         let mut taken: Vec<Prepared> = Vec::new();
         let mut count = 0usize;
@@ -360,8 +382,10 @@ impl ChunkStream {
             if taken.is_empty() {
                 if n > max && next.groups.len() > 1 {
                     let (head, tail) = next.split_at_word(max);
-                    self.pending.push_front(tail);
                     taken.push(head);
+                    if let Some(tail) = tail {
+                        self.pending.push_front(tail);
+                    }
                     break;
                 }
             } else if count + n > max {
@@ -371,7 +395,7 @@ impl ChunkStream {
             count += n;
             let ends_sentence = next.sentence_end;
             taken.push(next);
-            if ends_sentence || (first && count >= self.config.first_chunk_min_phonemes) {
+            if ends_sentence || stop_after.is_some_and(|min| count >= min) {
                 break;
             }
         }
@@ -381,6 +405,21 @@ impl ChunkStream {
         }
         let is_last = !self.peek_pending()?;
         Ok(Some(self.build(taken, is_last)))
+    }
+
+    /// The fixed ramp of [`Iterator::next`]: the opening chunk, then twice its limit per chunk (by default 20, 40,
+    /// 80, 160, 320, then 400 phonemes).
+    fn ramp(&self) -> ChunkBudget {
+        if self.index == 0 {
+            ChunkBudget::Opening
+        } else {
+            ChunkBudget::Phonemes(self.config.first_chunk_max_phonemes.saturating_mul(1 << self.index.min(8)))
+        }
+    }
+
+    /// Chunks produced so far.
+    pub fn produced(&self) -> usize {
+        self.index
     }
 
     fn build(&mut self, clauses: Vec<Prepared>, is_last: bool) -> PhonemeChunk {
@@ -448,7 +487,8 @@ impl Iterator for ChunkStream {
     type Item = Result<PhonemeChunk, TextError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.next_chunk().transpose()
+        let budget = self.ramp();
+        self.next_within(budget).transpose()
     }
 }
 
@@ -471,12 +511,14 @@ fn align(normalized: &Normalized, clause: Clause) -> Prepared {
             phonemes: (*g).to_owned(),
             word: None,
             space_before: true,
+            cut_before: true,
         }));
     } else if words.len() == espeak_groups.len() {
         groups.extend(espeak_groups.iter().zip(&words).map(|(g, w)| Group {
             phonemes: (*g).to_owned(),
             word: Some(w.clone()),
             space_before: true,
+            cut_before: true,
         }));
     } else {
         let letters: Vec<usize> = words.iter().map(|w| spoken_letters(&text[w.clone()])).collect();
@@ -502,6 +544,7 @@ fn align(normalized: &Normalized, clause: Clause) -> Prepared {
                         phonemes: chars[from..to].iter().collect(),
                         word: words.get(w).cloned(),
                         space_before: k == 0,
+                        cut_before: k == 0,
                     });
                     from = to;
                 }
@@ -511,11 +554,26 @@ fn align(normalized: &Normalized, clause: Clause) -> Prepared {
                     phonemes: espeak_groups[g].to_owned(),
                     word: word.clone(),
                     space_before: true,
+                    cut_before: true,
                 }));
             }
         }
     }
     groups.retain(|g| !g.phonemes.is_empty());
+    // Never cut between two groups of one written token's expansion (or of one word spoken as several groups).
+    let mut previous: Option<Range<usize>> = None;
+    for g in &mut groups {
+        let original = g.word.as_ref().map(|w| normalized.original_range(w.clone()));
+        if let (Some(a), Some(b)) = (&previous, &original)
+            && a.start < b.end
+            && b.start < a.end
+        {
+            g.cut_before = false;
+        }
+        if original.is_some() {
+            previous = original;
+        }
+    }
     Prepared { range, groups, terminator: clause.terminator, sentence_end: clause.sentence_end }
 }
 

@@ -16,7 +16,9 @@ mod words;
 
 pub use error::TextError;
 pub use espeak::{Clause, EspeakConfig, Phonemizer};
-pub use frontend::{ChunkStream, ChunkWord, Frontend, FrontendConfig, PhonemeChunk, PhonemeSlot, TextInput};
+pub use frontend::{
+    ChunkBudget, ChunkStream, ChunkWord, Frontend, FrontendConfig, PhonemeChunk, PhonemeSlot, TextInput,
+};
 pub use phonemes::PhonemeIdMap;
 pub use pronounce::{Alias, Lexicon, PhonemeOverride};
 pub use tags::{

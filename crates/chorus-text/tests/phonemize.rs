@@ -174,3 +174,37 @@ fn unknown_espeak_voice_is_an_error() {
     // The thread survives and serves the next request.
     assert!(!p.phonemize("en-us", "hello").unwrap().is_empty());
 }
+
+#[test]
+fn the_opening_chunk_is_a_few_words_whatever_the_first_clause_and_later_chunks_follow_their_budget() {
+    use chorus_text::ChunkBudget;
+    let frontend = Frontend::new(phonemizer(), FrontendConfig::default());
+    let max = FrontendConfig::default().first_chunk_max_phonemes;
+    let long = "The quarterly planning meeting that everyone in the department had been dreading for weeks finally \
+                began at nine. It went on until noon, and nobody was happy about that.";
+    let short = "Your table for two is ready at seven.";
+    let mut opening_lengths = Vec::new();
+    for text in [long, short] {
+        let mut chunks = frontend.chunks(input(text), id_map()).unwrap();
+        let first = chunks.next_within(ChunkBudget::Opening).unwrap().unwrap();
+        assert!(first.slots.len() <= max + 1, "{text}: opening {}", first.phoneme_string());
+        assert!(first.words.len() >= 2, "{text}: a few words, not one: {}", first.phoneme_string());
+        opening_lengths.push(first.slots.len());
+        // The rest with a budget of 60 phonemes: no chunk over it (but the one word a chunk always takes), each
+        // ending at a sentence end or inside a sentence too long for the budget, and every word once, in order.
+        let mut words: Vec<String> = first.words.iter().map(|w| w.text.clone()).collect();
+        while let Some(chunk) = chunks.next_within(ChunkBudget::Phonemes(60)).unwrap() {
+            assert!(chunk.slots.len() <= 60 + 2, "{}", chunk.phoneme_string());
+            words.extend(chunk.words.iter().map(|w| w.text.clone()));
+        }
+        let expected: Vec<String> = chorus_text::tokenize(text).into_iter().map(|t| t.text).collect();
+        assert_eq!(words, expected);
+    }
+    // The long first clause's opening is no longer than the short sentence's: first audio does not grow with it.
+    assert!(opening_lengths[0] <= opening_lengths[1] + 4, "openings {opening_lengths:?}");
+    // A large budget takes a whole sentence.
+    let mut chunks = frontend.chunks(input(long), id_map()).unwrap();
+    chunks.next_within(ChunkBudget::Opening).unwrap();
+    let rest = chunks.next_within(ChunkBudget::Phonemes(400)).unwrap().unwrap();
+    assert!(rest.words.last().is_some_and(|w| w.text.starts_with("nine")), "{:?}", rest.words.last());
+}

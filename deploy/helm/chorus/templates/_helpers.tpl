@@ -10,17 +10,80 @@ stays a valid 63-character DNS label for Services and pod host names.
 {{- end -}}
 {{- end -}}
 
-{{- define "chorus.api.name" -}}{{ include "chorus.fullname" . }}-api{{- end -}}
+{{/*
+Object names. `names: familiar` (the default) gives the names of the familiar runbook: Deployments `<release>-api`
+and `<pool name>`, Service `<release>-api-server`, PodMonitor `<release>-monitor`, ManagedCertificate
+`<release>-ssl-cert`. `names: chart-0.1` keeps the names chart 0.1 rendered (`<fullname>-api`,
+`<fullname>-worker-<pool>`, PodMonitor `<fullname>`, one ManagedCertificate per route) for installs that must not
+rename their workloads on upgrade. Both API Service names exist in either mode (one is an alias of the other).
+The release name is cut to 50 characters so that "<release>-api-server" stays a 63-character DNS label.
+*/}}
+{{- define "chorus.releaseShort" -}}{{ .Release.Name | trunc 50 | trimSuffix "-" }}{{- end -}}
+{{- define "chorus.legacyNames" -}}{{ if eq .Values.names "chart-0.1" }}true{{ end }}{{- end -}}
+
+{{- define "chorus.api.name" -}}
+{{- if include "chorus.legacyNames" . -}}
+{{ include "chorus.fullname" . }}-api
+{{- else -}}
+{{ include "chorus.releaseShort" . }}-api
+{{- end -}}
+{{- end -}}
+{{/* The API Service the Ingress uses (and, chart-0.1 names aside, the runbook's `<release>-api-server`). */}}
+{{- define "chorus.api.serviceName" -}}
+{{- if include "chorus.legacyNames" . -}}
+{{ include "chorus.fullname" . }}-api
+{{- else -}}
+{{ include "chorus.releaseShort" . }}-api-server
+{{- end -}}
+{{- end -}}
+{{/* The other API Service name, an alias selecting the same pods: chart 0.1's `<fullname>-api`, or with chart-0.1
+names the runbook's `<release>-api-server`. */}}
+{{- define "chorus.api.aliasServiceName" -}}
+{{- if include "chorus.legacyNames" . -}}
+{{ include "chorus.releaseShort" . }}-api-server
+{{- else -}}
+{{ include "chorus.fullname" . }}-api
+{{- end -}}
+{{- end -}}
 {{- define "chorus.nats.name" -}}{{ include "chorus.fullname" . }}-nats{{- end -}}
 {{- define "chorus.licenseProxy.name" -}}{{ include "chorus.fullname" . }}-license-proxy{{- end -}}
+{{- define "chorus.podMonitor.name" -}}
+{{- if include "chorus.legacyNames" . -}}
+{{ include "chorus.fullname" . }}
+{{- else -}}
+{{ include "chorus.releaseShort" . }}-monitor
+{{- end -}}
+{{- end -}}
 
-{{/* Worker Deployment name; called with (dict "root" $ "worker" $w). */}}
+{{/* Worker Deployment (and ScaledObject) name; called with (dict "root" $ "worker" $w). */}}
 {{- define "chorus.worker.name" -}}
+{{- if include "chorus.legacyNames" .root -}}
 {{- printf "%s-worker-%s" (include "chorus.fullname" .root) .worker.name -}}
+{{- else -}}
+{{- .worker.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The pods' ServiceAccount, normalised to YAML (use with fromYaml): create, name, annotations. `infra.serviceAccount`
+is empty (the chart creates `<fullname>`), a name (the familiar form: the chart creates that ServiceAccount), or a
+map {create, name, annotations}.
+*/}}
+{{- define "chorus.serviceAccount" -}}
+{{- $sa := .Values.infra.serviceAccount -}}
+{{- if kindIs "map" $sa -}}
+create: {{ ternary $sa.create true (hasKey $sa "create") }}
+name: {{ default (include "chorus.fullname" .) $sa.name | quote }}
+annotations: {{ default dict $sa.annotations | toJson }}
+{{- else -}}
+create: true
+name: {{ default (include "chorus.fullname" .) $sa | quote }}
+annotations: {}
+{{- end -}}
 {{- end -}}
 
 {{- define "chorus.serviceAccountName" -}}
-{{- default (include "chorus.fullname" .) .Values.infra.serviceAccount.name -}}
+{{- (include "chorus.serviceAccount" . | fromYaml).name -}}
 {{- end -}}
 
 {{- define "chorus.natsUrl" -}}
@@ -99,7 +162,7 @@ securityContext:
 {{- define "chorus.backendConfig.api" -}}{{ include "chorus.api.name" . }}{{- end -}}
 {{- define "chorus.backendConfig.licenseProxy" -}}{{ include "chorus.licenseProxy.name" . }}{{- end -}}
 
-{{/* ManagedCertificate name for one route; called with (dict "root" $ "host" "tts.example.com"). */}}
+{{/* ManagedCertificate name for one route with chart-0.1 names; called with (dict "root" $ "host" "tts.example.com"). */}}
 {{- define "chorus.managedCertificate.name" -}}
 {{- printf "%s-%s" (include "chorus.fullname" .root) (.host | replace "." "-") | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
@@ -133,13 +196,17 @@ minReplicas: {{ ternary $a.minReplicas 1 (hasKey $a "minReplicas") }}
 maxReplicas: {{ ternary $a.maxReplicas 4 (hasKey $a "maxReplicas") }}
 {{- end -}}
 
-{{/* Comma-separated ManagedCertificate names, one per route. */}}
+{{/* Comma-separated ManagedCertificate names: `<release>-ssl-cert` (every route), or one per route with chart-0.1 names. */}}
 {{- define "chorus.gke.certificateNames" -}}
+{{- if include "chorus.legacyNames" . -}}
 {{- $names := list -}}
 {{- range .Values.ingress.routes -}}
 {{- $names = append $names (include "chorus.managedCertificate.name" (dict "root" $ "host" .)) -}}
 {{- end -}}
 {{- join "," $names -}}
+{{- else -}}
+{{ include "chorus.releaseShort" . }}-ssl-cert
+{{- end -}}
 {{- end -}}
 
 {{/* The artifact store's environment (API and workers); empty without artifacts.location. Indent with nindent. */}}
@@ -168,4 +235,86 @@ envFrom:
   - secretRef:
       name: {{ .Values.artifacts.credentialsSecret }}
 {{- end }}
+{{- end -}}
+
+
+{{/*
+GCS credentials from the familiar `infra.gcsSecretName` (a service-account JSON key): used when the artifact store is
+a gs:// bucket and `artifacts.credentialsSecret` is empty. The Secret is mounted read-only and named by
+GOOGLE_APPLICATION_CREDENTIALS. "true" or empty.
+*/}}
+{{- define "chorus.gcs.enabled" -}}
+{{- if and .Values.infra.gcsSecretName (hasPrefix "gs://" (toString .Values.artifacts.location)) (not .Values.artifacts.credentialsSecret) -}}
+true
+{{- end -}}
+{{- end -}}
+{{- define "chorus.gcs.env" -}}
+{{- if include "chorus.gcs.enabled" . }}
+# The bucket's service-account key, from the Secret infra.gcsSecretName.
+- name: GOOGLE_APPLICATION_CREDENTIALS
+  value: {{ printf "/var/run/secrets/chorus-gcs/%s" .Values.infra.gcsSecretKey | quote }}
+{{- end }}
+{{- end -}}
+{{- define "chorus.gcs.volumeMount" -}}
+{{- if include "chorus.gcs.enabled" . }}
+- name: gcs-credentials
+  mountPath: /var/run/secrets/chorus-gcs
+  readOnly: true
+{{- end }}
+{{- end -}}
+{{- define "chorus.gcs.volume" -}}
+{{- if include "chorus.gcs.enabled" . }}
+- name: gcs-credentials
+  secret:
+    secretName: {{ .Values.infra.gcsSecretName }}
+    items:
+      - key: {{ .Values.infra.gcsSecretKey }}
+        path: {{ .Values.infra.gcsSecretKey }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Where the API's client keys come from: "tenant" (api.tenantKeysOnly: tenant keys from the license proxy only),
+"explicit" (api.apiKeysSecret.name), "open" (api.allowOpen), "familiar" (the Secret api.keySecret.name, by default
+`api-key-secret` with CARTESIA_API_KEY and CONTAINER_KEY), or "none" (nothing set: refused by validate.yaml).
+*/}}
+{{- define "chorus.api.keyMode" -}}
+{{- $api := .Values.api -}}
+{{- if $api.tenantKeysOnly -}}tenant
+{{- else if $api.apiKeysSecret.name -}}explicit
+{{- else if $api.allowOpen -}}open
+{{- else if $api.keySecret.name -}}familiar
+{{- else -}}none
+{{- end -}}
+{{- end -}}
+
+{{/*
+A worker pool's GPU, normalised to YAML (use with fromYaml); called with (dict "root" $ "worker" $w):
+resource (the extended resource requested, one per pod; empty: a CPU pool), accelerator (the GPU model to pin the
+pods to; empty: any), image (the image name). `gpuType` is the resource (`nvidia.com/gpu`, or a MIG resource such as
+`nvidia.com/mig-1g.10gb`); a value without a "/" is chart 0.1's meaning, an accelerator label such as `nvidia-l4`
+(resource nvidia.com/gpu; on GKE also the node pool's accelerator). The image `chorus` of a GPU pool is its CUDA
+variant, `chorus-cuda`.
+*/}}
+{{- define "chorus.worker.gpu" -}}
+{{- $wa := .worker.workerArgs -}}
+{{- $type := toString (default "" $wa.gpuType) -}}
+{{- $resource := "" -}}
+{{- $accelerator := toString (default "" $wa.accelerator) -}}
+{{- if contains "/" $type -}}
+{{- $resource = $type -}}
+{{- else if $type -}}
+{{- $resource = "nvidia.com/gpu" -}}
+{{- if and (not $accelerator) (eq .root.Values.infra.provider "gcp") -}}
+{{- $accelerator = $type -}}
+{{- end -}}
+{{- end -}}
+{{- $image := default "chorus" $wa.image -}}
+{{- if and $resource (eq $image "chorus") -}}
+{{- $image = "chorus-cuda" -}}
+{{- end -}}
+resource: {{ $resource | quote }}
+accelerator: {{ $accelerator | quote }}
+legacy: {{ and $type (not (contains "/" $type)) }}
+image: {{ $image | quote }}
 {{- end -}}
