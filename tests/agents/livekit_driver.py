@@ -55,7 +55,7 @@ async def main(base_url: str, api_key: str, voice: str, out: Path) -> None:
         started = time.monotonic()
         turns.append(await turn(tts, long, stop_after_bytes=RATE * 2))  # about one second of audio, then stop
         result["interrupt_seconds"] = time.monotonic() - started
-        turns.append(await turn(tts, "Sure. Your table is booked for seven o'clock."))
+        turns.append(await turn(tts, "Of course. We look forward to seeing you tonight."))
         await tts.aclose()
     for i, t in enumerate(turns):
         (out / f"turn-{i}.pcm").write_bytes(bytes(t.pop("audio")))

@@ -113,7 +113,7 @@ async def main(url: str, api_key: str, voice: str, out: Path) -> None:
 
     # Turn 3: the next answer on the same socket.
     sink.next_turn()
-    await llm_turn(worker, ["Sure.", " Your table is booked for seven o'clock."])
+    await llm_turn(worker, ["Of course.", " We look forward to seeing you tonight."])
     await asyncio.wait_for(sink.stopped.wait(), 60)
     await settle(sink, 1.5, 30)
     socket_after = id(tts._websocket)
