@@ -105,12 +105,6 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
-    let signal = async move {
-        shutdown.await;
-        tracing::info!("Shutdown requested: no new connections; draining open responses.");
-        let _ = signalled_tx.send(());
-    };
     // Audio chunks must leave at once: without TCP_NODELAY, Nagle's algorithm and the client's delayed ACK can hold
     // the first chunk for tens of milliseconds (seen in `chorus bench`).
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -118,6 +112,35 @@ pub async fn serve(
             tracing::debug!(error = %e, "Cannot set TCP_NODELAY.");
         }
     });
+    serve_on(listener, router, shutdown).await
+}
+
+/// [`serve`] over TLS: each accepted connection goes through [`TlsAcceptor::accept`](crate::tls::TlsAcceptor)
+/// (HTTP/2 or HTTP/1.1 by ALPN; WebSockets over either).
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    tls: crate::tls::TlsAcceptor,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_on(crate::tls::TlsListener::new(listener, tls)?, router, shutdown).await
+}
+
+async fn serve_on<L>(
+    listener: L,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("Shutdown requested: no new connections; draining open responses.");
+        let _ = signalled_tx.send(());
+    };
     let server = axum::serve(listener, router).with_graceful_shutdown(signal).into_future();
     let drain_deadline = async move {
         // A dropped sender means the server ended by itself; never fire then.

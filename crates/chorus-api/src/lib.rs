@@ -19,6 +19,7 @@ pub mod routes;
 pub mod sse;
 pub mod state;
 pub mod store;
+pub mod tls;
 pub mod token;
 pub mod ws;
 

@@ -193,7 +193,10 @@ pub async fn handler(
     let (mut parts, _body) = req.into_parts();
     let refuse = |e: ApiError| e.with_request_id(request_id.as_str()).into_response();
     // Validate the handshake before anything else (same errors either way).
-    let upgrade = match deflate::negotiate(&parts.headers) {
+    // Over HTTP/2 (extended CONNECT, RFC 8441) axum answers the handshake; permessage-deflate is for HTTP/1.1.
+    let offer =
+        if parts.version == axum::http::Version::HTTP_11 { deflate::negotiate(&parts.headers) } else { None };
+    let upgrade = match offer {
         Some(negotiated) => match upgrade::accept_key(&parts.headers) {
             Ok(accept) => Upgrade::Deflate { accept, negotiated },
             Err(e) => return refuse(ApiError { status: e.status, ..ApiError::invalid(e.message) }),

@@ -36,15 +36,20 @@ pub struct ApiRoleArgs {
 pub fn spawn_api(
     listener: tokio::net::TcpListener,
     state: AppState,
+    tls: Option<chorus_api::tls::TlsAcceptor>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> (JoinHandle<std::io::Result<()>>, chorus_api::ws::WsShutdown) {
     // WebSockets outlive axum's graceful shutdown: they are closed (1001) through their own switch.
     let ws_shutdown = chorus_api::ws::WsShutdown::new();
     let app = chorus_api::app::router(state)
         .layer(axum::Extension(chorus_api::ws::WsConfig::default().with_shutdown(&ws_shutdown)));
-    let server = tokio::spawn(chorus_api::app::serve(listener, app, async move {
+    let shutdown = async move {
         let _ = stop.changed().await;
-    }));
+    };
+    let server = match tls {
+        Some(tls) => tokio::spawn(chorus_api::app::serve_tls(listener, tls, app, shutdown)),
+        None => tokio::spawn(chorus_api::app::serve(listener, app, shutdown)),
+    };
     (server, ws_shutdown)
 }
 
@@ -113,7 +118,8 @@ pub fn run(paths: &PathArgs, args: ApiRoleArgs) -> Result<()> {
         .await?;
         tracing::info!(api = %args.api.listen, nats = %args.nats, "Chorus API is serving.");
         let gate = Arc::clone(&state.license);
-        let (server, ws_shutdown) = spawn_api(listener, state, stop_rx);
+        let tls = args.api.web.tls_acceptor(&file)?;
+        let (server, ws_shutdown) = spawn_api(listener, state, tls, stop_rx);
         common::shutdown_signal().await;
         tracing::info!("Shutting down the API.");
         ws_shutdown.trigger();

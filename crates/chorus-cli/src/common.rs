@@ -48,6 +48,8 @@ pub struct ConfigFile {
     pub models_poll_seconds: Option<f64>,
     /// Browser origins allowed to call the API (CORS); `--cors-origin` overrides.
     pub cors_origins: Option<Vec<String>>,
+    /// TLS on the API port (`cert`, `key`, `reload_interval_seconds`); `--tls-cert` / `--tls-key` override.
+    pub tls: Option<crate::web::TlsSection>,
     /// The license proxy (`chorus license-proxy`, and the one inside `chorus serve`).
     pub license: Option<crate::license::LicenseSection>,
 }
@@ -76,7 +78,7 @@ pub struct ApiArgs {
     #[command(flatten)]
     pub artifacts: ArtifactArgs,
     #[command(flatten)]
-    pub web: crate::web::WebArgs,
+    pub web: Box<crate::web::WebArgs>,
 }
 
 /// Artifact store flags (`serve`, `api`, `artifacts`).
