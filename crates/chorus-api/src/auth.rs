@@ -42,6 +42,9 @@ fn unix_now() -> u64 {
 /// Paths that never need a key (with `GET` or `HEAD`).
 const OPEN_PATHS: [&str; 2] = ["/", "/status"];
 
+/// The TTS WebSocket.
+const WEBSOCKET_PATH: &str = "/tts/websocket";
+
 /// Paths that start a synthesis (counted against the license's stream limit).
 const SYNTHESIS_PATHS: [&str; 4] = ["/tts/bytes", "/tts/sse", "/tts/websocket", "/v1/audio/speech"];
 
@@ -112,14 +115,20 @@ pub async fn require_api_key(State(state): State<AppState>, mut req: Request, ne
         tracing::warn!(error = %e, "Request refused: the license is not active.");
         return refuse(e);
     }
-    let guard = match gate.admit(tenant.as_ref(), synthesis) {
-        Ok(guard) => guard,
-        Err(e) => {
-            tracing::info!(error = %e, "Request refused: over a limit.");
-            return refuse(e);
+    // A WebSocket is not one request but a series of contexts: each is admitted (limits, the license's streams)
+    // when it starts, and the socket itself holds nothing.
+    let guard = if path == WEBSOCKET_PATH {
+        None
+    } else {
+        match gate.admit(tenant.as_ref(), synthesis) {
+            Ok(guard) => guard,
+            Err(e) => {
+                tracing::info!(error = %e, "Request refused: over a limit.");
+                return refuse(e);
+            }
         }
     };
-    let caller = Caller { key_name: tenant.map(|t| t.name), guard };
+    let caller = Caller { key_name: tenant.as_ref().map(|t| t.name.clone()), guard, tenant };
     let hold = caller.guard.is_some();
     req.extensions_mut().insert(caller.clone());
     req.extensions_mut().insert(credential);

@@ -16,6 +16,7 @@ pub mod license;
 pub mod middleware;
 pub mod request;
 pub mod routes;
+pub mod serve;
 pub mod sse;
 pub mod state;
 pub mod store;

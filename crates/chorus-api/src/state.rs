@@ -7,7 +7,7 @@ use chorus_proto::{ErrorCode, OutputFormat, SynthesisJob, SynthesisParams};
 
 use crate::artifacts::Artifacts;
 use crate::catalogue::Catalogue;
-use crate::error::ApiError;
+use crate::error::{ApiError, echo};
 use crate::license::{Caller, LicenseGate, UsageMeter};
 use crate::request::TtsRequest;
 use crate::store::{DictStore, VoiceStore};
@@ -166,14 +166,14 @@ impl AppState {
         let Some(model) = self.config.catalogue.resolve(&req.model_id) else {
             return Err(ApiError::new(
                 ErrorCode::ModelNotFound,
-                format!("model '{}' does not exist (try sonic-3 or chorus-piper)", req.model_id),
+                format!("model '{}' does not exist (try sonic-3 or chorus-piper)", echo(&req.model_id)),
             ));
         };
         self.license.check_model(&req.model_id, &model.id)?;
         let voice_id = req.voice.id()?;
         self.voices.sync_builtin(&self.bus.models());
         let voice = self.voices.get(voice_id).ok_or_else(|| {
-            ApiError::new(ErrorCode::VoiceNotFound, format!("voice '{voice_id}' does not exist"))
+            ApiError::new(ErrorCode::VoiceNotFound, format!("voice '{}' does not exist", echo(voice_id)))
         })?;
         let format = req.output_format.resolve(route != Route::Bytes)?;
 
@@ -200,8 +200,10 @@ impl AppState {
             let base = lang.split(['-', '_']).next().unwrap_or(lang).to_ascii_lowercase();
             if base != voice.language {
                 return Err(ApiError::invalid(format!(
-                    "voice '{}' speaks '{}', not '{lang}'",
-                    voice.id, voice.language
+                    "voice '{}' speaks '{}', not '{}'",
+                    voice.id,
+                    voice.language,
+                    echo(lang)
                 )));
             }
         }
@@ -222,7 +224,7 @@ impl AppState {
                 self.dicts
                     .get(id)
                     .ok_or_else(|| {
-                        ApiError::not_found(format!("pronunciation dictionary '{id}' does not exist"))
+                        ApiError::not_found(format!("pronunciation dictionary '{}' does not exist", echo(id)))
                     })?
                     .items
             }

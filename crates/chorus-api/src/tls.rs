@@ -2,8 +2,9 @@
 //! restart; ALPN offers HTTP/2 and HTTP/1.1 (WebSockets over either).
 //!
 //! The serve path needs one thing from here: [`TlsAcceptor::accept`], which turns an accepted `TcpStream` into the
-//! stream HTTP is spoken on. [`TlsListener`] wraps a `TcpListener` with it for `axum::serve`, handshakes running
-//! concurrently (a slow client holds up no one), each bounded by [`HANDSHAKE_TIMEOUT`].
+//! stream HTTP is spoken on; [`TlsAcceptor`] is the accept loop's [`Wrap`](crate::serve::Wrap), so the handshake
+//! runs in the connection's own task under the loop's connection limits and header timeout, and the protocol
+//! negotiated by ALPN picks HTTP/2 or HTTP/1.1.
 //!
 //! Reloading: every [`TlsSettings::reload_interval`] the two files are read again; when their contents changed and
 //! parse into a certificate whose key matches, new handshakes use it (connections already open keep theirs). A
@@ -19,14 +20,11 @@ use std::time::Duration;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
 
-/// A TLS handshake must complete within this long.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the certificate files are checked for a change, by default.
 pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -176,69 +174,21 @@ impl TlsAcceptor {
     }
 }
 
-/// A `TcpListener` whose connections come out TLS-terminated, for `axum::serve`. Handshakes run in their own tasks;
-/// failed or slow ones are dropped (logged at debug).
-#[derive(Debug)]
-pub struct TlsListener {
-    ready: mpsc::Receiver<(tokio_rustls::server::TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
+/// The serve path's hook ([`crate::serve::Wrap`]): accepted connections become TLS sessions, HTTP/2 when the
+/// client chose `h2`.
+impl crate::serve::Wrap for TlsAcceptor {
+    type Stream = tokio_rustls::server::TlsStream<TcpStream>;
 
-impl TlsListener {
-    pub fn new(listener: TcpListener, acceptor: TlsAcceptor) -> io::Result<Self> {
-        let local = listener.local_addr()?;
-        let (tx, ready) = mpsc::channel(64);
-        let task = tokio::spawn(async move {
-            loop {
-                let (tcp, peer) = tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok(pair) => pair,
-                        Err(e) => {
-                            tracing::debug!(error = %e, "Cannot accept a connection.");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    },
-                    () = tx.closed() => break,
-                };
-                // Audio chunks must leave at once (see `app::serve`).
-                let _ = tcp.set_nodelay(true);
-                let (tx, acceptor) = (tx.clone(), acceptor.clone());
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed."),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out."),
-                    }
-                });
-            }
-        });
-        Ok(Self { ready, local, task })
-    }
-}
-
-impl Drop for TlsListener {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = tokio_rustls::server::TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(pair) => pair,
-            // The accept task ended (it only does when this listener goes away): nothing more will come.
-            None => std::future::pending().await,
-        }
+    fn wrap(
+        &self,
+        tcp: TcpStream,
+        _peer: SocketAddr,
+    ) -> chorus_bus::BoxFuture<'static, io::Result<Self::Stream>> {
+        let acceptor = self.clone();
+        Box::pin(async move { acceptor.accept(tcp).await })
     }
 
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(self.local)
+    fn http2(stream: &Self::Stream) -> bool {
+        stream.get_ref().1.alpn_protocol() == Some(b"h2")
     }
 }

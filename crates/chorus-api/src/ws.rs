@@ -29,13 +29,23 @@
 //!   beyond the bus's input queue, too many contexts): an `error` frame, with the `context_id` when one can be
 //!   read; it ends that context only, and the socket stays open. Messages over
 //!   [`WsConfig::max_message_bytes`] close the socket with 1009 (invalid UTF-8: 1007; protocol errors: 1002).
-//! - **Idle**: with no traffic either way (ping/pong aside) for [`WsConfig::idle_timeout`] (5 minutes, as
-//!   Cartesia), the socket closes with 1000. A context held open with `continue: true` and no text is idle; a
-//!   socket streaming audio to a slow reader is not.
+//! - **Slots**: a context takes a worker slot (a job on the bus) only once it has text to speak: a first message
+//!   with an empty or whitespace-only transcript and `continue: true` opens the context (validated in full) but
+//!   starts nothing; its flushes are answered at once, and its job starts with the first text. The context is
+//!   admitted against its tenant key's limits (concurrency, requests per minute) and the license's stream limit
+//!   when its job starts: every context counts as one request, the socket itself as none.
+//! - **Idle contexts**: a context with no client message for it and no output from its job for
+//!   [`WsConfig::context_idle_timeout`] (20 s; counted from the end of its `max_buffer_delay_ms`, the time the
+//!   worker may hold text back) ends with a 408 `timeout` `error` frame, freeing its slot.
+//! - **Idle sockets**: with no real traffic for [`WsConfig::idle_timeout`] (5 minutes, as Cartesia), the socket
+//!   closes with 1000. Real traffic is text, flushes, ends and cancels from the client and audio and context ends
+//!   to it: empty messages, bad input (and its `error` frames) and pings do not keep a socket open.
+//! - **Revocation**: when the socket's tenant key is revoked (or removed), every running context gets a 401
+//!   `error` frame and the socket closes with 1008, within about a second of the change on the license proxy.
 //! - **Client gone**: every context's job handle is dropped at once, which stops its worker.
 //! - **Shutdown**: see [`WsShutdown`]: new contexts are refused, running ones get up to
-//!   [`WsConfig::drain_timeout`] to finish, then the socket closes with 1001 (going away), which the SDKs treat
-//!   as recoverable.
+//!   [`WsConfig::drain_timeout`] (30 s) to finish (their `done`); a context still running then gets a 503
+//!   `error` frame; then the socket closes with 1001 (going away), which the SDKs treat as recoverable.
 //!
 //! # permessage-deflate
 //!
@@ -80,13 +90,21 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1 << 20;
 /// Contexts in progress on one socket; beyond it new contexts get a 429 `error` frame.
 pub const DEFAULT_MAX_CONTEXTS: usize = 128;
+/// A context with nothing to do (no text to speak, no client message) for this long is closed with an `error`.
+pub const DEFAULT_CONTEXT_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+/// On shutdown, how long running contexts may take to finish.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Settings of the TTS WebSocket. Defaults apply when the router carries none; `chorus serve` adds one as an
 /// [`Extension`] to connect the shutdown signal (see [`WsShutdown`]).
 #[derive(Debug, Clone)]
 pub struct WsConfig {
-    /// Close with 1000 after this long without traffic.
+    /// Close with 1000 after this long without real traffic: text, flushes, ends and cancels in; audio and
+    /// context ends out (empty messages, bad input and its `error` frames, pings do not count).
     pub idle_timeout: Duration,
+    /// A context with nothing to do for this long (no client message for it and no output from its job) is ended
+    /// with a 408 `timeout` `error` frame.
+    pub context_idle_timeout: Duration,
     /// Largest client message (and frame), in bytes.
     pub max_message_bytes: usize,
     /// Contexts in progress per socket.
@@ -105,9 +123,10 @@ impl Default for WsConfig {
     fn default() -> Self {
         Self {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            context_idle_timeout: DEFAULT_CONTEXT_IDLE_TIMEOUT,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_contexts: DEFAULT_MAX_CONTEXTS,
-            drain_timeout: Duration::from_secs(10),
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             close_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(60),
             shutdown: None,
@@ -135,7 +154,7 @@ impl WsConfig {
 /// let signal = { let s = ws_shutdown.clone(); async move { shutdown_signal().await; s.trigger() } };
 /// axum::serve(listener, app).with_graceful_shutdown(signal).await?;
 /// // Sockets drain (up to `drain_timeout`) and close with 1001; bound the wait anyway.
-/// let _ = tokio::time::timeout(Duration::from_secs(15), ws_shutdown.wait_closed()).await;
+/// let _ = tokio::time::timeout(Duration::from_secs(35), ws_shutdown.wait_closed()).await;
 /// ```
 ///
 /// After `trigger`, handshakes get a 503 and every socket refuses new contexts (a 503 `error` frame), lets its

@@ -344,7 +344,7 @@ fn audit_records(addr: std::net::SocketAddr) -> Option<Vec<chorus_proto::license
 }
 
 /// A tenant key's limits hold across API servers: two `chorus api` processes on one NATS share their counts, so a
-/// key limited to one request at a time that holds a WebSocket on one server is refused by the other, and a key
+/// key limited to one request at a time that runs a WebSocket context on one server is refused by the other, and a key
 /// limited to three requests a minute gets three in all, not three per server.
 #[test]
 fn tenant_key_limits_hold_across_two_api_servers() {
@@ -375,15 +375,28 @@ fn tenant_key_limits_hold_across_two_api_servers() {
         assert!(known.is_some(), "{addr} accepts the tenant key");
     }
 
-    // One at a time: a WebSocket open on A holds the key's only slot, so B refuses the key.
+    // One at a time: a WebSocket context running on A holds the key's only slot, so B refuses the key. (The
+    // socket alone holds nothing: each context is admitted.)
     let stream = std::net::TcpStream::connect(a).unwrap();
     let url = format!("ws://{a}/tts/websocket?cartesia_version=2025-04-16&api_key={single}");
     let (mut socket, _) = tungstenite::client(url.as_str(), stream).unwrap();
+    let idle_socket_free = poll(Duration::from_secs(5), || (call(b, &single).0 == 200).then_some(()));
+    assert!(idle_socket_free.is_some(), "an open socket without a context holds the key's slot");
+    let context = serde_json::json!({
+        "context_id": "held", "model_id": "sonic-3", "transcript": "This context holds the slot.",
+        "voice": {"mode": "id", "id": cluster_support::MODEL}, "continue": true,
+        "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 22050},
+    });
+    // B's last request must be over in A's view (reports every 500 ms) before the context is admitted on A.
+    std::thread::sleep(Duration::from_millis(1200));
+    socket.send(tungstenite::Message::text(context.to_string())).unwrap();
+    let first = socket.read().unwrap();
+    assert!(first.to_text().unwrap().contains("\"chunk\""), "the context was not served: {first}");
     let refused = poll(Duration::from_secs(5), || {
         let (status, body) = call(b, &single);
         (status == 429).then_some(body)
     });
-    let body = refused.expect("B refuses the key while A holds its only slot");
+    let body = refused.expect("B refuses the key while a context on A holds its only slot");
     assert!(body.contains("concurrency_limited"), "{body}");
     socket.close(None).unwrap();
     let _ = socket.read();

@@ -23,6 +23,14 @@ use chorus_proto::metrics as names;
 /// How often a waiting job checks that its client is still there.
 const LIVENESS_POLL: Duration = Duration::from_millis(250);
 
+/// The most samples one audio event carries (about 0.37 s at 22.05 kHz, 32 KiB as f32): a model chunk or a break
+/// is sent as several events, so that no bus message is large and flow control works in small steps.
+pub const MAX_EVENT_SAMPLES: usize = 8192;
+
+/// The most silence (`<break>` tags, each at most [`chorus_text::MAX_BREAK_SECONDS`]) one job may ask for in all:
+/// silence costs nothing to make but is streamed and billed like speech, so a short text must not request hours.
+pub const MAX_TOTAL_BREAK_SECONDS: f32 = 120.0;
+
 /// A worker's identity and limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerConfig {
@@ -209,7 +217,24 @@ impl Worker for EngineWorker {
             }
         };
         let engine = Arc::clone(&self.engine);
-        let counters = Arc::clone(&self.counters);
+        let release = Arc::new(Release {
+            counters: Arc::clone(&self.counters),
+            slot: std::sync::Mutex::new(Some(slot)),
+            done: AtomicBool::new(false),
+        });
+        // The slot is free as soon as the client is gone (its event channel closed), not when the job thread next
+        // looks: that thread may be waiting for a chunk being computed, which it then drops unsent.
+        let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<()>();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (watched, release) = (events.clone(), Arc::clone(&release));
+            runtime.spawn(async move {
+                tokio::select! {
+                    () = watched.closed() => release.release(),
+                    _ = ended_rx => {}
+                }
+            });
+        }
+        let thread_release = Arc::clone(&release);
         let spawned = std::thread::Builder::new().name("chorus-job".into()).spawn(move || {
             let request_id = job.request_id.clone();
             let mut run = Job::new(&engine, job, &events);
@@ -223,14 +248,32 @@ impl Worker for EngineWorker {
             run.record_metrics();
             tracing::debug!(%request_id, ?outcome, "Job finished.");
             drop(lease);
-            counters.load.fetch_sub(1, Ordering::AcqRel);
-            drop(slot);
+            thread_release.release();
+            drop(ended_tx);
         });
         if spawned.is_err() {
-            load.fetch_sub(1, Ordering::AcqRel);
+            release.release();
             return Err(Refusal::Full);
         }
         Ok(())
+    }
+}
+
+/// A job's capacity slot, given back once: when its client is gone, or when its thread ends.
+struct Release {
+    counters: Arc<WorkerCounters>,
+    slot: std::sync::Mutex<Option<SlotGuard>>,
+    done: AtomicBool,
+}
+
+impl Release {
+    fn release(&self) {
+        if self.done.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.counters.load.fetch_sub(1, Ordering::AcqRel);
+        // Wakes requests waiting for a slot (in-process bus).
+        drop(self.slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take());
     }
 }
 
@@ -271,6 +314,8 @@ struct Job<'a> {
     flush_id: u32,
     /// Samples sent so far: the time origin of later timestamps.
     samples_out: u64,
+    /// Seconds of `<break>` silence asked for so far.
+    silence_s: f32,
     /// The listener's playback clock across the job's sentences and breaks, so that a later sentence is due when
     /// the audio before it has played (not as a new stream).
     playback: Option<Playback>,
@@ -290,6 +335,7 @@ impl<'a> Job<'a> {
             seq: 0,
             flush_id: 1,
             samples_out: 0,
+            silence_s: 0.0,
             playback: None,
         }
     }
@@ -413,14 +459,30 @@ impl<'a> Job<'a> {
     }
 
     /// Speaks `text` (inline tags honoured), sending audio and timestamps as they are produced. Word timestamps
-    /// name the tokens of `text` as written (or the normalized words, when asked for).
+    /// name the tokens of `text` as written (or the normalized words, when asked for). The silence its breaks ask
+    /// for counts against [`MAX_TOTAL_BREAK_SECONDS`] before anything is spoken.
     fn speak(&mut self, text: &str) -> Result<(), Stop> {
         if !has_speech(text) && !text.contains("<break") {
             return Ok(());
         }
+        let segments = parse_tags_mapped(text);
+        let breaks: f32 = segments
+            .iter()
+            .map(|(s, _)| if let Segment::Break { seconds } = s { *seconds } else { 0.0 })
+            .sum();
+        if self.silence_s + breaks > MAX_TOTAL_BREAK_SECONDS {
+            return Err(Stop::Failed(JobError {
+                code: ErrorCode::InvalidRequest,
+                message: format!(
+                    "the transcript asks for {:.0} s of silence in <break> tags; at most {MAX_TOTAL_BREAK_SECONDS:.0} s \
+                     per request (or WebSocket context)",
+                    self.silence_s + breaks
+                ),
+            }));
+        }
+        self.silence_s += breaks;
         let rate = self.engine.voice(&self.job.model).map_or(22050, |v| v.sample_rate);
         let seconds = |samples: u64| samples as f64 / f64::from(rate);
-        let segments = parse_tags_mapped(text);
         // The labeler expects exactly the text segments with speech to be spoken, in order (as below).
         self.labels = (self.job.word_timestamps && !self.job.normalized_timestamps)
             .then(|| WordLabeler::new(text, &segments, seconds(self.samples_out)));
@@ -482,15 +544,7 @@ impl<'a> Job<'a> {
             let step_time_ms = step.as_secs_f64() * 1000.0;
             self.first_audio.get_or_insert_with(Instant::now);
             self.samples_out += chunk.samples.len() as u64;
-            let audio = AudioEvent {
-                seq: self.seq,
-                sample_rate: rate,
-                samples: chunk.samples,
-                step_time_ms,
-                flush_id: self.flush_id,
-            };
-            self.seq += 1;
-            self.send(JobEvent::Audio(audio))?;
+            self.send_audio(chunk.samples, rate, step_time_ms)?;
             if self.job.word_timestamps && !chunk.words.is_empty() {
                 let mut words = chorus_proto::WordTimestamps::default();
                 words.extend_shifted(&chunk.words, offset);
@@ -525,15 +579,25 @@ impl<'a> Job<'a> {
             None => self.playback = Some(Playback { started: now, queued: audio }),
         }
         self.samples_out += samples.len() as u64;
-        let audio = AudioEvent {
-            seq: self.seq,
-            sample_rate: rate,
-            samples,
-            step_time_ms: 0.0,
-            flush_id: self.flush_id,
+        self.send_audio(samples, rate, 0.0)
+    }
+
+    /// Sends `samples` as audio events of at most [`MAX_EVENT_SAMPLES`] each (the step time on the first).
+    fn send_audio(&mut self, samples: Vec<f32>, sample_rate: u32, step_time_ms: f64) -> Result<(), Stop> {
+        let mut step_time_ms = step_time_ms;
+        let pieces: Vec<Vec<f32>> = if samples.len() <= MAX_EVENT_SAMPLES {
+            vec![samples]
+        } else {
+            samples.chunks(MAX_EVENT_SAMPLES).map(<[f32]>::to_vec).collect()
         };
-        self.seq += 1;
-        self.send(JobEvent::Audio(audio))
+        for samples in pieces {
+            let audio =
+                AudioEvent { seq: self.seq, sample_rate, samples, step_time_ms, flush_id: self.flush_id };
+            self.seq += 1;
+            step_time_ms = 0.0;
+            self.send(JobEvent::Audio(audio))?;
+        }
+        Ok(())
     }
 
     /// Sends an event, waiting while the client is slow; `Gone` if the client has left.
@@ -545,7 +609,9 @@ impl<'a> Job<'a> {
 fn job_error(e: &EngineError) -> JobError {
     let code = match e {
         EngineError::Text(t) => match t {
-            chorus_text::TextError::TooLong { .. } => ErrorCode::TextTooLong,
+            chorus_text::TextError::TooLong { .. } | chorus_text::TextError::TooLongExpanded { .. } => {
+                ErrorCode::TextTooLong
+            }
             chorus_text::TextError::Empty | chorus_text::TextError::NothingToSpeak => {
                 ErrorCode::EmptyTranscript
             }

@@ -103,6 +103,8 @@ pub enum ErrorCode {
     Internal,
     /// A write lost a race: the document changed since it was read (409).
     Conflict,
+    /// Something did not arrive in time: a request body, or text for an idle WebSocket context (408).
+    Timeout,
 }
 
 impl ErrorCode {
@@ -123,6 +125,7 @@ impl ErrorCode {
             ErrorCode::InferenceFailed => "inference_failed",
             ErrorCode::Internal => "internal_error",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::Timeout => "timeout",
         }
     }
 
@@ -136,6 +139,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 401,
             ErrorCode::VoiceNotFound | ErrorCode::NotFound => 404,
             ErrorCode::Conflict => 409,
+            ErrorCode::Timeout => 408,
             ErrorCode::ConcurrencyLimited | ErrorCode::RateLimited => 429,
             ErrorCode::LicenseInactive => 403,
             ErrorCode::Unserviceable => 503,

@@ -123,6 +123,11 @@ impl Frontend {
             (n, Vec::new())
         } else {
             let (dict, overrides) = lexicon.apply(input.text);
+            // The limit bounds what is synthesized: a dictionary must not turn it into millions of characters.
+            let len = dict.text().chars().count();
+            if len > self.config.max_chars {
+                return Err(TextError::TooLongExpanded { len, max: self.config.max_chars });
+            }
             let n = if input.normalize { normalize(dict.text()).compose(&dict) } else { dict };
             (n, overrides)
         };

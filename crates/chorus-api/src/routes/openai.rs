@@ -76,7 +76,8 @@ impl From<ApiError> for OpenAiError {
             | ErrorCode::WorkerLost
             | ErrorCode::InferenceFailed
             | ErrorCode::Internal
-            | ErrorCode::Conflict => None,
+            | ErrorCode::Conflict
+            | ErrorCode::Timeout => None,
         };
         Self { error, param }
     }
@@ -142,7 +143,10 @@ pub async fn speech(
         None | Some("audio") => false,
         Some("sse") => true,
         Some(other) => {
-            let e = ApiError::invalid(format!("stream_format must be 'audio' or 'sse', got '{other}'"));
+            let e = ApiError::invalid(format!(
+                "stream_format must be 'audio' or 'sse', got '{}'",
+                crate::error::echo(other)
+            ));
             return Err(with_param("stream_format")(e));
         }
     };
@@ -250,7 +254,8 @@ fn resolve_voice(state: &AppState, voice: &VoiceSpecifier) -> Result<String, Api
     Err(ApiError::new(
         ErrorCode::VoiceNotFound,
         format!(
-            "voice '{id}' does not exist; use an id from GET /voices or an OpenAI voice name such as 'alloy'"
+            "voice '{}' does not exist; use an id from GET /voices or an OpenAI voice name such as 'alloy'",
+            crate::error::echo(id)
         ),
     ))
 }
