@@ -1,6 +1,6 @@
 //! The router and the server loop.
 //!
-//! Layers, outermost first: request counter (`chorus_requests_total`) -> request id (header, extension, tracing
+//! Layers, outermost first: CORS (when origins are configured) -> request counter (`chorus_requests_total`) -> request id (header, extension, tracing
 //! span) -> `cartesia-version` echo -> body limit -> API key check -> the routes. Unknown paths answer 404 and wrong methods 405, both in the Cartesia error JSON
 //! (OpenAI's under `/v1/`).
 
@@ -28,8 +28,19 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The whole HTTP API, ready to serve.
+///
+/// With CORS origins configured ([`crate::ApiConfig::cors`]), the CORS layer is outermost: preflights are answered
+/// before authentication, and every response carries the CORS headers. An invalid origin is refused earlier, when
+/// the configuration is read ([`crate::cors::CorsConfig::validate`]); here it is logged and CORS stays off.
 pub fn router(state: AppState) -> Router {
-    routes()
+    let cors = match state.config.cors.layer() {
+        Ok(layer) => layer,
+        Err(e) => {
+            tracing::error!(error = %e, "CORS is off.");
+            None
+        }
+    };
+    let router = routes()
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_api_key))
@@ -38,7 +49,11 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(cartesia_version))
         .layer(axum::middleware::from_fn(request_id))
         .layer(axum::middleware::from_fn(count_requests))
-        .with_state(state)
+        .with_state(state);
+    match cors {
+        Some(layer) => router.layer(layer),
+        None => router,
+    }
 }
 
 /// Every route. Routes must be added here, before [`router`] applies the fallbacks and layers: a route added
@@ -59,6 +74,7 @@ fn routes() -> Router<AppState> {
         .route("/pronunciation-dicts", get(dicts::list).post(dicts::create))
         .route("/pronunciation-dicts/", get(dicts::list).post(dicts::create))
         .route("/pronunciation-dicts/{id}", get(dicts::get).patch(dicts::update).delete(dicts::delete))
+        .route("/access-token", post(crate::token::mint))
         .route("/v1/audio/speech", post(openai::speech))
         .route("/v1/models", get(openai::models))
 }
@@ -97,4 +113,17 @@ pub async fn serve(
     let config =
         crate::serve::ServeConfig { drain_timeout: DRAIN_TIMEOUT, ..crate::serve::ServeConfig::default() };
     crate::serve::serve(listener, router, config, shutdown).await
+}
+
+/// [`serve`] over TLS: each accepted connection goes through [`TlsAcceptor`](crate::tls::TlsAcceptor) (HTTP/2 or
+/// HTTP/1.1 by ALPN; WebSockets over either).
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    tls: crate::tls::TlsAcceptor,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let config =
+        crate::serve::ServeConfig { drain_timeout: DRAIN_TIMEOUT, ..crate::serve::ServeConfig::default() };
+    crate::serve::serve_with(listener, router, config, tls, shutdown).await
 }

@@ -8,6 +8,7 @@ pub mod app;
 pub mod artifacts;
 pub mod auth;
 pub mod catalogue;
+pub mod cors;
 mod encode;
 pub mod error;
 mod job_stream;
@@ -19,6 +20,8 @@ pub mod serve;
 pub mod sse;
 pub mod state;
 pub mod store;
+pub mod tls;
+pub mod token;
 pub mod ws;
 
 pub use app::{router, serve};

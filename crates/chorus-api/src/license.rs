@@ -128,6 +128,8 @@ pub struct LicenseGate {
     sharing: Option<tokio::task::JoinHandle<()>>,
     /// Never run open: with no static key and no tenant key, every request is refused.
     require_keys: bool,
+    /// The link to the proxy, which signs access tokens.
+    link: Option<Arc<dyn LicenseLink>>,
 }
 
 impl std::fmt::Debug for LicenseGate {
@@ -170,6 +172,7 @@ impl LicenseGate {
             peers: None,
             sharing: None,
             require_keys: false,
+            link: None,
         }
     }
 
@@ -193,7 +196,7 @@ impl LicenseGate {
                 }
             })
         });
-        let reporter = UsageReporter::spawn(link, USAGE_QUEUE);
+        let reporter = UsageReporter::spawn(Arc::clone(&link), USAGE_QUEUE);
         Self {
             state: Some(state),
             reporter: Some(reporter),
@@ -202,7 +205,28 @@ impl LicenseGate {
             peers,
             sharing,
             require_keys: false,
+            link: Some(link),
         }
+    }
+
+    /// The public key that signs access tokens (the deployment's), once the proxy has been heard from.
+    pub fn token_key(&self) -> Option<String> {
+        self.state.as_ref().and_then(|s| s.borrow().as_ref().and_then(|st| st.token_key.clone()))
+    }
+
+    /// The tenant key with this SHA-256, revoked or not.
+    pub fn tenant_by_hash(&self, sha256: &str) -> Option<TenantKey> {
+        let guard = self.state.as_ref()?.borrow();
+        guard.as_ref()?.keys.iter().find(|k| ct_eq(&k.sha256, sha256)).cloned()
+    }
+
+    /// Has the proxy sign an access token.
+    pub async fn mint_token(
+        &self,
+        claims: chorus_proto::token::AccessClaims,
+    ) -> Result<String, crate::token::MintError> {
+        let Some(link) = &self.link else { return Err(crate::token::MintError::NoProxy) };
+        link.mint_token(claims).await.map_err(|e| crate::token::MintError::Failed(e.to_string()))
     }
 
     /// The other API servers' use of `key` and of the license's streams.

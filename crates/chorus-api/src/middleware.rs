@@ -151,6 +151,7 @@ fn route_label(path: &str) -> &'static str {
         "/pronunciation-dicts" | "/pronunciation-dicts/" => "/pronunciation-dicts",
         "/v1/audio/speech" => "/v1/audio/speech",
         "/v1/models" => "/v1/models",
+        "/access-token" => "/access-token",
         p if p.starts_with("/voices/") => "/voices/{id}",
         p if p.starts_with("/pronunciation-dicts/") => "/pronunciation-dicts/{id}",
         _ => "other",

@@ -55,12 +55,12 @@ impl OutputFormatSpec {
         let container: Container = self.container.parse().map_err(bad)?;
         if raw_only && container != Container::Raw {
             return Err(ApiError::invalid(format!(
-                "output_format.container must be 'raw' here (got '{}'); wav and mp3 are for /tts/bytes",
+                "output_format.container must be 'raw' here (got '{}'); wav, mp3, opus and flac are for /tts/bytes",
                 self.container
             )));
         }
         let encoding = match (container, self.encoding.as_deref()) {
-            (Container::Mp3, None | Some("")) => Encoding::PcmS16le,
+            (Container::Mp3 | Container::Opus | Container::Flac, None | Some("")) => Encoding::PcmS16le,
             (Container::Raw | Container::Wav, None | Some("")) => {
                 return Err(ApiError::invalid("output_format.encoding is required for raw and wav"));
             }

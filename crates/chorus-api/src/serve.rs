@@ -21,7 +21,9 @@
 //!   connections are not waited for here: their handlers close them (see [`crate::ws::WsShutdown`]).
 //!
 //! To serve over TLS, implement [`Wrap`] (the handshake runs in the connection's task, bounded by the header
-//! timeout) and call [`serve_with`]; everything else stays the same.
+//! timeout) and call [`serve_with`]; everything else stays the same. [`crate::tls::TlsAcceptor`] is that `Wrap`;
+//! a stream that negotiated `h2` is served as HTTP/2 ([`MAX_HTTP2_STREAMS`] at once, WebSockets over extended
+//! CONNECT), where the header and body timeouts give way to the idle timeout of the connection as a whole.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -151,6 +153,10 @@ pub fn default_connection_limits(fd_limit: Option<u64>) -> (usize, usize) {
 pub trait Wrap: Send + Sync + 'static {
     type Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static;
     fn wrap(&self, tcp: TcpStream, peer: SocketAddr) -> BoxFuture<'static, io::Result<Self::Stream>>;
+    /// True when the stream speaks HTTP/2 (TLS with ALPN `h2`); HTTP/1.1 otherwise.
+    fn http2(_stream: &Self::Stream) -> bool {
+        false
+    }
 }
 
 /// Plain TCP.
@@ -278,11 +284,14 @@ async fn connection<W: Wrap>(
             return;
         }
     };
-    let shared = Arc::new(Shared::new(&config));
+    let http2 = W::http2(&stream);
+    let shared = Arc::new(Shared::new(&config, http2));
     let io = hyper_util::rt::TokioIo::new(Guarded::new(stream, Arc::clone(&shared), permit));
     let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
         let (mut router, shared) = (router.clone(), Arc::clone(&shared));
         async move {
+            // An HTTP/2 CONNECT is a WebSocket (RFC 8441): its stream stays busy for the connection's life.
+            let tunnel = req.method() == axum::http::Method::CONNECT;
             shared.request_started(!http_body::Body::is_end_stream(req.body()));
             let req = req.map(|inner| Body::new(WatchedRequest { inner, shared: Arc::clone(&shared) }));
             let response = match tower::Service::call(&mut router, req).await {
@@ -293,9 +302,34 @@ async fn connection<W: Wrap>(
                 shared.set(Phase::Upgraded);
                 return Ok::<_, std::convert::Infallible>(response);
             }
+            if tunnel && response.status().is_success() {
+                return Ok(response);
+            }
             Ok(response.map(|inner| Body::new(WatchedResponse { inner, shared: Some(shared) })))
         }
     });
+    if http2 {
+        // HTTP/2 (TLS, ALPN h2): requests are streams of one connection. Guarded's read deadlines then apply to the
+        // connection as a whole: the idle timeout once no stream is open, none while one is (see `Shared`).
+        let conn = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .max_concurrent_streams(MAX_HTTP2_STREAMS)
+            .enable_connect_protocol()
+            .serve_connection(io, service);
+        let mut conn = std::pin::pin!(conn);
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(server = config.name, %peer, error = %e, "Connection ended with an error.");
+                }
+            }
+            () = stopping(&mut stop) => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+        }
+        return;
+    }
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         // Our own timeouts (Guarded) tell a request's head from an idle keep-alive; hyper's is one timer for both.
@@ -315,6 +349,9 @@ async fn connection<W: Wrap>(
         }
     }
 }
+
+/// Streams (requests) one HTTP/2 connection may have open at once.
+pub const MAX_HTTP2_STREAMS: u32 = 100;
 
 /// Completes once shutdown starts (or the server is gone).
 async fn stopping(stop: &mut watch::Receiver<bool>) {
@@ -429,6 +466,10 @@ enum Phase {
 struct Shared {
     name: &'static str,
     phase: Mutex<Phase>,
+    /// HTTP/2: requests overlap, so the phase follows the number of open streams instead (Busy while any is open,
+    /// Idle once none is); a request's own head and body timeouts do not apply.
+    multiplexed: bool,
+    streams: AtomicUsize,
     header_timeout: Duration,
     body_timeout: Duration,
     idle_timeout: Duration,
@@ -436,10 +477,12 @@ struct Shared {
 }
 
 impl Shared {
-    fn new(config: &ServeConfig) -> Self {
+    fn new(config: &ServeConfig, multiplexed: bool) -> Self {
         Self {
             name: config.name,
             phase: Mutex::new(Phase::Idle { since: Instant::now(), first: true }),
+            multiplexed,
+            streams: AtomicUsize::new(0),
             header_timeout: config.header_timeout,
             body_timeout: config.body_timeout,
             idle_timeout: config.idle_timeout,
@@ -457,6 +500,11 @@ impl Shared {
 
     fn request_started(&self, has_body: bool) {
         let mut phase = self.lock();
+        if self.multiplexed {
+            self.streams.fetch_add(1, Ordering::AcqRel);
+            *phase = Phase::Busy;
+            return;
+        }
         if *phase != Phase::Upgraded {
             *phase = if has_body {
                 Phase::Body { deadline: Instant::now() + self.body_timeout }
@@ -475,13 +523,23 @@ impl Shared {
 
     fn response_done(&self) {
         let mut phase = self.lock();
+        if self.multiplexed {
+            if self.streams.fetch_sub(1, Ordering::AcqRel) == 1 {
+                *phase = Phase::Idle { since: Instant::now(), first: false };
+            }
+            return;
+        }
         if *phase != Phase::Upgraded {
             *phase = Phase::Idle { since: Instant::now(), first: false };
         }
     }
 
-    /// Bytes arrived: a request's head starts if the connection was idle.
+    /// Bytes arrived: a request's head starts if the connection was idle (HTTP/1; an HTTP/2 connection also carries
+    /// control frames, and stays idle until a stream opens).
     fn bytes_read(&self) {
+        if self.multiplexed {
+            return;
+        }
         let mut phase = self.lock();
         if let Phase::Idle { .. } = *phase {
             *phase = Phase::Head { deadline: Instant::now() + self.header_timeout };

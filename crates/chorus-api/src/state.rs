@@ -30,6 +30,13 @@ impl ApiKeys {
     pub fn accepts(&self, candidate: &str) -> bool {
         self.0.iter().fold(false, |found, key| found | constant_time_eq(key.as_bytes(), candidate.as_bytes()))
     }
+
+    /// True when a configured key has this SHA-256 (lowercase hex): an access token minted with it.
+    pub fn accepts_hash(&self, sha256: &str) -> bool {
+        self.0.iter().fold(false, |found, key| {
+            found | constant_time_eq(crate::license::hash_key(key).as_bytes(), sha256.as_bytes())
+        })
+    }
 }
 
 impl std::fmt::Debug for ApiKeys {
@@ -54,6 +61,8 @@ pub struct ApiConfig {
     pub max_transcript_chars: usize,
     /// The version `GET /` and `/status` report.
     pub version: String,
+    /// Browser origins allowed to call the API (CORS).
+    pub cors: crate::cors::CorsConfig,
 }
 
 impl Default for ApiConfig {
@@ -63,6 +72,7 @@ impl Default for ApiConfig {
             catalogue: Catalogue::default(),
             max_transcript_chars: 50_000,
             version: "2026-08-14".into(),
+            cors: crate::cors::CorsConfig::default(),
         }
     }
 }
@@ -232,6 +242,7 @@ impl AppState {
         job.pronunciations = pronunciations;
         job.word_timestamps = req.add_timestamps.unwrap_or(false);
         job.phoneme_timestamps = req.add_phoneme_timestamps.unwrap_or(false);
+        job.normalized_timestamps = req.use_normalized_timestamps.unwrap_or(false);
         job.max_buffer_delay_ms = req.max_buffer_delay_ms.unwrap_or(3000);
         Ok(Prepared { job, format })
     }

@@ -49,12 +49,11 @@
 //!
 //! # permessage-deflate
 //!
-//! The Python SDK's `websockets` client offers `permessage-deflate`. axum's WebSocket (tungstenite) implements
-//! no extension and answers the handshake without a `Sec-WebSocket-Extensions` header, which per RFC 6455 §9.1
-//! and RFC 7692 means "no extension in use": the client proceeds uncompressed (tested in `ws_protocol.rs`, and
-//! checked by hand with Python `websockets` 17.4: `protocol.extensions == []`, audio received, and the idle close
-//! raised as `ConnectionClosedOK`).
-//! Audio in base64 compresses poorly anyway.
+//! Negotiated when the client offers it (the Python SDK's `websockets`, Node's `ws`, browsers all do): the answer
+//! is `permessage-deflate; server_no_context_takeover`. tungstenite implements no extension, so the handshake is
+//! answered here and a frame-rewriting layer ([`deflate`]) sits between the connection and tungstenite: client
+//! messages are inflated (bounded by [`WsConfig::max_message_bytes`], a deflate bomb closes the connection), server
+//! messages deflated. Clients that offer nothing get axum's plain WebSocket, as before.
 //!
 //! # Tasks
 //!
@@ -65,14 +64,16 @@
 
 mod connection;
 mod context;
+mod deflate;
 mod frames;
+mod upgrade;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Extension;
-use axum::extract::State;
-use axum::extract::ws::{Message, WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::ws::{Message, WebSocketUpgrade};
+use axum::extract::{FromRequestParts as _, Request, State};
 use axum::response::{IntoResponse, Response};
 use chorus_proto::ErrorCode;
 use futures_util::{Sink, Stream};
@@ -198,36 +199,86 @@ impl WsShutdown {
 }
 
 /// `GET /tts/websocket`. Authentication happens before, in the API's middleware; the handshake's request id
-/// names the connection in logs.
+/// names the connection in logs. A client that offers permessage-deflate gets it ([`deflate`]); others get axum's
+/// plain WebSocket.
 pub async fn handler(
     State(state): State<AppState>,
     request_id: RequestId,
     caller: crate::license::Caller,
     config: Option<Extension<WsConfig>>,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    req: Request,
 ) -> Response {
     let config = config.map(|Extension(c)| c).unwrap_or_default();
-    let upgrade = match upgrade {
-        Ok(upgrade) => upgrade,
-        Err(rejection) => {
+    let (mut parts, _body) = req.into_parts();
+    let refuse = |e: ApiError| e.with_request_id(request_id.as_str()).into_response();
+    // Validate the handshake before anything else (same errors either way).
+    // Over HTTP/2 (extended CONNECT, RFC 8441) axum answers the handshake; permessage-deflate is for HTTP/1.1.
+    let offer =
+        if parts.version == axum::http::Version::HTTP_11 { deflate::negotiate(&parts.headers) } else { None };
+    let upgrade = match offer {
+        Some(negotiated) => match upgrade::accept_key(&parts.headers) {
+            Ok(accept) => Upgrade::Deflate { accept, negotiated },
+            Err(e) => return refuse(ApiError { status: e.status, ..ApiError::invalid(e.message) }),
+        },
+        None => match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+            Ok(upgrade) => Upgrade::Plain(upgrade),
             // Same error schema as every other route, not axum's plain text.
-            let e = ApiError { status: rejection.status(), ..ApiError::invalid(rejection.body_text()) };
-            return e.with_request_id(request_id.as_str()).into_response();
-        }
+            Err(rejection) => {
+                return refuse(ApiError {
+                    status: rejection.status(),
+                    ..ApiError::invalid(rejection.body_text())
+                });
+            }
+        },
     };
     if config.shutdown.as_ref().is_some_and(WsShutdown::is_triggered) {
-        return ApiError::new(ErrorCode::Unserviceable, "the server is shutting down")
-            .with_request_id(request_id.as_str())
-            .into_response();
+        return refuse(ApiError::new(ErrorCode::Unserviceable, "the server is shutting down"));
     }
     // Subscribed now, not when the socket starts, so that `wait_closed` cannot miss a socket being upgraded.
     let signal = config.shutdown.as_ref().map(WsShutdown::subscribe);
     let span = tracing::info_span!("tts_websocket", connection_id = %request_id.as_str());
-    upgrade
-        .max_message_size(config.max_message_bytes)
-        .max_frame_size(config.max_message_bytes)
-        .on_failed_upgrade(|e| tracing::debug!(%e, "WebSocket upgrade failed."))
-        .on_upgrade(move |socket| connection::serve(socket, state, caller, config, signal).instrument(span))
+    match upgrade {
+        Upgrade::Deflate { accept, negotiated } => {
+            let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
+                return refuse(ApiError {
+                    status: axum::http::StatusCode::UPGRADE_REQUIRED,
+                    ..ApiError::invalid(
+                        "WebSocket request couldn't be upgraded since no upgrade state was present",
+                    )
+                });
+            };
+            let response = upgrade::switching(&accept, &negotiated);
+            let max = config.max_message_bytes;
+            tokio::spawn(
+                async move {
+                    match on_upgrade.await {
+                        Ok(upgraded) => {
+                            tracing::debug!(extension = %negotiated.response, "WebSocket with permessage-deflate.");
+                            let io = hyper_util::rt::TokioIo::new(upgraded);
+                            let socket = upgrade::socket(io, &negotiated, max).await;
+                            connection::serve(socket, state, caller, config, signal).await;
+                        }
+                        Err(e) => tracing::debug!(%e, "WebSocket upgrade failed."),
+                    }
+                }
+                .instrument(span),
+            );
+            response
+        }
+        Upgrade::Plain(upgrade) => upgrade
+            .max_message_size(config.max_message_bytes)
+            .max_frame_size(config.max_message_bytes)
+            .on_failed_upgrade(|e| tracing::debug!(%e, "WebSocket upgrade failed."))
+            .on_upgrade(move |socket| {
+                connection::serve(socket, state, caller, config, signal).instrument(span)
+            }),
+    }
+}
+
+/// The handshake, validated: axum's, or ours with the deflate extension.
+enum Upgrade {
+    Plain(WebSocketUpgrade),
+    Deflate { accept: String, negotiated: deflate::Negotiated },
 }
 
 /// Serves one socket until it closes: the whole protocol, for any stream and sink of WebSocket messages (the

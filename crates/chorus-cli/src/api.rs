@@ -39,15 +39,20 @@ pub fn spawn_api(
     state: AppState,
     serve: chorus_api::serve::ServeConfig,
     ws: chorus_api::ws::WsConfig,
+    tls: Option<chorus_api::tls::TlsAcceptor>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> (JoinHandle<std::io::Result<()>>, chorus_api::ws::WsShutdown) {
     // WebSockets outlive the HTTP server's graceful shutdown: they are drained and closed (1001) through their own
     // switch.
     let ws_shutdown = chorus_api::ws::WsShutdown::new();
     let app = chorus_api::app::router(state).layer(axum::Extension(ws.with_shutdown(&ws_shutdown)));
-    let server = tokio::spawn(chorus_api::serve::serve(listener, app, serve, async move {
+    let shutdown = async move {
         let _ = stop.changed().await;
-    }));
+    };
+    let server = match tls {
+        Some(tls) => tokio::spawn(chorus_api::serve::serve_with(listener, app, serve, tls, shutdown)),
+        None => tokio::spawn(chorus_api::serve::serve(listener, app, serve, shutdown)),
+    };
     (server, ws_shutdown)
 }
 
@@ -126,8 +131,9 @@ pub fn run(paths: &PathArgs, args: ApiRoleArgs) -> Result<()> {
         .await?;
         tracing::info!(api = %args.api.listen, nats = %args.nats, "Chorus API is serving.");
         let gate = Arc::clone(&state.license);
+        let tls = args.api.web.tls_acceptor(&file)?;
         let ws_wait = ws_shutdown_wait(&ws);
-        let (server, ws_shutdown) = spawn_api(listener, state, api_serve, ws, stop_rx);
+        let (server, ws_shutdown) = spawn_api(listener, state, api_serve, ws, tls, stop_rx);
         common::shutdown_signal().await;
         tracing::info!("Shutting down the API.");
         let deadline = tokio::time::Instant::now() + ws_wait;

@@ -46,6 +46,10 @@ pub struct ConfigFile {
     pub enable_hot_reload: Option<bool>,
     /// Seconds between two listings of the artifact store's `models/` (workers).
     pub models_poll_seconds: Option<f64>,
+    /// Browser origins allowed to call the API (CORS); `--cors-origin` overrides.
+    pub cors_origins: Option<Vec<String>>,
+    /// TLS on the API port (`cert`, `key`, `reload_interval_seconds`); `--tls-cert` / `--tls-key` override.
+    pub tls: Option<crate::web::TlsSection>,
     /// The license proxy (`chorus license-proxy`, and the one inside `chorus serve`).
     pub license: Option<crate::license::LicenseSection>,
     /// Connection limits and timeouts of the listening ports, and the WebSocket's idle rules.
@@ -212,6 +216,8 @@ pub struct ApiArgs {
     pub conn: ConnArgs,
     #[command(flatten)]
     pub ws: WsArgs,
+    #[command(flatten)]
+    pub web: Box<crate::web::WebArgs>,
 }
 
 /// Artifact store flags (`serve`, `api`, `artifacts`).
@@ -357,7 +363,7 @@ pub fn api_state_opts(
         tracing::warn!(listen = %args.listen, "No API key configured: the API is OPEN to anyone who can reach it.");
         eprintln!("WARNING: no API key configured; the API on {} accepts every request.", args.listen);
     }
-    let mut config = ApiConfig { api_keys: keys, ..ApiConfig::default() };
+    let mut config = ApiConfig { api_keys: keys, cors: args.web.cors(file)?, ..ApiConfig::default() };
     if let Some(models) = &file.models {
         config.catalogue.models.clone_from(models);
     }

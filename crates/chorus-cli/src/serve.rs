@@ -122,6 +122,8 @@ pub fn run(paths: &PathArgs, args: ServeArgs) -> Result<()> {
         let api = tokio::net::TcpListener::bind(args.api.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.api.listen))?;
+        let tls = args.api.web.tls_acceptor(&file)?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         common::start_artifacts(&state, &args.api.artifacts, &file, stop_rx.clone()).await?;
         crate::models::spawn_watcher(
@@ -159,12 +161,12 @@ pub fn run(paths: &PathArgs, args: ServeArgs) -> Result<()> {
         common::serve_internal(args.metrics_listen, internal, internal_serve, stop_rx.clone()).await?;
         tracing::info!(api = %args.api.listen, metrics = %args.metrics_listen, "Chorus is serving.");
         eprintln!(
-            "chorus serve: API on http://{} , metrics on http://{}/metrics",
+            "chorus serve: API on {scheme}://{} , metrics on http://{}/metrics",
             args.api.listen, args.metrics_listen
         );
 
         let ws_wait = crate::api::ws_shutdown_wait(&ws);
-        let (server, ws_shutdown) = crate::api::spawn_api(api, state, api_serve, ws, stop_rx);
+        let (server, ws_shutdown) = crate::api::spawn_api(api, state, api_serve, ws, tls, stop_rx);
         common::shutdown_signal().await;
         tracing::info!("Shutting down: draining streams.");
         let deadline = tokio::time::Instant::now() + ws_wait;

@@ -36,6 +36,9 @@ pub struct SynthesisJob {
     pub pronunciations: Vec<PronunciationItem>,
     pub word_timestamps: bool,
     pub phoneme_timestamps: bool,
+    /// Word timestamps name the normalized words ("twelve dollars") instead of the tokens as written ("$12").
+    #[serde(default)]
+    pub normalized_timestamps: bool,
     /// For continuations: how long text may wait for more context before it is spoken anyway.
     pub max_buffer_delay_ms: u32,
     pub protocol_version: u32,
@@ -58,6 +61,7 @@ impl SynthesisJob {
             pronunciations: Vec::new(),
             word_timestamps: false,
             phoneme_timestamps: false,
+            normalized_timestamps: false,
             max_buffer_delay_ms: 3000,
             protocol_version: PROTOCOL_VERSION,
         }
