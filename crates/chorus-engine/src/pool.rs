@@ -25,8 +25,9 @@ use crate::model::{Interrupt, Model, ModelOutput, Scales};
 use crate::scheduler::{CapacityControl, ChunkQueue, PushError, RunningPass, preemption_victim};
 use chorus_proto::metrics as names;
 
-/// Chunks that may wait at once. Each stream keeps at most one queued, so this is above any capacity.
-const QUEUE_LIMIT: usize = 1024;
+/// Chunks that may wait at once. Each stream keeps at most one queued, so this is above any capacity (plus the
+/// warm-up's full batches).
+const QUEUE_LIMIT: usize = 2 * crate::scheduler::MAX_CAPACITY as usize;
 
 /// A chunk to synthesize.
 pub(crate) struct Job {

@@ -294,8 +294,13 @@ pub fn capacity_from_throughput(audio_seconds_per_second: f64) -> u32 {
     if !(audio_seconds_per_second.is_finite() && audio_seconds_per_second > 0.0) {
         return 1;
     }
-    (audio_seconds_per_second * UTILIZATION + 1e-9).floor().clamp(1.0, 256.0) as u32
+    (audio_seconds_per_second * UTILIZATION + 1e-9).floor().clamp(1.0, f64::from(MAX_CAPACITY)) as u32
 }
+
+/// The most streams a measured capacity declares: far above what one device sustains (an H100 measured 447 audio
+/// seconds per second, 267 streams), so that what is declared is the measure, never this bound. (It was 256, which
+/// a GPU's measure, taken on a repeated shape, used to hit.)
+pub const MAX_CAPACITY: u32 = 1024;
 
 /// Share of the measured concurrent throughput admission plans to use.
 pub const UTILIZATION: f64 = 0.6;
@@ -562,6 +567,14 @@ mod tests {
         assert_eq!(q.push(3, t0), Err(PushError::Closed));
         assert_eq!(q.pop(), Some(1), "what was queued is still served");
         assert_eq!(q.pop(), None);
+    }
+
+    #[test]
+    fn a_gpu_sized_throughput_is_declared_as_measured() {
+        // 447 audio seconds per second (an H100 at 64 streams): 267 streams, not a clamp.
+        assert_eq!(capacity_from_throughput(446.6), 267);
+        assert_eq!(capacity_from_throughput(1e6), MAX_CAPACITY);
+        assert_eq!(capacity_from_throughput(f64::NAN), 1);
     }
 
     #[test]

@@ -125,3 +125,40 @@ fn a_voice_without_the_split_graph_cannot_be_bucketed() {
         .to_string();
     assert!(err.contains("split_piper.py"), "{err}");
 }
+
+#[test]
+fn an_engine_on_shape_buckets_gives_the_same_timestamps_and_lengths() {
+    use chorus_engine::{Engine, EngineConfig, SynthesisRequest};
+    let load = |buckets: bool| {
+        let mut config = EngineConfig::new(root().join("models"), root().join("runtime"));
+        config.sessions_per_voice = 1;
+        config.intra_threads = 1;
+        config.shape_buckets = buckets.then(|| ShapeBuckets::defaults(1));
+        // Chunks are sized against each stream's slack, which depends on the clock: with no slack share every chunk
+        // after the opening takes the least (about 20 phonemes), so both engines cut the text alike.
+        config.policy =
+            chorus_engine::scheduler::ChunkPolicy { max_pass: std::time::Duration::ZERO, slack_share: 0.0 };
+        Engine::load(&config).unwrap()
+    };
+    let (plain, bucketed) = (load(false), load(true));
+    let text = "Shape buckets pad every pass to a few shapes. The timestamps, like the audio's length, stay exactly \
+                those of the unbucketed pass, chunk after chunk, until the very last word.";
+    let run = |engine: &Engine| {
+        let voice = engine.voice_ids().into_iter().next().unwrap();
+        let mut r = SynthesisRequest::new(text, voice);
+        r.params.noise_scale = Some(0.0);
+        r.params.noise_w = Some(0.0);
+        engine.synthesize(&r).unwrap().map(Result::unwrap).collect::<Vec<_>>()
+    };
+    let (a, b) = (run(&plain), run(&bucketed));
+    assert!(a.len() > 2, "several chunks: {}", a.len());
+    assert_eq!(a.len(), b.len(), "chunk count");
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert_eq!(x.samples.len(), y.samples.len(), "chunk {i}: length");
+        assert_eq!(x.start, y.start, "chunk {i}: start");
+        assert_eq!(x.words, y.words, "chunk {i}: word timestamps");
+        assert_eq!(x.phonemes, y.phonemes, "chunk {i}: phoneme timestamps");
+        let diff = max_diff(&x.samples, &y.samples);
+        assert!(diff < 1e-3, "chunk {i}: audio differs by {diff}");
+    }
+}
