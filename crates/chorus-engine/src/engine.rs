@@ -593,8 +593,7 @@ impl Synthesis {
         let cost = self.pool.cost();
         let budget = match slack {
             Some(slack) => {
-                let compute =
-                    self.policy.compute_budget(slack, self.pool.streams(), self.pool.general_threads());
+                let compute = self.policy.compute_budget(slack, self.pool.streams(), self.pool.pass_slots());
                 // Ids are about two per phoneme (each is followed by a pad); faster speech costs less per id.
                 let ids = cost.ids_within(compute.mul_f64(self.speed));
                 ChunkBudget::Phonemes(ids / 2)

@@ -440,6 +440,13 @@ impl ModelPool {
         self.general
     }
 
+    /// The chunks the general threads compute at once: one per thread, a full batch per thread when batched (a
+    /// batched pass costs about one chunk's: the cost model is per pass). Chunks are sized against these: a chunk
+    /// waits for the others' passes spread over these slots.
+    pub fn pass_slots(&self) -> usize {
+        self.general * self.max_batch
+    }
+
     /// Whether the first thread serves opening chunks only (see [`BatchPolicy::opening_lane`]).
     pub fn has_opening_lane(&self) -> bool {
         self.general < self.threads

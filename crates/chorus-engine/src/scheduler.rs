@@ -330,7 +330,9 @@ impl ChunkPolicy {
     /// spread over the threads, `(streams - 1) * c / threads`, then computes for `c`: it is ready before the buffer
     /// runs dry when `c <= slack * threads / (streams - 1 + threads)`. A stream with 200 ms buffered gets a short
     /// chunk, one with seconds a long one (up to [`ChunkPolicy::max_pass`]); as a stream gets ahead, its chunks
-    /// grow back to whole sentences.
+    /// grow back to whole sentences. On a batched pool (a GPU), `threads` counts a full batch per thread
+    /// ([`crate::ModelPool::pass_slots`]): a batch's pass costs about one chunk's, so the chunks wait for each other's
+    /// passes spread over that many slots.
     pub fn compute_budget(&self, slack: Duration, streams: usize, threads: usize) -> Duration {
         let threads = threads.max(1) as f64;
         let fair = threads / (streams.max(1) as f64 - 1.0 + threads);
