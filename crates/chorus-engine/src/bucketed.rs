@@ -99,10 +99,12 @@ impl BucketedPiper {
                 voice.id
             ),
         })?;
-        let build = |path: &std::path::Path| build_session(env, voice, path, intra_threads, device, true);
+        let build = |path: &std::path::Path, one_shape: bool| {
+            build_session(env, voice, path, intra_threads, device, true, one_shape)
+        };
         let started = Instant::now();
-        let encoder_any = build(&split.encoder)?;
-        let decoder_any = build(&split.decoder)?;
+        let encoder_any = build(&split.encoder, false)?;
+        let decoder_any = build(&split.decoder, false)?;
         let (encoder, decoder) = if pinned {
             let jobs: Vec<(bool, (usize, usize))> = buckets
                 .encoder_shapes()
@@ -111,7 +113,7 @@ impl BucketedPiper {
                 .chain(buckets.decoder_shapes().into_iter().map(|s| (false, s)))
                 .collect();
             let built = build_all(&jobs, builders, |&(enc, _)| {
-                build(if enc { &split.encoder } else { &split.decoder })
+                build(if enc { &split.encoder } else { &split.decoder }, true)
             })?;
             let (mut encoder, mut decoder) = (HashMap::new(), HashMap::new());
             for ((enc, shape), session) in jobs.into_iter().zip(built) {

@@ -183,7 +183,7 @@ impl PiperModel {
         device: Device,
         spin: bool,
     ) -> Result<Self, EngineError> {
-        let session = build_session(env, voice, &voice.model_path, intra_threads, device, spin)?;
+        let session = build_session(env, voice, &voice.model_path, intra_threads, device, spin, false)?;
         let stop = RunStop::new(voice)?;
         Ok(Self { session, sample_rate: voice.sample_rate, has_durations: voice.has_durations, stop })
     }
@@ -226,7 +226,9 @@ struct RawOutput {
     durations: Option<Vec<f32>>,
 }
 
-/// A session for the graph at `path` (one of `voice`'s), with `intra_threads` threads, on `device`.
+/// A session for the graph at `path` (one of `voice`'s), with `intra_threads` threads, on `device`. `one_shape`: the
+/// session only ever runs one input shape, so its GPU memory arena grows by what is asked, not to the next power of
+/// two (ONNX Runtime's default, which suits a session whose shapes keep growing).
 pub(crate) fn build_session(
     env: &ort::environment::Environment,
     voice: &PiperVoice,
@@ -234,6 +236,7 @@ pub(crate) fn build_session(
     intra_threads: usize,
     device: Device,
     spin: bool,
+    one_shape: bool,
 ) -> Result<Session, EngineError> {
     let fail = |e: &dyn std::fmt::Display| EngineError::VoiceLoad {
         voice: voice.id.clone(),
@@ -251,7 +254,9 @@ pub(crate) fn build_session(
         .map_err(|e| fail(&e))?;
     let mut builder = match device {
         Device::Cpu => builder,
-        Device::Cuda { id, conv_search } => with_cuda(builder, id, conv_search).map_err(|e| fail(&e))?,
+        Device::Cuda { id, conv_search } => {
+            with_cuda(builder, id, conv_search, one_shape).map_err(|e| fail(&e))?
+        }
     };
     builder.commit_from_file(path).map_err(|e| fail(&e))
 }
@@ -276,6 +281,7 @@ fn with_cuda(
     builder: ort::session::builder::SessionBuilder,
     id: i32,
     conv_search: ConvSearch,
+    one_shape: bool,
 ) -> Result<ort::session::builder::SessionBuilder, String> {
     use ort::ep::cuda::ConvAlgorithmSearch;
     // Not ONNX Runtime's default exhaustive search, which times every convolution algorithm again for each new
@@ -285,11 +291,11 @@ fn with_cuda(
         ConvSearch::Fixed => ConvAlgorithmSearch::Default,
         ConvSearch::Exhaustive => ConvAlgorithmSearch::Exhaustive,
     };
-    let cuda = ort::ep::CUDA::default()
-        .with_device_id(id)
-        .with_conv_algorithm_search(search)
-        .build()
-        .error_on_failure();
+    let mut cuda = ort::ep::CUDA::default().with_device_id(id).with_conv_algorithm_search(search);
+    if one_shape {
+        cuda = cuda.with_arena_extend_strategy(ort::ep::ArenaExtendStrategy::SameAsRequested);
+    }
+    let cuda = cuda.build().error_on_failure();
     builder.with_execution_providers([cuda]).map_err(|e| {
         format!("cannot use CUDA device {id}: {e} (the GPU build of ONNX Runtime and the CUDA libraries are needed)")
     })
@@ -300,6 +306,7 @@ fn with_cuda(
     _builder: ort::session::builder::SessionBuilder,
     id: i32,
     _: ConvSearch,
+    _: bool,
 ) -> Result<ort::session::builder::SessionBuilder, String> {
     Err(format!("cannot use CUDA device {id}: this build has no CUDA support (build with --features cuda)"))
 }
