@@ -203,15 +203,15 @@ pub struct EngineArgs {
     #[arg(long, env = "CHORUS_SOLO_THREADS")]
     pub solo_threads: Option<usize>,
     /// Shape buckets: every forward pass padded to one of a few shapes (ids, frames, items), over the voice's graph
-    /// split by scripts/setup; the audio is cut to each chunk's own length. true or false, on or off (default: on on cuda, where a
-    /// new shape costs far more than a repeated one; off on cpu).
+    /// split by scripts/setup; the audio is cut to each chunk's own length. true or false, on or off (default: on
+    /// on cuda, where a new shape costs far more than a repeated one; off on cpu).
     #[arg(long, env = "CHORUS_SHAPE_BUCKETS", value_parser = clap::builder::BoolishValueParser::new())]
     pub shape_buckets: Option<bool>,
     /// Id buckets, comma-separated (default 32,64,128,256,512,1024).
-    #[arg(long, env = "CHORUS_BUCKET_IDS", value_parser = parse_buckets)]
+    #[arg(long, env = "CHORUS_BUCKET_IDS", value_delimiter = ',', value_parser = positive)]
     pub bucket_ids: Option<Vec<usize>>,
     /// Frame buckets, comma-separated (default 128,256,512,1024,2048,4096; 86 frames are a second of audio).
-    #[arg(long, env = "CHORUS_BUCKET_FRAMES", value_parser = parse_buckets)]
+    #[arg(long, env = "CHORUS_BUCKET_FRAMES", value_delimiter = ',', value_parser = positive)]
     pub bucket_frames: Option<Vec<usize>>,
     /// The most frames x items of one decoder pass (about 200 KB of activations each; default 8192); a pass with
     /// more runs as several.
@@ -228,10 +228,9 @@ pub struct EngineArgs {
     pub opening_lane: Option<bool>,
 }
 
-/// A comma-separated list of bucket sizes.
-fn parse_buckets(s: &str) -> Result<Vec<usize>, String> {
-    let list = chorus_engine::buckets::parse_list(s)?;
-    if list.is_empty() { Err("at least one bucket".into()) } else { Ok(list) }
+/// A bucket size: a positive number.
+fn positive(s: &str) -> Result<usize, String> {
+    s.trim().parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| format!("{s:?} is not a positive number"))
 }
 
 /// Checks the keys against the listen address and builds the API state over `bus`.
@@ -630,4 +629,54 @@ pub fn default_worker_id() -> String {
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "worker".into());
     format!("{host}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Flags {
+        #[command(flatten)]
+        engine: EngineArgs,
+    }
+
+    fn args(flags: &[&str]) -> EngineArgs {
+        Flags::try_parse_from(std::iter::once("chorus").chain(flags.iter().copied())).unwrap().engine
+    }
+
+    #[test]
+    fn shape_buckets_are_on_by_default_on_a_gpu_only_and_follow_flags_then_the_config_file() {
+        let file = ConfigFile::default();
+        let on_gpu = shape_buckets(&args(&[]), &file, true, 16).unwrap().unwrap();
+        assert_eq!(on_gpu, chorus_engine::ShapeBuckets::defaults(16));
+        assert_eq!(shape_buckets(&args(&[]), &file, false, 1).unwrap(), None, "off on a CPU");
+        assert_eq!(shape_buckets(&args(&["--shape-buckets", "off"]), &file, true, 16).unwrap(), None);
+        let cpu_on =
+            shape_buckets(&args(&["--shape-buckets", "on", "--bucket-ids", "64,32"]), &file, false, 1)
+                .unwrap()
+                .unwrap();
+        assert_eq!((cpu_on.ids.as_slice(), cpu_on.batches.as_slice()), ([32, 64].as_slice(), [1].as_slice()));
+        let file: ConfigFile =
+            toml::from_str("shape_buckets = true\nbucket_frames = [256, 512]\nbucket_frame_rows = 1024")
+                .unwrap();
+        let from_file = shape_buckets(&args(&[]), &file, false, 4).unwrap().unwrap();
+        assert_eq!((from_file.frames.as_slice(), from_file.max_frame_rows), ([256, 512].as_slice(), 1024));
+        // A flag wins over the file.
+        let flag = shape_buckets(&args(&["--bucket-frames", "128"]), &file, false, 4).unwrap().unwrap();
+        assert_eq!(flag.frames, [128]);
+    }
+
+    #[test]
+    fn bad_bucket_settings_are_refused_with_a_clear_message() {
+        let bad = Flags::try_parse_from(["chorus", "--bucket-ids", "32,abc"]).unwrap_err().to_string();
+        assert!(bad.contains("not a positive number"), "{bad}");
+        assert!(Flags::try_parse_from(["chorus", "--shape-buckets", "maybe"]).is_err());
+        let file: ConfigFile = toml::from_str("bucket_frame_rows = 0").unwrap();
+        let err = shape_buckets(&args(&["--shape-buckets", "on"]), &file, false, 1).unwrap_err().to_string();
+        assert!(err.contains("invalid shape buckets"), "{err}");
+        assert!(toml::from_str::<ConfigFile>("shape_bucket = true").is_err(), "unknown keys are refused");
+    }
 }

@@ -142,20 +142,6 @@ impl fmt::Display for ShapeBuckets {
     }
 }
 
-/// A comma-separated list of positive numbers (`32,64,128`).
-pub fn parse_list(s: &str) -> Result<Vec<usize>, String> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            p.parse::<usize>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| format!("{p:?} is not a positive number"))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,9 +176,6 @@ mod tests {
 
     #[test]
     fn lists_are_checked_and_the_opening_lane_keeps_the_small_shapes() {
-        assert_eq!(parse_list("64, 32,,128"), Ok(vec![64, 32, 128]));
-        assert!(parse_list("32,x").is_err());
-        assert!(parse_list("0").is_err());
         let b = ShapeBuckets::new(vec![64, 32, 64], vec![256], 4, 4096).unwrap();
         assert_eq!((b.ids.as_slice(), b.batches.as_slice()), ([32, 64].as_slice(), [1, 2, 4].as_slice()));
         assert!(ShapeBuckets::new(vec![], vec![1], 4, 1).is_err());
