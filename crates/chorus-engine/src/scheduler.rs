@@ -211,17 +211,7 @@ impl<T> ChunkQueue<T> {
     ) -> Option<Vec<T>> {
         let mut s = self.lock();
         let first = loop {
-            let mut passed = Vec::new();
-            let mut found = None;
-            while let Some(e) = s.heap.pop() {
-                if eligible(&e.item) {
-                    found = Some(e.item);
-                    break;
-                }
-                passed.push(e);
-            }
-            s.heap.extend(passed);
-            if let Some(item) = found {
+            if let Some(item) = Self::take_first(&mut s, &eligible) {
                 break item;
             }
             if s.closed {
@@ -232,6 +222,33 @@ impl<T> ChunkQueue<T> {
             s.choosy -= 1;
         };
         Some(Self::fill(s, first, max, |a, b| eligible(b) && compatible(a, b)))
+    }
+
+    /// [`ChunkQueue::pop_batch_where`] without waiting: `None` when no item is eligible now.
+    pub fn try_pop_batch_where(
+        &self,
+        eligible: impl Fn(&T) -> bool,
+        max: usize,
+        compatible: impl Fn(&T, &T) -> bool,
+    ) -> Option<Vec<T>> {
+        let mut s = self.lock();
+        let first = Self::take_first(&mut s, &eligible)?;
+        Some(Self::fill(s, first, max, |a, b| eligible(b) && compatible(a, b)))
+    }
+
+    /// Removes the most urgent item `eligible` accepts; the others keep their place.
+    fn take_first(s: &mut State<T>, eligible: &impl Fn(&T) -> bool) -> Option<T> {
+        let mut passed = Vec::new();
+        let mut found = None;
+        while let Some(e) = s.heap.pop() {
+            if eligible(&e.item) {
+                found = Some(e.item);
+                break;
+            }
+            passed.push(e);
+        }
+        s.heap.extend(passed);
+        found
     }
 
     /// `first` plus, in priority order, up to `max - 1` of the waiting items `compatible` accepts next to it.
