@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -29,7 +30,8 @@ CHORUS = Path(os.environ.get("CHORUS_BIN", ROOT / "target" / "debug" / "chorus")
 API_KEY = "test-key"
 STARTUP_TIMEOUT = 60.0
 OVERRIDDEN_ENV = {"CHORUS_API_KEYS", "CHORUS_LISTEN", "CHORUS_METRICS_LISTEN", "CHORUS_CONFIG", "CHORUS_ALLOW_OPEN",
-                  "CHORUS_CAPACITY", "CHORUS_ARTIFACTS", "CHORUS_ENABLE_HOT_RELOAD", "CHORUS_RELOAD_INTERVAL"}
+                  "CHORUS_CAPACITY", "CHORUS_ARTIFACTS", "CHORUS_ENABLE_HOT_RELOAD", "CHORUS_RELOAD_INTERVAL",
+                  "CHORUS_TLS_CERT", "CHORUS_TLS_KEY", "CHORUS_CORS_ORIGINS"}
 _startup_error: str | None = None
 
 
@@ -46,14 +48,16 @@ class Server:
     metrics_port: int
     api_key: str
     log_path: Path
+    # The CA that signed the server's certificate, when it serves TLS.
+    ca: Path | None = None
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.ca else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def ws_base_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+        return f"{'wss' if self.ca else 'ws'}://127.0.0.1:{self.port}"
 
     @property
     def auth(self) -> dict[str, str]:
@@ -78,10 +82,12 @@ class StartupError(Exception):
     pass
 
 
-def start_server(tmp: Path, api_key: str | None) -> Server:
+def start_server(tmp: Path, api_key: str | None, extra: list[str] | None = None, ca: Path | None = None,
+                 port: int | None = None) -> Server:
+    """Starts `chorus serve` (with `extra` arguments; `ca`: it serves TLS with a certificate that CA signed)."""
     if not CHORUS.exists():
         raise StartupError(f"{CHORUS} does not exist: build it with `cargo build -p chorus-cli` (or set CHORUS_BIN)")
-    port, mport = free_port(), free_port()
+    port, mport = port or free_port(), free_port()
     log_path = tmp / f"chorus-serve-{port}.log"
     cmd = [str(CHORUS), "serve", "--listen", f"127.0.0.1:{port}", "--metrics-listen", f"127.0.0.1:{mport}",
            "--license-data", str(tmp / f"license-{port}")]
@@ -89,19 +95,20 @@ def start_server(tmp: Path, api_key: str | None) -> Server:
     cmd += ["--artifacts", str(tmp / f"artifacts-{port}")]
     if api_key:
         cmd += ["--api-key", api_key]
+    cmd += extra or []
     # Settings that would change what is under test come from the command line only.
     env = {k: v for k, v in os.environ.items() if k not in OVERRIDDEN_ENV}
     env.setdefault("CHORUS_LOG", "info")
     log = open(log_path, "wb")  # noqa: SIM115 (closed with the process)
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
-    server = Server(proc, port, mport, api_key or "", log_path)
+    server = Server(proc, port, mport, api_key or "", log_path, ca)
     deadline = time.monotonic() + STARTUP_TIMEOUT
     last = ""
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise StartupError(f"`{' '.join(cmd)}` exited with {proc.returncode} before it was ready:\n{server.log_tail()}")
         try:
-            r = httpx.get(f"{server.base_url}/status", timeout=2)
+            r = httpx.get(f"{server.base_url}/status", timeout=2, verify=ssl.create_default_context(cafile=str(ca)) if ca else True)
             if r.status_code == 200:
                 return server
             last = f"{r.status_code} {r.text[:200]!r}"

@@ -277,7 +277,10 @@ def test_client_disconnect_cancels_the_job(server, still_serving):
     with httpx.Client(timeout=30) as c:
         with c.stream("POST", f"{server.base_url}/tts/bytes", json=body, headers=server.auth) as r:
             assert r.status_code == 200, r.read()[:300]
-            first = next(r.iter_raw())
+            # Keep the iterator: a dropped `iter_raw()` generator closes the response, and the client would be gone
+            # already.
+            chunks = r.iter_raw()
+            first = next(chunks)
             assert first, "no first chunk"
             during = server.metrics()
             assert during.get("inferno_worker_load", 0) >= 1, f"no load while streaming: {during}"

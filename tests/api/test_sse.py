@@ -50,7 +50,9 @@ def test_sse_audio_and_timestamps(client, text):
     samples = got.samples(enc)
     duration = len(samples) / rate
     assert_speech(samples, rate, text)
-    assert stamp_words(got.words) == text_words(text), f"timestamps say {got.words}, the text is {text!r}"
+    # Each whitespace-separated token exactly as written, punctuation attached ("$12.50", "7:30pm.", "Street,").
+    assert got.words == text.split(), f"timestamps say {got.words}, the text is {text!r}"
+    assert stamp_words(got.words) == text_words(text)
     assert_monotonic_words(got.words, got.starts, got.ends, duration, text)
     # Phoneme timestamps: present, ordered, inside the audio.
     assert got.phonemes, "no phoneme timestamps"

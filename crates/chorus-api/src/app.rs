@@ -1,10 +1,10 @@
 //! The router and the server loop.
 //!
-//! Layers, outermost first: request counter (`chorus_requests_total`) -> request id (header, extension, tracing
+//! Layers, outermost first: CORS (when origins are configured) -> request counter (`chorus_requests_total`) -> request id (header, extension, tracing
 //! span) -> `cartesia-version` echo -> body limit -> API key check -> the routes. Unknown paths answer 404 and wrong methods 405, both in the Cartesia error JSON
 //! (OpenAI's under `/v1/`).
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::time::Duration;
 
 use axum::Router;
@@ -16,7 +16,7 @@ use chorus_proto::ErrorCode;
 
 use crate::auth::require_api_key;
 use crate::error::ApiError;
-use crate::middleware::{RequestId, cartesia_version, count_requests, request_id};
+use crate::middleware::{RequestId, cartesia_version, count_requests, refuse_large_bodies, request_id};
 use crate::routes::{dicts, error_response, openai, status, tts, voices};
 use crate::state::AppState;
 
@@ -28,16 +28,32 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The whole HTTP API, ready to serve.
+///
+/// With CORS origins configured ([`crate::ApiConfig::cors`]), the CORS layer is outermost: preflights are answered
+/// before authentication, and every response carries the CORS headers. An invalid origin is refused earlier, when
+/// the configuration is read ([`crate::cors::CorsConfig::validate`]); here it is logged and CORS stays off.
 pub fn router(state: AppState) -> Router {
-    routes()
+    let cors = match state.config.cors.layer() {
+        Ok(layer) => layer,
+        Err(e) => {
+            tracing::error!(error = %e, "CORS is off.");
+            None
+        }
+    };
+    let router = routes()
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_api_key))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(refuse_large_bodies))
         .layer(axum::middleware::from_fn(cartesia_version))
         .layer(axum::middleware::from_fn(request_id))
         .layer(axum::middleware::from_fn(count_requests))
-        .with_state(state)
+        .with_state(state);
+    match cors {
+        Some(layer) => router.layer(layer),
+        None => router,
+    }
 }
 
 /// Every route. Routes must be added here, before [`router`] applies the fallbacks and layers: a route added
@@ -58,12 +74,16 @@ fn routes() -> Router<AppState> {
         .route("/pronunciation-dicts", get(dicts::list).post(dicts::create))
         .route("/pronunciation-dicts/", get(dicts::list).post(dicts::create))
         .route("/pronunciation-dicts/{id}", get(dicts::get).patch(dicts::update).delete(dicts::delete))
+        .route("/access-token", post(crate::token::mint))
         .route("/v1/audio/speech", post(openai::speech))
         .route("/v1/models", get(openai::models))
 }
 
 async fn not_found(request_id: RequestId, method: Method, OriginalUri(uri): OriginalUri) -> Response {
-    let error = ApiError::new(ErrorCode::NotFound, format!("no route for {method} {}", uri.path()));
+    let error = ApiError::new(
+        ErrorCode::NotFound,
+        format!("no route for {method} {}", crate::error::echo(uri.path())),
+    );
     error_response(uri.path(), error.with_request_id(request_id.as_str()))
 }
 
@@ -75,13 +95,14 @@ async fn method_not_allowed(
     let error = ApiError {
         status: StatusCode::METHOD_NOT_ALLOWED,
         title: "Method not allowed".into(),
-        ..ApiError::invalid(format!("{method} is not allowed on {}", uri.path()))
+        ..ApiError::invalid(format!("{method} is not allowed on {}", crate::error::echo(uri.path())))
     };
     error_response(uri.path(), error.with_request_id(request_id.as_str()))
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then stops accepting connections and lets open
-/// responses finish, for at most [`DRAIN_TIMEOUT`].
+/// Serves `router` on `listener` with the default connection policy ([`crate::serve::ServeConfig`]) until
+/// `shutdown` completes, then stops accepting connections and lets open responses finish, for at most
+/// [`DRAIN_TIMEOUT`].
 ///
 /// Upgraded connections (WebSockets) are not waited for: their handler closes them on shutdown.
 pub async fn serve(
@@ -89,32 +110,20 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
-    let signal = async move {
-        shutdown.await;
-        tracing::info!("Shutdown requested: no new connections; draining open responses.");
-        let _ = signalled_tx.send(());
-    };
-    // Audio chunks must leave at once: without TCP_NODELAY, Nagle's algorithm and the client's delayed ACK can hold
-    // the first chunk for tens of milliseconds (seen in `chorus bench`).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "Cannot set TCP_NODELAY.");
-        }
-    });
-    let server = axum::serve(listener, router).with_graceful_shutdown(signal).into_future();
-    let drain_deadline = async move {
-        // A dropped sender means the server ended by itself; never fire then.
-        if signalled_rx.await.is_err() {
-            std::future::pending::<()>().await;
-        }
-        tokio::time::sleep(DRAIN_TIMEOUT).await;
-    };
-    tokio::select! {
-        result = server => result,
-        () = drain_deadline => {
-            tracing::warn!(timeout_s = DRAIN_TIMEOUT.as_secs(), "Responses still open after the drain timeout; stopping.");
-            Ok(())
-        }
-    }
+    let config =
+        crate::serve::ServeConfig { drain_timeout: DRAIN_TIMEOUT, ..crate::serve::ServeConfig::default() };
+    crate::serve::serve(listener, router, config, shutdown).await
+}
+
+/// [`serve`] over TLS: each accepted connection goes through [`TlsAcceptor`](crate::tls::TlsAcceptor) (HTTP/2 or
+/// HTTP/1.1 by ALPN; WebSockets over either).
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    tls: crate::tls::TlsAcceptor,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let config =
+        crate::serve::ServeConfig { drain_timeout: DRAIN_TIMEOUT, ..crate::serve::ServeConfig::default() };
+    crate::serve::serve_with(listener, router, config, tls, shutdown).await
 }

@@ -86,7 +86,7 @@ impl Doc for Voice {
         a.voices.etag(id)
     }
     fn not_found(id: &str) -> ApiError {
-        ApiError::new(ErrorCode::VoiceNotFound, format!("voice '{id}' does not exist"))
+        ApiError::new(ErrorCode::VoiceNotFound, format!("voice '{}' does not exist", crate::error::echo(id)))
     }
 }
 
@@ -116,7 +116,7 @@ impl Doc for PronunciationDict {
         a.dicts.etag(id)
     }
     fn not_found(id: &str) -> ApiError {
-        ApiError::not_found(format!("pronunciation dictionary '{id}' does not exist"))
+        ApiError::not_found(format!("pronunciation dictionary '{}' does not exist", crate::error::echo(id)))
     }
 }
 
@@ -173,7 +173,9 @@ pub fn api_error(e: ArtifactError) -> ApiError {
             format!("{what} was changed by another request at the same time; read it again and retry"),
         ),
         ArtifactError::NotFound(what) => ApiError::not_found(format!("{what} does not exist")),
-        ArtifactError::InvalidId(id) => ApiError::invalid(format!("invalid id '{id}'")),
+        ArtifactError::InvalidId(id) => {
+            ApiError::invalid(format!("invalid id '{}'", crate::error::echo(&id)))
+        }
         e @ (ArtifactError::Location { .. } | ArtifactError::Store(_) | ArtifactError::Io(_)) => {
             tracing::error!(error = %e, "Artifact store error.");
             ApiError::new(ErrorCode::Unserviceable, "the artifact store is unavailable; retry shortly")
@@ -478,7 +480,7 @@ impl Artifacts {
     pub async fn upsert<T: Doc>(&self, mut doc: T) -> Result<Upsert, String> {
         let id = doc.id().to_owned();
         if !chorus_artifacts::valid_id(&id) {
-            return Err(format!("invalid id '{id}'"));
+            return Err(format!("invalid id '{}'", crate::error::echo(&id)));
         }
         doc.check(&id)?;
         if T::KIND == DocKind::Voice && self.voices.is_builtin(&id) {

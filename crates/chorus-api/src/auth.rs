@@ -14,7 +14,11 @@
 //! With a license proxy ([`crate::license`]), tenant keys from the proxy are accepted too (compared by SHA-256),
 //! a revoked one is refused, entitlement is checked (403 `license_inactive` past the grace period), and the key's
 //! limits are applied (429 with `Retry-After`). The request then carries a [`Caller`] (its tenant name and the
-//! in-flight guard, held until the response body ends).
+//! in-flight guard, held until the response body ends) and its [`Credential`].
+//!
+//! A presented credential shaped like a JWT is an access token ([`crate::token`]): verified with the deployment's
+//! public key, valid on the synthesis routes only, standing for the key that minted it (a tenant key's limits and
+//! revocation apply to it).
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -28,9 +32,18 @@ use crate::license::{Caller, TenantCheck};
 use crate::middleware::{RequestId, query_param};
 use crate::routes::error_response;
 use crate::state::AppState;
+use crate::token::Credential;
+use chorus_proto::token::looks_like_token;
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
 
 /// Paths that never need a key (with `GET` or `HEAD`).
 const OPEN_PATHS: [&str; 2] = ["/", "/status"];
+
+/// The TTS WebSocket.
+const WEBSOCKET_PATH: &str = "/tts/websocket";
 
 /// Paths that start a synthesis (counted against the license's stream limit).
 const SYNTHESIS_PATHS: [&str; 4] = ["/tts/bytes", "/tts/sse", "/tts/websocket", "/v1/audio/speech"];
@@ -61,9 +74,26 @@ pub async fn require_api_key(State(state): State<AppState>, mut req: Request, ne
     };
 
     let mut tenant = None;
+    let synthesis = SYNTHESIS_PATHS.contains(&path.as_str());
+    let mut credential = Credential::Open;
     if !keys.is_open() || gate.has_tenants() || gate.awaiting() || gate.requires_keys() {
         match presented_key(req.headers(), req.uri()) {
-            Some(key) if !keys.is_open() && keys.accepts(&key) => {}
+            Some(key) if looks_like_token(&key) => match crate::token::verify(gate, keys, &key, unix_now()) {
+                Ok(_) if !synthesis => {
+                    return unauthorized(
+                        "an access token grants text to speech only (/tts/bytes, /tts/sse, /tts/websocket, \
+                             /v1/audio/speech): use an API key here",
+                    );
+                }
+                Ok(verified) => {
+                    tenant = verified.tenant;
+                    credential = Credential::Token(Box::new(verified.claims));
+                }
+                Err(why) => return unauthorized(why),
+            },
+            Some(key) if !keys.is_open() && keys.accepts(&key) => {
+                credential = Credential::Static { sha256: crate::license::hash_key(&key) };
+            }
             None if keys.is_open() && gate.awaiting() => return not_yet(),
             None => {
                 return unauthorized(
@@ -71,7 +101,10 @@ pub async fn require_api_key(State(state): State<AppState>, mut req: Request, ne
                 );
             }
             Some(key) => match gate.check_key(&key) {
-                TenantCheck::Known(t) => tenant = Some(t),
+                TenantCheck::Known(t) => {
+                    credential = Credential::Tenant(t.clone());
+                    tenant = Some(t);
+                }
                 TenantCheck::Revoked => return unauthorized("this API key has been revoked"),
                 TenantCheck::Unknown => return unauthorized("invalid API key"),
                 TenantCheck::NotYetKnown => return not_yet(),
@@ -82,16 +115,23 @@ pub async fn require_api_key(State(state): State<AppState>, mut req: Request, ne
         tracing::warn!(error = %e, "Request refused: the license is not active.");
         return refuse(e);
     }
-    let guard = match gate.admit(tenant.as_ref(), SYNTHESIS_PATHS.contains(&path.as_str())) {
-        Ok(guard) => guard,
-        Err(e) => {
-            tracing::info!(error = %e, "Request refused: over a limit.");
-            return refuse(e);
+    // A WebSocket is not one request but a series of contexts: each is admitted (limits, the license's streams)
+    // when it starts, and the socket itself holds nothing.
+    let guard = if path == WEBSOCKET_PATH {
+        None
+    } else {
+        match gate.admit(tenant.as_ref(), synthesis) {
+            Ok(guard) => guard,
+            Err(e) => {
+                tracing::info!(error = %e, "Request refused: over a limit.");
+                return refuse(e);
+            }
         }
     };
-    let caller = Caller { key_name: tenant.map(|t| t.name), guard };
+    let caller = Caller { key_name: tenant.as_ref().map(|t| t.name.clone()), guard, tenant };
     let hold = caller.guard.is_some();
     req.extensions_mut().insert(caller.clone());
+    req.extensions_mut().insert(credential);
     let response = next.run(req).await;
     if !hold {
         return response;

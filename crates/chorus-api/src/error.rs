@@ -4,6 +4,25 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chorus_proto::ErrorCode;
 
+/// The longest `message` sent to a client, in characters: messages quote client input (ids, paths, parse
+/// errors), and a client must not get its own megabyte back.
+pub const MAX_MESSAGE_CHARS: usize = 1000;
+/// The most characters of a client-supplied value (an id, a path) quoted in a message.
+pub const MAX_ECHO_CHARS: usize = 100;
+
+/// `value` for quoting in a message: cut to [`MAX_ECHO_CHARS`] characters, with `…` when cut.
+pub fn echo(value: &str) -> std::borrow::Cow<'_, str> {
+    cut(value, MAX_ECHO_CHARS)
+}
+
+/// `value`, at most `max` characters (the last one `…` when cut).
+pub fn cut(value: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match value.char_indices().nth(max.saturating_sub(1)) {
+        Some((at, _)) if value[at..].chars().nth(1).is_some() => format!("{}…", &value[..at]).into(),
+        _ => value.into(),
+    }
+}
+
 /// The Cartesia error body (`error_code`, `title`, `message`, `request_id`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ErrorBody {
@@ -42,7 +61,8 @@ impl ApiError {
             | ErrorCode::WorkerLost
             | ErrorCode::InferenceFailed
             | ErrorCode::Internal
-            | ErrorCode::Conflict => None,
+            | ErrorCode::Conflict
+            | ErrorCode::Timeout => None,
         };
         Self {
             status,
@@ -78,7 +98,7 @@ impl ApiError {
         ErrorBody {
             error_code: Some(self.code.as_str().to_owned()),
             title: self.title.clone(),
-            message: self.message.clone(),
+            message: cut(&self.message, MAX_MESSAGE_CHARS).into_owned(),
             request_id: self.request_id.clone(),
         }
     }
@@ -91,16 +111,19 @@ impl ApiError {
             "status_code": self.status.as_u16(),
             "error_code": self.code.as_str(),
             "title": self.title,
-            "message": self.message,
+            "message": cut(&self.message, MAX_MESSAGE_CHARS),
             "request_id": self.request_id,
-            "error": format!("{}: {}", self.title, self.message),
+            "error": format!("{}: {}", self.title, cut(&self.message, MAX_MESSAGE_CHARS)),
         });
         if let (Some(ctx), Some(obj)) = (context_id, v.as_object_mut()) {
-            obj.insert("context_id".into(), ctx.into());
+            obj.insert("context_id".into(), cut(ctx, MAX_CONTEXT_ID_ECHO).into());
         }
         v
     }
 }
+
+/// The longest `context_id` an error event carries (longer ids are refused, and quoted cut).
+const MAX_CONTEXT_ID_ECHO: usize = 1024;
 
 fn title_for(code: ErrorCode) -> &'static str {
     match code {
@@ -119,6 +142,7 @@ fn title_for(code: ErrorCode) -> &'static str {
         ErrorCode::InferenceFailed => "Synthesis failed",
         ErrorCode::Internal => "Internal error",
         ErrorCode::Conflict => "Conflict",
+        ErrorCode::Timeout => "Timeout",
     }
 }
 
@@ -144,13 +168,26 @@ impl IntoResponse for ApiError {
 impl From<chorus_bus::BusError> for ApiError {
     fn from(e: chorus_bus::BusError) -> Self {
         match e {
-            chorus_bus::BusError::NoWorker(m) => {
-                ApiError::new(ErrorCode::Unserviceable, format!("no worker is serving model '{m}' right now"))
-            }
+            chorus_bus::BusError::NoWorker(m) => ApiError::new(
+                ErrorCode::Unserviceable,
+                format!("no worker is serving model '{}' right now", echo(&m)),
+            ),
             chorus_bus::BusError::Busy(m) => ApiError::new(
                 ErrorCode::ConcurrencyLimited,
-                format!("every worker for '{m}' is busy and the queue is full; retry shortly"),
+                format!("every worker for '{}' is busy and the queue is full; retry shortly", echo(&m)),
             ),
+            chorus_bus::BusError::QueueTimeout { model, waited } => ApiError {
+                // Nothing freed up while this request waited: asking again at once only queues it again.
+                retry_after: Some(u32::try_from((waited.as_secs() / 6).clamp(1, 10)).unwrap_or(5)),
+                ..ApiError::new(
+                    ErrorCode::ConcurrencyLimited,
+                    format!(
+                        "every worker for '{}' stayed busy: no stream became free within the {} s queue timeout",
+                        echo(&model),
+                        waited.as_secs_f64().round()
+                    ),
+                )
+            },
             chorus_bus::BusError::Refused(why) => ApiError::new(ErrorCode::Unserviceable, why),
             chorus_bus::BusError::Closed => {
                 ApiError::new(ErrorCode::Unserviceable, "the server is shutting down")
@@ -165,5 +202,25 @@ impl From<chorus_bus::BusError> for ApiError {
 impl From<chorus_proto::JobError> for ApiError {
     fn from(e: chorus_proto::JobError) -> Self {
         ApiError::new(e.code, e.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echoes_are_cut() {
+        assert_eq!(echo("short"), "short");
+        let long = "x".repeat(100_000);
+        let e = echo(&long);
+        assert_eq!(e.chars().count(), MAX_ECHO_CHARS);
+        assert!(e.ends_with('…'));
+        assert_eq!(cut(&"é".repeat(5), 5), "ééééé");
+        assert_eq!(cut(&"é".repeat(6), 5), "éééé…");
+        let error = ApiError::invalid(format!("bad '{long}'"));
+        assert!(error.body().message.chars().count() <= MAX_MESSAGE_CHARS);
+        let event = error.event_json(Some(&long));
+        assert!(event.to_string().len() < 4 * 1024, "{}", event.to_string().len());
     }
 }

@@ -10,8 +10,8 @@
 //! unknown, and the API does not run open by accident). Once a state has arrived it keeps applying, including its
 //! grace deadline (`refuse_after`), if the proxy goes quiet.
 //!
-//! Limits: per tenant key, `max_concurrent` requests in flight (a WebSocket counts as one while open) and
-//! `requests_per_minute` started in any 60-second window; beyond them 429 (`concurrency_limited` /
+//! Limits: per tenant key, `max_concurrent` requests in flight (each WebSocket context counts as one while it
+//! runs; the socket itself as none) and `requests_per_minute` started in any 60-second window; beyond them 429 (`concurrency_limited` /
 //! `rate_limited`) with `Retry-After`. The license's `max_concurrent_streams` bounds synthesis requests in flight.
 //! The limits hold across API servers: each shares its counts over the link twice a second and adds the others'
 //! latest counts to its own when it admits a request (see [`chorus_bus::LicenseLink::peer_limits`]), so servers can
@@ -35,13 +35,22 @@ use crate::error::ApiError;
 /// Usage records that may wait for the proxy's acknowledgement before new ones are dropped.
 pub const USAGE_QUEUE: usize = 100_000;
 
+/// The usage status of a request whose client went away before it ended.
+pub const CLIENT_CLOSED: &str = "client_closed";
+/// The usage status of a WebSocket context the client cancelled.
+pub const CANCELLED: &str = "cancelled";
+
 /// The caller of a request, as authentication found it.
 #[derive(Debug, Clone, Default)]
 pub struct Caller {
     /// The tenant key's name; `None` for a static key or open access.
     pub key_name: Option<String>,
-    /// Released when the last clone is dropped (the request's end, or its WebSocket's).
+    /// Released when the last clone is dropped (the request's end). WebSockets hold none: each of their contexts
+    /// is admitted on its own ([`LicenseGate::admit_context`]).
     pub guard: Option<Arc<InFlight>>,
+    /// The tenant key the request presented (its limits as they were at authentication; a WebSocket looks it up
+    /// again for every context and follows its revocation).
+    pub tenant: Option<TenantKey>,
 }
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
@@ -119,6 +128,8 @@ pub struct LicenseGate {
     sharing: Option<tokio::task::JoinHandle<()>>,
     /// Never run open: with no static key and no tenant key, every request is refused.
     require_keys: bool,
+    /// The link to the proxy, which signs access tokens.
+    link: Option<Arc<dyn LicenseLink>>,
 }
 
 impl std::fmt::Debug for LicenseGate {
@@ -161,6 +172,7 @@ impl LicenseGate {
             peers: None,
             sharing: None,
             require_keys: false,
+            link: None,
         }
     }
 
@@ -184,7 +196,7 @@ impl LicenseGate {
                 }
             })
         });
-        let reporter = UsageReporter::spawn(link, USAGE_QUEUE);
+        let reporter = UsageReporter::spawn(Arc::clone(&link), USAGE_QUEUE);
         Self {
             state: Some(state),
             reporter: Some(reporter),
@@ -193,7 +205,28 @@ impl LicenseGate {
             peers,
             sharing,
             require_keys: false,
+            link: Some(link),
         }
+    }
+
+    /// The public key that signs access tokens (the deployment's), once the proxy has been heard from.
+    pub fn token_key(&self) -> Option<String> {
+        self.state.as_ref().and_then(|s| s.borrow().as_ref().and_then(|st| st.token_key.clone()))
+    }
+
+    /// The tenant key with this SHA-256, revoked or not.
+    pub fn tenant_by_hash(&self, sha256: &str) -> Option<TenantKey> {
+        let guard = self.state.as_ref()?.borrow();
+        guard.as_ref()?.keys.iter().find(|k| ct_eq(&k.sha256, sha256)).cloned()
+    }
+
+    /// Has the proxy sign an access token.
+    pub async fn mint_token(
+        &self,
+        claims: chorus_proto::token::AccessClaims,
+    ) -> Result<String, crate::token::MintError> {
+        let Some(link) = &self.link else { return Err(crate::token::MintError::NoProxy) };
+        link.mint_token(claims).await.map_err(|e| crate::token::MintError::Failed(e.to_string()))
     }
 
     /// The other API servers' use of `key` and of the license's streams.
@@ -237,14 +270,38 @@ impl LicenseGate {
 
     /// Looks a presented key up among the tenant keys.
     pub fn check_key(&self, key: &str) -> TenantCheck {
+        self.check_hash(&hash_key(key))
+    }
+
+    /// Looks a tenant key up by its SHA-256 (hex), as [`LicenseGate::check_key`].
+    pub fn check_hash(&self, hash: &str) -> TenantCheck {
         let Some(rx) = &self.state else { return TenantCheck::Unknown };
         let guard = rx.borrow();
         let Some(state) = guard.as_ref() else { return TenantCheck::NotYetKnown };
-        let hash = hash_key(key);
-        match state.keys.iter().find(|k| ct_eq(&k.sha256, &hash)) {
+        match state.keys.iter().find(|k| ct_eq(&k.sha256, hash)) {
             Some(k) if k.revoked => TenantCheck::Revoked,
             Some(k) => TenantCheck::Known(k.clone()),
             None => TenantCheck::Unknown,
+        }
+    }
+
+    /// The proxy's state as it changes (`None` without a proxy): WebSockets follow it to close a revoked key's
+    /// sockets.
+    pub fn watch(&self) -> Option<watch::Receiver<Option<LicenseState>>> {
+        self.state.clone()
+    }
+
+    /// Admits one WebSocket context of `caller`: the key is looked up again (its limits may have changed, it may
+    /// have been revoked), then counted like a request ([`LicenseGate::admit`]), with the license's stream limit.
+    pub fn admit_context(&self, caller: &Caller) -> Result<Option<Arc<InFlight>>, ApiError> {
+        let Some(tenant) = &caller.tenant else { return self.admit(None, true) };
+        match self.check_hash(&tenant.sha256) {
+            TenantCheck::Known(current) => self.admit(Some(&current), true),
+            // The proxy went quiet since the handshake: its last word on the key stands.
+            TenantCheck::NotYetKnown => self.admit(Some(tenant), true),
+            TenantCheck::Revoked | TenantCheck::Unknown => {
+                Err(ApiError::new(ErrorCode::Unauthorized, "this API key has been revoked"))
+            }
         }
     }
 
@@ -288,8 +345,8 @@ impl LicenseGate {
             let mut keys =
                 self.keys.lock().map_err(|_| ApiError::new(ErrorCode::Internal, "limiter poisoned"))?;
             let entry = keys.entry(key.name.clone()).or_default();
+            let now = Instant::now();
             if let Some(rpm) = key.requests_per_minute {
-                let now = Instant::now();
                 entry.prune(now);
                 if entry.started.len() as u64 + u64::from(peer.started_last_minute) >= u64::from(rpm) {
                     // Room again when the oldest start here or on another server leaves the window.
@@ -308,7 +365,6 @@ impl LicenseGate {
                         )
                     });
                 }
-                entry.started.push_back(now);
             }
             if let Some(max) = key.max_concurrent {
                 if !try_acquire(&entry.in_flight, max.saturating_sub(peer.in_flight)) {
@@ -318,6 +374,10 @@ impl LicenseGate {
                     ));
                 }
                 counters.push(Arc::clone(&entry.in_flight));
+            }
+            // Counted as started only once admitted: a request refused for concurrency costs no rate.
+            if key.requests_per_minute.is_some() {
+                entry.started.push_back(now);
             }
         }
         if synthesis && let Some(max) = self.current().and_then(|s| s.max_concurrent_streams) {
@@ -350,7 +410,7 @@ impl LicenseGate {
                     characters: chars,
                     audio_seconds: 0.0,
                     ttfa_ms: None,
-                    status: "cancelled".into(),
+                    status: CLIENT_CLOSED.into(),
                 },
                 done: false,
             }),
@@ -399,7 +459,9 @@ struct MeterState {
     done: bool,
 }
 
-/// Accounts one synthesis request; sends its [`UsageRecord`] when finished (or, as `cancelled`, when dropped).
+/// Accounts one synthesis request; sends its [`UsageRecord`] when finished (or, as [`CLIENT_CLOSED`], when
+/// dropped unfinished). Its `audio_seconds` are the audio the worker produced for it (silence of `<break>` tags
+/// included): what the request cost, as opposed to its characters.
 /// The transcript is counted, never kept.
 #[derive(Debug)]
 pub struct UsageMeter {
@@ -452,7 +514,8 @@ impl UsageMeter {
 }
 
 impl Drop for UsageMeter {
+    /// A meter dropped unfinished is a request whose client went away (hung up, reset, or stopped reading).
     fn drop(&mut self) {
-        self.finish("cancelled");
+        self.finish(CLIENT_CLOSED);
     }
 }

@@ -96,6 +96,35 @@ pub async fn cartesia_version(req: Request, next: Next) -> Response {
     response
 }
 
+/// Answers 413 at once to a request whose `Content-Length` is over [`crate::app::MAX_BODY_BYTES`], without
+/// reading (or waiting for) its body.
+pub async fn refuse_large_bodies(req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(len) = declared
+        && len > crate::app::MAX_BODY_BYTES as u64
+    {
+        let request_id = RequestId::from_extensions(req.extensions());
+        let error = crate::ApiError {
+            status: axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            title: "Request body too large".into(),
+            ..crate::ApiError::invalid(format!(
+                "the request body is {len} bytes; the limit is {} bytes",
+                crate::app::MAX_BODY_BYTES
+            ))
+        };
+        let mut response =
+            crate::routes::error_response(req.uri().path(), error.with_request_id(request_id.as_str()));
+        // The body was not read: the connection cannot be reused.
+        response.headers_mut().insert(axum::http::header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    }
+    next.run(req).await
+}
+
 /// Counts every response in `chorus_requests_total{route,status}` (authentication failures, limits and unknown
 /// paths included).
 pub async fn count_requests(req: Request, next: Next) -> Response {
@@ -122,6 +151,7 @@ fn route_label(path: &str) -> &'static str {
         "/pronunciation-dicts" | "/pronunciation-dicts/" => "/pronunciation-dicts",
         "/v1/audio/speech" => "/v1/audio/speech",
         "/v1/models" => "/v1/models",
+        "/access-token" => "/access-token",
         p if p.starts_with("/voices/") => "/voices/{id}",
         p if p.starts_with("/pronunciation-dicts/") => "/pronunciation-dicts/{id}",
         _ => "other",

@@ -55,12 +55,12 @@ impl OutputFormatSpec {
         let container: Container = self.container.parse().map_err(bad)?;
         if raw_only && container != Container::Raw {
             return Err(ApiError::invalid(format!(
-                "output_format.container must be 'raw' here (got '{}'); wav and mp3 are for /tts/bytes",
+                "output_format.container must be 'raw' here (got '{}'); wav, mp3, opus and flac are for /tts/bytes",
                 self.container
             )));
         }
         let encoding = match (container, self.encoding.as_deref()) {
-            (Container::Mp3, None | Some("")) => Encoding::PcmS16le,
+            (Container::Mp3 | Container::Opus | Container::Flac, None | Some("")) => Encoding::PcmS16le,
             (Container::Raw | Container::Wav, None | Some("")) => {
                 return Err(ApiError::invalid("output_format.encoding is required for raw and wav"));
             }
@@ -73,8 +73,10 @@ impl OutputFormatSpec {
     }
 }
 
-/// `generation_config`.
+/// `generation_config`: an object of these fields only (anything else is refused, not silently ignored: a client
+/// that sends `[1]` or a misspelt field would otherwise get defaults it did not ask for).
 #[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GenerationConfig {
     #[serde(default)]
     pub speed: Option<f32>,
@@ -83,6 +85,31 @@ pub struct GenerationConfig {
     /// Accepted and ignored: the Piper voices have no emotion control.
     #[serde(default)]
     pub emotion: Option<serde_json::Value>,
+}
+
+/// `generation_config` must be an object (or null): serde would otherwise read a struct from an array.
+fn strict_generation_config<'de, D>(deserializer: D) -> Result<Option<GenerationConfig>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::Deserialize as _;
+    use serde::de::Error as _;
+    match Option::<serde_json::Value>::deserialize(deserializer)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(value @ serde_json::Value::Object(_)) => GenerationConfig::deserialize(value)
+            .map(Some)
+            .map_err(|e| D::Error::custom(format!("generation_config: {e}"))),
+        Some(other) => Err(D::Error::custom(format!(
+            "generation_config must be an object such as {{\"speed\": 1.0, \"volume\": 1.0}}, not {}",
+            match other {
+                serde_json::Value::Array(_) => "an array",
+                serde_json::Value::String(_) => "a string",
+                serde_json::Value::Number(_) => "a number",
+                serde_json::Value::Bool(_) => "a boolean",
+                serde_json::Value::Null | serde_json::Value::Object(_) => "that",
+            }
+        ))),
+    }
 }
 
 /// The legacy top-level `speed` enum.
@@ -111,7 +138,7 @@ pub struct TtsRequest {
     pub transcript: String,
     pub voice: VoiceSpecifier,
     pub output_format: OutputFormatSpec,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict_generation_config")]
     pub generation_config: Option<GenerationConfig>,
     #[serde(default)]
     pub language: Option<String>,
@@ -173,7 +200,14 @@ where
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             let status = e.status();
             let error = ApiError::invalid(format!("cannot read the request body: {e}"));
-            let error = if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            let error = if crate::serve::is_timeout(&e) {
+                ApiError {
+                    status: axum::http::StatusCode::REQUEST_TIMEOUT,
+                    title: "Request timeout".into(),
+                    message: "the request body did not arrive in time".into(),
+                    ..error
+                }
+            } else if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError {
                     status,
                     title: "Request body too large".into(),
@@ -222,6 +256,24 @@ mod tests {
         assert!(
             f(r#"{"container":"ogg","encoding":"pcm_s16le","sample_rate":8000}"#).resolve(false).is_err()
         );
+    }
+
+    #[test]
+    fn generation_config_is_strict() {
+        let body = |config: &str| {
+            format!(
+                r#"{{"model_id": "sonic-3", "transcript": "hi", "voice": "v", "generation_config": {config},
+                    "output_format": {{"container": "raw", "encoding": "pcm_s16le", "sample_rate": 16000}}}}"#
+            )
+        };
+        let ok = parse_json::<TtsRequest>(body(r#"{"speed": 1.2, "emotion": "calm"}"#).as_bytes()).unwrap();
+        assert_eq!(ok.generation_config.unwrap().speed, Some(1.2));
+        assert_eq!(parse_json::<TtsRequest>(body("null").as_bytes()).unwrap().generation_config, None);
+        for bad in ["[1]", "[]", "\"fast\"", "2", r#"{"sped": 1.2}"#, r#"{"speed": "fast"}"#] {
+            let e = parse_json::<TtsRequest>(body(bad).as_bytes()).unwrap_err();
+            assert_eq!(e.status.as_u16(), 422, "{bad}: {e}");
+            assert!(e.message.contains("generation_config"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use chorus_proto::{ErrorCode, OutputFormat, SynthesisJob, SynthesisParams};
 
 use crate::artifacts::Artifacts;
 use crate::catalogue::Catalogue;
-use crate::error::ApiError;
+use crate::error::{ApiError, echo};
 use crate::license::{Caller, LicenseGate, UsageMeter};
 use crate::request::TtsRequest;
 use crate::store::{DictStore, VoiceStore};
@@ -29,6 +29,13 @@ impl ApiKeys {
     /// Constant-time comparison against every configured key.
     pub fn accepts(&self, candidate: &str) -> bool {
         self.0.iter().fold(false, |found, key| found | constant_time_eq(key.as_bytes(), candidate.as_bytes()))
+    }
+
+    /// True when a configured key has this SHA-256 (lowercase hex): an access token minted with it.
+    pub fn accepts_hash(&self, sha256: &str) -> bool {
+        self.0.iter().fold(false, |found, key| {
+            found | constant_time_eq(crate::license::hash_key(key).as_bytes(), sha256.as_bytes())
+        })
     }
 }
 
@@ -54,6 +61,8 @@ pub struct ApiConfig {
     pub max_transcript_chars: usize,
     /// The version `GET /` and `/status` report.
     pub version: String,
+    /// Browser origins allowed to call the API (CORS).
+    pub cors: crate::cors::CorsConfig,
 }
 
 impl Default for ApiConfig {
@@ -63,6 +72,7 @@ impl Default for ApiConfig {
             catalogue: Catalogue::default(),
             max_transcript_chars: 50_000,
             version: "2026-08-14".into(),
+            cors: crate::cors::CorsConfig::default(),
         }
     }
 }
@@ -156,14 +166,14 @@ impl AppState {
         let Some(model) = self.config.catalogue.resolve(&req.model_id) else {
             return Err(ApiError::new(
                 ErrorCode::ModelNotFound,
-                format!("model '{}' does not exist (try sonic-3 or chorus-piper)", req.model_id),
+                format!("model '{}' does not exist (try sonic-3 or chorus-piper)", echo(&req.model_id)),
             ));
         };
         self.license.check_model(&req.model_id, &model.id)?;
         let voice_id = req.voice.id()?;
         self.voices.sync_builtin(&self.bus.models());
         let voice = self.voices.get(voice_id).ok_or_else(|| {
-            ApiError::new(ErrorCode::VoiceNotFound, format!("voice '{voice_id}' does not exist"))
+            ApiError::new(ErrorCode::VoiceNotFound, format!("voice '{}' does not exist", echo(voice_id)))
         })?;
         let format = req.output_format.resolve(route != Route::Bytes)?;
 
@@ -190,8 +200,10 @@ impl AppState {
             let base = lang.split(['-', '_']).next().unwrap_or(lang).to_ascii_lowercase();
             if base != voice.language {
                 return Err(ApiError::invalid(format!(
-                    "voice '{}' speaks '{}', not '{lang}'",
-                    voice.id, voice.language
+                    "voice '{}' speaks '{}', not '{}'",
+                    voice.id,
+                    voice.language,
+                    echo(lang)
                 )));
             }
         }
@@ -212,7 +224,7 @@ impl AppState {
                 self.dicts
                     .get(id)
                     .ok_or_else(|| {
-                        ApiError::not_found(format!("pronunciation dictionary '{id}' does not exist"))
+                        ApiError::not_found(format!("pronunciation dictionary '{}' does not exist", echo(id)))
                     })?
                     .items
             }
@@ -230,6 +242,7 @@ impl AppState {
         job.pronunciations = pronunciations;
         job.word_timestamps = req.add_timestamps.unwrap_or(false);
         job.phoneme_timestamps = req.add_phoneme_timestamps.unwrap_or(false);
+        job.normalized_timestamps = req.use_normalized_timestamps.unwrap_or(false);
         job.max_buffer_delay_ms = req.max_buffer_delay_ms.unwrap_or(3000);
         Ok(Prepared { job, format })
     }

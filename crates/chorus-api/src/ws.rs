@@ -29,22 +29,31 @@
 //!   beyond the bus's input queue, too many contexts): an `error` frame, with the `context_id` when one can be
 //!   read; it ends that context only, and the socket stays open. Messages over
 //!   [`WsConfig::max_message_bytes`] close the socket with 1009 (invalid UTF-8: 1007; protocol errors: 1002).
-//! - **Idle**: with no traffic either way (ping/pong aside) for [`WsConfig::idle_timeout`] (5 minutes, as
-//!   Cartesia), the socket closes with 1000. A context held open with `continue: true` and no text is idle; a
-//!   socket streaming audio to a slow reader is not.
+//! - **Slots**: a context takes a worker slot (a job on the bus) only once it has text to speak: a first message
+//!   with an empty or whitespace-only transcript and `continue: true` opens the context (validated in full) but
+//!   starts nothing; its flushes are answered at once, and its job starts with the first text. The context is
+//!   admitted against its tenant key's limits (concurrency, requests per minute) and the license's stream limit
+//!   when its job starts: every context counts as one request, the socket itself as none.
+//! - **Idle contexts**: a context with no client message for it and no output from its job for
+//!   [`WsConfig::context_idle_timeout`] (20 s; counted from the end of its `max_buffer_delay_ms`, the time the
+//!   worker may hold text back) ends with a 408 `timeout` `error` frame, freeing its slot.
+//! - **Idle sockets**: with no real traffic for [`WsConfig::idle_timeout`] (5 minutes, as Cartesia), the socket
+//!   closes with 1000. Real traffic is text, flushes, ends and cancels from the client and audio and context ends
+//!   to it: empty messages, bad input (and its `error` frames) and pings do not keep a socket open.
+//! - **Revocation**: when the socket's tenant key is revoked (or removed), every running context gets a 401
+//!   `error` frame and the socket closes with 1008, within about a second of the change on the license proxy.
 //! - **Client gone**: every context's job handle is dropped at once, which stops its worker.
 //! - **Shutdown**: see [`WsShutdown`]: new contexts are refused, running ones get up to
-//!   [`WsConfig::drain_timeout`] to finish, then the socket closes with 1001 (going away), which the SDKs treat
-//!   as recoverable.
+//!   [`WsConfig::drain_timeout`] (30 s) to finish (their `done`); a context still running then gets a 503
+//!   `error` frame; then the socket closes with 1001 (going away), which the SDKs treat as recoverable.
 //!
 //! # permessage-deflate
 //!
-//! The Python SDK's `websockets` client offers `permessage-deflate`. axum's WebSocket (tungstenite) implements
-//! no extension and answers the handshake without a `Sec-WebSocket-Extensions` header, which per RFC 6455 §9.1
-//! and RFC 7692 means "no extension in use": the client proceeds uncompressed (tested in `ws_protocol.rs`, and
-//! checked by hand with Python `websockets` 17.4: `protocol.extensions == []`, audio received, and the idle close
-//! raised as `ConnectionClosedOK`).
-//! Audio in base64 compresses poorly anyway.
+//! Negotiated when the client offers it (the Python SDK's `websockets`, Node's `ws`, browsers all do): the answer
+//! is `permessage-deflate; server_no_context_takeover`. tungstenite implements no extension, so the handshake is
+//! answered here and a frame-rewriting layer ([`deflate`]) sits between the connection and tungstenite: client
+//! messages are inflated (bounded by [`WsConfig::max_message_bytes`], a deflate bomb closes the connection), server
+//! messages deflated. Clients that offer nothing get axum's plain WebSocket, as before.
 //!
 //! # Tasks
 //!
@@ -55,14 +64,16 @@
 
 mod connection;
 mod context;
+mod deflate;
 mod frames;
+mod upgrade;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Extension;
-use axum::extract::State;
-use axum::extract::ws::{Message, WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::ws::{Message, WebSocketUpgrade};
+use axum::extract::{FromRequestParts as _, Request, State};
 use axum::response::{IntoResponse, Response};
 use chorus_proto::ErrorCode;
 use futures_util::{Sink, Stream};
@@ -79,13 +90,21 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1 << 20;
 /// Contexts in progress on one socket; beyond it new contexts get a 429 `error` frame.
 pub const DEFAULT_MAX_CONTEXTS: usize = 128;
+/// A context with nothing to do (no text to speak, no client message) for this long is closed with an `error`.
+pub const DEFAULT_CONTEXT_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+/// On shutdown, how long running contexts may take to finish.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Settings of the TTS WebSocket. Defaults apply when the router carries none; `chorus serve` adds one as an
 /// [`Extension`] to connect the shutdown signal (see [`WsShutdown`]).
 #[derive(Debug, Clone)]
 pub struct WsConfig {
-    /// Close with 1000 after this long without traffic.
+    /// Close with 1000 after this long without real traffic: text, flushes, ends and cancels in; audio and
+    /// context ends out (empty messages, bad input and its `error` frames, pings do not count).
     pub idle_timeout: Duration,
+    /// A context with nothing to do for this long (no client message for it and no output from its job) is ended
+    /// with a 408 `timeout` `error` frame.
+    pub context_idle_timeout: Duration,
     /// Largest client message (and frame), in bytes.
     pub max_message_bytes: usize,
     /// Contexts in progress per socket.
@@ -104,9 +123,10 @@ impl Default for WsConfig {
     fn default() -> Self {
         Self {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            context_idle_timeout: DEFAULT_CONTEXT_IDLE_TIMEOUT,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_contexts: DEFAULT_MAX_CONTEXTS,
-            drain_timeout: Duration::from_secs(10),
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             close_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(60),
             shutdown: None,
@@ -134,7 +154,7 @@ impl WsConfig {
 /// let signal = { let s = ws_shutdown.clone(); async move { shutdown_signal().await; s.trigger() } };
 /// axum::serve(listener, app).with_graceful_shutdown(signal).await?;
 /// // Sockets drain (up to `drain_timeout`) and close with 1001; bound the wait anyway.
-/// let _ = tokio::time::timeout(Duration::from_secs(15), ws_shutdown.wait_closed()).await;
+/// let _ = tokio::time::timeout(Duration::from_secs(35), ws_shutdown.wait_closed()).await;
 /// ```
 ///
 /// After `trigger`, handshakes get a 503 and every socket refuses new contexts (a 503 `error` frame), lets its
@@ -179,36 +199,86 @@ impl WsShutdown {
 }
 
 /// `GET /tts/websocket`. Authentication happens before, in the API's middleware; the handshake's request id
-/// names the connection in logs.
+/// names the connection in logs. A client that offers permessage-deflate gets it ([`deflate`]); others get axum's
+/// plain WebSocket.
 pub async fn handler(
     State(state): State<AppState>,
     request_id: RequestId,
     caller: crate::license::Caller,
     config: Option<Extension<WsConfig>>,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    req: Request,
 ) -> Response {
     let config = config.map(|Extension(c)| c).unwrap_or_default();
-    let upgrade = match upgrade {
-        Ok(upgrade) => upgrade,
-        Err(rejection) => {
+    let (mut parts, _body) = req.into_parts();
+    let refuse = |e: ApiError| e.with_request_id(request_id.as_str()).into_response();
+    // Validate the handshake before anything else (same errors either way).
+    // Over HTTP/2 (extended CONNECT, RFC 8441) axum answers the handshake; permessage-deflate is for HTTP/1.1.
+    let offer =
+        if parts.version == axum::http::Version::HTTP_11 { deflate::negotiate(&parts.headers) } else { None };
+    let upgrade = match offer {
+        Some(negotiated) => match upgrade::accept_key(&parts.headers) {
+            Ok(accept) => Upgrade::Deflate { accept, negotiated },
+            Err(e) => return refuse(ApiError { status: e.status, ..ApiError::invalid(e.message) }),
+        },
+        None => match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+            Ok(upgrade) => Upgrade::Plain(upgrade),
             // Same error schema as every other route, not axum's plain text.
-            let e = ApiError { status: rejection.status(), ..ApiError::invalid(rejection.body_text()) };
-            return e.with_request_id(request_id.as_str()).into_response();
-        }
+            Err(rejection) => {
+                return refuse(ApiError {
+                    status: rejection.status(),
+                    ..ApiError::invalid(rejection.body_text())
+                });
+            }
+        },
     };
     if config.shutdown.as_ref().is_some_and(WsShutdown::is_triggered) {
-        return ApiError::new(ErrorCode::Unserviceable, "the server is shutting down")
-            .with_request_id(request_id.as_str())
-            .into_response();
+        return refuse(ApiError::new(ErrorCode::Unserviceable, "the server is shutting down"));
     }
     // Subscribed now, not when the socket starts, so that `wait_closed` cannot miss a socket being upgraded.
     let signal = config.shutdown.as_ref().map(WsShutdown::subscribe);
     let span = tracing::info_span!("tts_websocket", connection_id = %request_id.as_str());
-    upgrade
-        .max_message_size(config.max_message_bytes)
-        .max_frame_size(config.max_message_bytes)
-        .on_failed_upgrade(|e| tracing::debug!(%e, "WebSocket upgrade failed."))
-        .on_upgrade(move |socket| connection::serve(socket, state, caller, config, signal).instrument(span))
+    match upgrade {
+        Upgrade::Deflate { accept, negotiated } => {
+            let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
+                return refuse(ApiError {
+                    status: axum::http::StatusCode::UPGRADE_REQUIRED,
+                    ..ApiError::invalid(
+                        "WebSocket request couldn't be upgraded since no upgrade state was present",
+                    )
+                });
+            };
+            let response = upgrade::switching(&accept, &negotiated);
+            let max = config.max_message_bytes;
+            tokio::spawn(
+                async move {
+                    match on_upgrade.await {
+                        Ok(upgraded) => {
+                            tracing::debug!(extension = %negotiated.response, "WebSocket with permessage-deflate.");
+                            let io = hyper_util::rt::TokioIo::new(upgraded);
+                            let socket = upgrade::socket(io, &negotiated, max).await;
+                            connection::serve(socket, state, caller, config, signal).await;
+                        }
+                        Err(e) => tracing::debug!(%e, "WebSocket upgrade failed."),
+                    }
+                }
+                .instrument(span),
+            );
+            response
+        }
+        Upgrade::Plain(upgrade) => upgrade
+            .max_message_size(config.max_message_bytes)
+            .max_frame_size(config.max_message_bytes)
+            .on_failed_upgrade(|e| tracing::debug!(%e, "WebSocket upgrade failed."))
+            .on_upgrade(move |socket| {
+                connection::serve(socket, state, caller, config, signal).instrument(span)
+            }),
+    }
+}
+
+/// The handshake, validated: axum's, or ours with the deflate extension.
+enum Upgrade {
+    Plain(WebSocketUpgrade),
+    Deflate { accept: String, negotiated: deflate::Negotiated },
 }
 
 /// Serves one socket until it closes: the whole protocol, for any stream and sink of WebSocket messages (the

@@ -198,7 +198,7 @@ async fn every_finished_request_is_one_usage_record_and_no_text_reaches_the_data
     assert_eq!(server.fetch(sse).await.status, 200);
     let speech = json!({"model": "tts-1", "input": texts[2], "voice": http_support::EN_VOICE});
     assert_eq!(server.fetch(with_key(post_json("/v1/audio/speech", &speech), &tenant)).await.status, 200);
-    // A client that hangs up mid-stream is accounted too (as cancelled).
+    // A client that hangs up mid-stream is accounted too (as client_closed).
     let hung = server.call(tts(&tenant, SLOW)).await;
     let mut body = hung.into_body().into_data_stream();
     body.next().await.unwrap().unwrap();
@@ -228,7 +228,7 @@ async fn every_finished_request_is_one_usage_record_and_no_text_reaches_the_data
     );
     let openai = by_route("openai_speech");
     assert_eq!((openai.model.as_str(), openai.characters), ("tts-1", texts[2].chars().count() as u64));
-    let cancelled = records.iter().find(|r| r.status == "cancelled").expect("the hung-up request");
+    let cancelled = records.iter().find(|r| r.status == "client_closed").expect("the hung-up request");
     assert!(cancelled.audio_seconds > 0.0);
     let ids: std::collections::HashSet<_> = records.iter().map(|r| r.id.clone()).collect();
     assert_eq!(ids.len(), 4);

@@ -131,7 +131,14 @@ async fn shutdown_drains_then_closes_with_1001() {
     let frame = finishing.expect_close(Duration::from_secs(2)).await.expect("a close frame");
     assert_eq!(u16::from(frame.code), 1001);
 
-    // One that does not finish is stopped at the drain timeout.
+    // One that does not finish is stopped at the drain timeout: its context ends with an error (never silently),
+    // then the socket closes.
+    let v = busy.recv().await;
+    assert_eq!(
+        (v["type"].clone(), v["context_id"].clone(), v["error_code"].clone()),
+        (json!("error"), json!("s"), json!("unserviceable")),
+        "{v}"
+    );
     let frame = busy.expect_close(Duration::from_secs(3)).await.expect("a close frame");
     assert_eq!(u16::from(frame.code), 1001);
     assert!(t0.elapsed() >= Duration::from_millis(450), "closed after {:?}", t0.elapsed());

@@ -395,19 +395,100 @@ async fn oversized_message_closes_with_1009() {
 }
 
 #[tokio::test]
-async fn handshake_offering_permessage_deflate_proceeds_uncompressed() {
+async fn handshake_without_permessage_deflate_stays_uncompressed() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
     let server = start(WsConfig::default()).await;
-    let mut req = format!("ws://{}/tts/websocket", server.addr).into_client_request().unwrap();
-    // What Python `websockets` offers by default.
-    req.headers_mut()
-        .insert("sec-websocket-extensions", "permessage-deflate; client_max_window_bits".parse().unwrap());
+    let req = format!("ws://{}/tts/websocket", server.addr).into_client_request().unwrap();
     let (ws, response) = tokio_tungstenite::connect_async(req).await.unwrap();
     assert_eq!(response.status(), 101);
     assert!(response.headers().get("sec-websocket-extensions").is_none(), "{response:?}");
     let mut client = Client { ws };
-    client.send(request("d", "deflate", false)).await;
+    client.send(request("d", "plain", false)).await;
     assert_eq!(types(&of(&client.recv_until_end("d").await, "d")), ["chunk", "done"]);
+}
+
+/// A raw client that speaks permessage-deflate (as Python `websockets`, Node `ws` and browsers do): its messages are
+/// compressed with its own context kept across messages; the server's come back compressed, each inflatable on its
+/// own (`server_no_context_takeover`).
+#[tokio::test]
+async fn permessage_deflate_is_negotiated_and_used_both_ways() {
+    use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let server = start(WsConfig::default()).await;
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(
+        b"GET /tts/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+          Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(tcp.read_u8().await.unwrap());
+    }
+    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="), "{head}");
+    assert!(
+        head.contains("sec-websocket-extensions: permessage-deflate; server_no_context_takeover"),
+        "{head}"
+    );
+
+    let mut deflater = Compress::new(Compression::default(), false);
+    let mut send = async |tcp: &mut tokio::net::TcpStream, text: String| {
+        let mut data = Vec::with_capacity(text.len() + 64);
+        deflater.compress_vec(text.as_bytes(), &mut data, FlushCompress::Sync).unwrap();
+        data.truncate(data.len() - 4);
+        let key = [7u8, 1, 9, 3];
+        let mut frame = vec![0x80 | 0x40 | 0x1];
+        if data.len() < 126 {
+            frame.push(0x80 | data.len() as u8);
+        } else {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        }
+        frame.extend_from_slice(&key);
+        frame.extend(data.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        tcp.write_all(&frame).await.unwrap();
+    };
+    // Two contexts; the second message reuses the first's words (back-references into the client's context).
+    send(&mut tcp, request("z1", "Compressed words arrive.", false).to_string()).await;
+    send(&mut tcp, request("z2", "Compressed words arrive again.", false).to_string()).await;
+
+    let mut messages = Vec::new();
+    let mut compressed = 0;
+    while messages.iter().filter(|m: &&serde_json::Value| m["type"] == "done").count() < 2 {
+        let b0 = tcp.read_u8().await.unwrap();
+        let b1 = tcp.read_u8().await.unwrap();
+        assert_eq!(b1 & 0x80, 0, "server frames are not masked");
+        let len = match b1 & 0x7f {
+            126 => u64::from(tcp.read_u16().await.unwrap()),
+            127 => tcp.read_u64().await.unwrap(),
+            n => u64::from(n),
+        };
+        let mut payload = vec![0u8; len as usize];
+        tcp.read_exact(&mut payload).await.unwrap();
+        assert_eq!(b0 & 0x0f, 1, "text frames only");
+        assert_ne!(b0 & 0x80, 0, "single-frame messages");
+        let text = if b0 & 0x40 != 0 {
+            compressed += 1;
+            payload.extend_from_slice(&[0, 0, 0xff, 0xff]);
+            // A fresh inflater per message: the server keeps no context.
+            let mut inflater = Decompress::new(false);
+            let mut out = Vec::with_capacity(payload.len() * 8 + 1024);
+            inflater.decompress_vec(&payload, &mut out, FlushDecompress::Sync).unwrap();
+            out
+        } else {
+            payload
+        };
+        messages.push(serde_json::from_slice::<serde_json::Value>(&text).unwrap());
+    }
+    assert_eq!(types(&of(&messages, "z1")), ["chunk", "done"]);
+    assert_eq!(types(&of(&messages, "z2")), ["chunk", "done"]);
+    assert_eq!(chunk_bytes(of(&messages, "z2")[0]), s16_bytes("Compressed words arrive again."));
+    assert!(compressed >= 2, "the audio chunks were sent compressed ({compressed} of {})", messages.len());
 }
 
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! Audio output: sample encodings, resampling, WAV and MP3, all streaming-safe.
+//! Audio output: sample encodings, resampling, WAV, MP3, Ogg Opus and FLAC, all streaming-safe.
 //!
 //! The model produces mono `f32` samples in `[-1, 1]` at its own rate (22050 Hz for the
 //! bundled voices), one chunk per sentence. [`StreamEncoder`] turns a stream of such chunks
@@ -11,7 +11,9 @@
 //! [`encode_samples`] (f32 to s16 / f32le / G.711 mu-law / A-law), [`wav_header`] and
 //! [`finalize_wav_file`], [`apply_gain`], [`content_type`] and [`mp3_bit_rate`].
 
+mod flac;
 mod mp3;
+mod opus;
 mod pcm;
 mod resample;
 mod stream;
@@ -20,6 +22,7 @@ mod wav;
 use chorus_proto::{Container, FormatError, OutputFormat};
 
 pub use mp3::mp3_bit_rate;
+pub use opus::{DEFAULT_OPUS_BIT_RATE, opus_rate};
 pub use pcm::{
     alaw_to_linear, apply_gain, encode_samples, f32_to_s16, linear_to_alaw, linear_to_mulaw, mulaw_to_linear,
 };
@@ -47,17 +50,22 @@ pub enum AudioError {
     /// The MP3 encoder (LAME) refused its settings or failed while encoding.
     #[error("mp3 encoder: {0}")]
     Mp3(String),
+    /// The Opus or FLAC encoder failed.
+    #[error("{0}")]
+    Encoder(String),
     /// `push` or `finish` was called after `finish`.
     #[error("the stream was already finished")]
     Finished,
 }
 
-/// The HTTP `Content-Type` for a format: `audio/wav`, `audio/mpeg`, or
+/// The HTTP `Content-Type` for a format: `audio/wav`, `audio/mpeg`, `audio/ogg` (Opus), `audio/flac`, or
 /// `application/octet-stream` for raw samples.
 pub fn content_type(format: &OutputFormat) -> &'static str {
     match format.container {
         Container::Wav => "audio/wav",
         Container::Mp3 => "audio/mpeg",
+        Container::Opus => "audio/ogg",
+        Container::Flac => "audio/flac",
         Container::Raw => "application/octet-stream",
     }
 }

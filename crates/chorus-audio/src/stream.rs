@@ -3,7 +3,9 @@
 use chorus_proto::{Container, Encoding, OutputFormat};
 
 use crate::AudioError;
+use crate::flac::FlacEncoder;
 use crate::mp3::Mp3Encoder;
+use crate::opus::{DEFAULT_OPUS_BIT_RATE, OggOpusEncoder, opus_rate};
 use crate::pcm::encode_samples;
 use crate::resample::Resampler;
 use crate::wav::wav_header;
@@ -19,6 +21,9 @@ use crate::wav::wav_header;
 ///   [`finalize_wav_file`](crate::finalize_wav_file)`(file, encoder.data_len())`.
 /// - `mp3`: mono CBR at the output rate (see [`mp3_bit_rate`](crate::mp3_bit_rate)); the
 ///   format's `encoding` is ignored.
+/// - `opus`: Ogg Opus, mono, at [`opus_rate`](crate::opus_rate) of the format's rate (22050 Hz is coded at 24
+///   kHz), `bit_rate` or 32 kbit/s; one Ogg page per push.
+/// - `flac`: 16-bit mono FLAC at the output rate, 4096-sample frames as they fill.
 ///
 /// Latency: the resampler holds back up to
 /// [`Resampler::max_latency_frames`] input frames (at most 60 ms from 22050 Hz, none when no
@@ -42,6 +47,8 @@ pub struct StreamEncoder {
 enum Sink {
     Pcm(Encoding),
     Mp3(Box<Mp3Encoder>),
+    Opus(Box<OggOpusEncoder>),
+    Flac(Box<FlacEncoder>),
 }
 
 impl StreamEncoder {
@@ -52,11 +59,21 @@ impl StreamEncoder {
     /// its settings.
     pub fn new(input_rate: u32, format: OutputFormat) -> Result<Self, AudioError> {
         format.validate()?;
-        let resampler = Resampler::new(input_rate, format.sample_rate)?;
         let sink = match format.container {
             Container::Raw | Container::Wav => Sink::Pcm(format.encoding),
             Container::Mp3 => Sink::Mp3(Box::new(Mp3Encoder::new(&format)?)),
+            Container::Opus => Sink::Opus(Box::new(OggOpusEncoder::new(
+                opus_rate(format.sample_rate),
+                format.sample_rate,
+                format.bit_rate.unwrap_or(DEFAULT_OPUS_BIT_RATE),
+            )?)),
+            Container::Flac => Sink::Flac(Box::new(FlacEncoder::new(format.sample_rate)?)),
         };
+        let rate = match &sink {
+            Sink::Opus(opus) => opus.rate(),
+            Sink::Pcm(_) | Sink::Mp3(_) | Sink::Flac(_) => format.sample_rate,
+        };
+        let resampler = Resampler::new(input_rate, rate)?;
         Ok(Self {
             format,
             resampler,
@@ -110,6 +127,8 @@ impl StreamEncoder {
                     mp3.flush(&mut out)?;
                 }
             }
+            Sink::Opus(opus) => opus.encode(&self.resampled, last, &mut out)?,
+            Sink::Flac(flac) => flac.encode(&self.resampled, last, &mut out)?,
         }
         self.samples_out += self.resampled.len() as u64;
         self.data_len += (out.len() - start) as u64;
@@ -121,9 +140,10 @@ impl StreamEncoder {
         &self.format
     }
 
-    /// The output sample rate in Hz.
+    /// The output sample rate in Hz: the format's, except for Opus, which codes at [`opus_rate`](crate::opus_rate)
+    /// of it.
     pub fn output_rate(&self) -> u32 {
-        self.format.sample_rate
+        self.resampler.output_rate()
     }
 
     /// Number of output samples produced so far (after resampling; for MP3, handed to LAME).

@@ -42,6 +42,9 @@ pub enum BusError {
     /// Every worker of the model is at capacity and the queue is full or the wait timed out.
     #[error("all workers for model '{0}' are busy")]
     Busy(String),
+    /// The request waited the whole queue timeout and no slot became free.
+    #[error("no worker for model '{model}' became free within {waited:?}")]
+    QueueTimeout { model: String, waited: std::time::Duration },
     /// A worker refused the job for a reason other than capacity.
     #[error("the worker refused the job: {0}")]
     Refused(String),
@@ -59,6 +62,7 @@ impl BusError {
         match self {
             BusError::NoWorker(_) => "no_worker",
             BusError::Busy(_) => "busy",
+            BusError::QueueTimeout { .. } => "queue_timeout",
             BusError::Refused(_) => "refused",
             BusError::Closed => "closed",
             BusError::Nats(_) => "nats",

@@ -24,6 +24,7 @@ use chorus_proto::license::{
     LicenseState, LimitsReport, SUBJECT_LIMITS, SUBJECT_STATE, SUBJECT_USAGE, UsageAck, UsageBatch,
     UsageRecord,
 };
+use chorus_proto::token::{AccessClaims, SUBJECT_TOKEN, TokenReply};
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 
@@ -46,6 +47,10 @@ pub trait LicenseService: Send + Sync + 'static {
     fn record(&self, records: Vec<UsageRecord>) -> BoxFuture<'_, Result<(), String>>;
     /// The current state, updated on every change.
     fn subscribe(&self) -> watch::Receiver<LicenseState>;
+    /// Signs an access token with the deployment key (after checking its claims).
+    fn mint_token(&self, _claims: AccessClaims) -> BoxFuture<'_, Result<String, String>> {
+        Box::pin(async { Err("this license service does not mint access tokens".to_owned()) })
+    }
 }
 
 /// What an API server needs from the license proxy.
@@ -61,6 +66,10 @@ pub trait LicenseLink: Send + Sync + 'static {
     /// The other API servers' use of the limits, summed; `None` where there are none (one process).
     fn peer_limits(&self) -> Option<watch::Receiver<LimitsReport>> {
         None
+    }
+    /// Has the proxy sign an access token with the deployment key.
+    fn mint_token(&self, _claims: AccessClaims) -> BoxFuture<'_, Result<String, BusError>> {
+        Box::pin(async { Err(BusError::Refused("no license proxy to sign access tokens".into())) })
     }
 }
 
@@ -101,7 +110,14 @@ impl LicenseLink for LocalLicenseLink {
     fn state(&self) -> watch::Receiver<Option<LicenseState>> {
         self.state.clone()
     }
+
+    fn mint_token(&self, claims: AccessClaims) -> BoxFuture<'_, Result<String, BusError>> {
+        Box::pin(async move { self.service.mint_token(claims).await.map_err(BusError::Refused) })
+    }
 }
+
+/// How long an API server waits for the proxy to sign an access token.
+pub const TOKEN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The API side of the link over NATS.
 #[derive(Debug)]
@@ -230,6 +246,23 @@ impl LicenseLink for NatsLicenseLink {
     fn peer_limits(&self) -> Option<watch::Receiver<LimitsReport>> {
         Some(self.peers.clone())
     }
+
+    fn mint_token(&self, claims: AccessClaims) -> BoxFuture<'_, Result<String, BusError>> {
+        Box::pin(async move {
+            let payload = serde_json::to_vec(&claims).map_err(|e| BusError::Nats(e.to_string()))?;
+            let reply =
+                tokio::time::timeout(TOKEN_TIMEOUT, self.client.request(SUBJECT_TOKEN, payload.into()))
+                    .await
+                    .map_err(|_| BusError::Nats("the license proxy did not answer the token request".into()))?
+                    .map_err(|e| BusError::Nats(e.to_string()))?;
+            let reply: TokenReply =
+                serde_json::from_slice(&reply.payload).map_err(|e| BusError::Nats(e.to_string()))?;
+            match reply.token {
+                Some(token) => Ok(token),
+                None => Err(BusError::Refused(reply.error.unwrap_or_default())),
+            }
+        })
+    }
 }
 
 /// The proxy side of the link over NATS: answers usage batches and publishes the state.
@@ -268,6 +301,28 @@ impl NatsLicenseHost {
                 }
             })
         };
+        let mut token_sub =
+            client.subscribe(SUBJECT_TOKEN).await.map_err(|e| BusError::Nats(e.to_string()))?;
+        let tokens = {
+            let (client, service) = (client.clone(), Arc::clone(&service));
+            tokio::spawn(async move {
+                while let Some(msg) = token_sub.next().await {
+                    let Some(reply) = msg.reply else { continue };
+                    let answer = match serde_json::from_slice::<AccessClaims>(&msg.payload) {
+                        Ok(claims) => match service.mint_token(claims).await {
+                            Ok(token) => TokenReply { token: Some(token), error: None },
+                            Err(e) => TokenReply { token: None, error: Some(e) },
+                        },
+                        Err(e) => TokenReply { token: None, error: Some(format!("unreadable claims: {e}")) },
+                    };
+                    if let Ok(payload) = serde_json::to_vec(&answer)
+                        && let Err(e) = client.publish(reply, payload.into()).await
+                    {
+                        tracing::warn!(error = %e, "Cannot answer a token request.");
+                    }
+                }
+            })
+        };
         let publish = tokio::spawn(async move {
             let mut state = service.subscribe();
             let mut tick = tokio::time::interval(STATE_INTERVAL);
@@ -285,7 +340,7 @@ impl NatsLicenseHost {
                 }
             }
         });
-        Ok(Self { tasks: vec![usage, publish] })
+        Ok(Self { tasks: vec![usage, tokens, publish] })
     }
 }
 

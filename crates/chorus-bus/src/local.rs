@@ -149,7 +149,8 @@ impl Bus for LocalBus {
                 if tokio::time::timeout_at(wake, freed.as_mut()).await.is_err()
                     && tokio::time::Instant::now() >= deadline
                 {
-                    break Err(BusError::Busy(job.model.clone()));
+                    let waited = self.config.queue_timeout;
+                    break Err(BusError::QueueTimeout { model: job.model.clone(), waited });
                 }
                 freed.set(self.freed.notified());
                 freed.as_mut().enable();

@@ -9,6 +9,14 @@
 //!
 //! Each dispatch of a job is an *attempt* with its own subjects: when a worker is lost before the first audio, the
 //! job is dispatched again to another worker, and a late message from the lost one cannot mix into the new stream.
+//!
+//! **Flow control and liveness** ([`wire::Flow`]): the worker publishes at most [`NatsBusConfig::stream_window`]
+//! bytes of events beyond what the API has handed on to its client; the API grants credit as its client consumes
+//! them, and at least every heartbeat. So a client that does not read slows its own job (the API holds a bounded
+//! amount of audio per stream, whatever the worker could produce), and a worker that hears nothing from the API
+//! for [`NatsBusConfig::stream_timeout`] (the API gave the stream up, is frozen, or the bus is down) stops the job:
+//! a thawed worker or a returning bus never works on for clients that are gone. A `Cancel` (client gone) stops the
+//! worker's job at its next chunk.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,7 +27,7 @@ use chorus_proto::{ContextInput, ErrorCode, JobError, JobEvent, PROTOCOL_VERSION
 use futures_util::StreamExt;
 use tokio::sync::{Notify, mpsc};
 
-use crate::wire::{self, JobReply, JobRequest};
+use crate::wire::{self, Flow, Inbound, JobReply, JobRequest};
 use crate::{
     BoxFuture, Bus, BusError, EVENT_BUFFER, INPUT_BUFFER, JobHandle, ModelInfo, Refusal, SlotGuard, Worker,
     WorkerStatus,
@@ -73,6 +81,10 @@ pub struct NatsBusConfig {
     pub max_queue: usize,
     /// Times a job is dispatched again when its worker is lost before the first audio.
     pub max_retries: u32,
+    /// Event bytes a worker may publish for one job beyond what the API has consumed (the API's buffer per stream).
+    pub stream_window: u64,
+    /// A worker that hears nothing from the API about a job for this long stops it.
+    pub stream_timeout: Duration,
 }
 
 impl Default for NatsBusConfig {
@@ -84,6 +96,8 @@ impl Default for NatsBusConfig {
             queue_timeout: Duration::from_secs(30),
             max_queue: 256,
             max_retries: 2,
+            stream_window: 256 * 1024,
+            stream_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -134,7 +148,12 @@ struct Attempt {
     worker_id: String,
     events: async_nats::Subscriber,
     inputs_subject: String,
+    /// The worker follows flow control (grant it credit, keep it alive).
+    flow: bool,
 }
+
+/// Events a job may have queued toward its consumer on the API side: the stream window is the real buffer.
+const API_EVENT_BUFFER: usize = 4;
 
 enum WaitKind {
     Queued,
@@ -273,8 +292,17 @@ impl Inner {
                 .subscribe(events_subject.clone())
                 .await
                 .map_err(|e| BusError::Nats(e.to_string()))?;
-            let request =
-                JobRequest { job: job.clone(), events_subject, inputs_subject: inputs_subject.clone() };
+            let flow = Flow {
+                window_bytes: self.config.stream_window,
+                keepalive_ms: u64::try_from(self.config.heartbeat.as_millis()).unwrap_or(500),
+                timeout_ms: u64::try_from(self.config.stream_timeout.as_millis()).unwrap_or(3000),
+            };
+            let request = JobRequest {
+                job: job.clone(),
+                events_subject,
+                inputs_subject: inputs_subject.clone(),
+                flow: Some(flow),
+            };
             let reply = tokio::time::timeout(
                 self.config.accept_timeout,
                 self.client.request(subjects::jobs(&worker_id), wire::to_json(&request)),
@@ -282,9 +310,9 @@ impl Inner {
             .await;
             match reply {
                 Ok(Ok(msg)) => match wire::from_json::<JobReply>(&msg.payload) {
-                    Ok(JobReply { accepted: true, .. }) => {
-                        tracing::debug!(request_id = %job.request_id, %worker_id, "Job accepted.");
-                        return Ok(Attempt { worker_id, events, inputs_subject });
+                    Ok(JobReply { accepted: true, flow, .. }) => {
+                        tracing::debug!(request_id = %job.request_id, %worker_id, flow, "Job accepted.");
+                        return Ok(Attempt { worker_id, events, inputs_subject, flow });
                     }
                     Ok(JobReply { refusal, detail, .. }) => {
                         tracing::debug!(%worker_id, ?refusal, ?detail, "Job refused.");
@@ -340,7 +368,11 @@ impl Inner {
             .await
             .is_err()
             {
-                break Err(error);
+                break Err(if let BusError::Busy(model) = error {
+                    BusError::QueueTimeout { model, waited: self.config.queue_timeout }
+                } else {
+                    error
+                });
             }
         };
         self.set_waiting(&job.model, waiting.as_ref(), None);
@@ -385,7 +417,7 @@ impl Bus for NatsBus {
         Box::pin(async move {
             let attempt = self.inner.dispatch(&job).await?;
             let (input_tx, input_rx) = crossbeam_channel::bounded(INPUT_BUFFER);
-            let (event_tx, event_rx) = mpsc::channel(EVENT_BUFFER);
+            let (event_tx, event_rx) = mpsc::channel(API_EVENT_BUFFER);
             let inner = Arc::clone(&self.inner);
             tokio::spawn(forward(inner, job, attempt, input_rx, event_tx));
             Ok(JobHandle { inputs: input_tx, events: event_rx })
@@ -406,7 +438,8 @@ impl Bus for NatsBus {
 }
 
 /// Carries one job between the API's handle and the worker: events in order (a gap or a lost worker is an error),
-/// inputs out, a dropped handle as a cancel, and a new dispatch when the worker is lost before the first audio.
+/// inputs out, credit and keepalives out (flow control), a dropped handle as a cancel, and a new dispatch when the
+/// worker is lost before the first audio.
 async fn forward(
     inner: Arc<Inner>,
     job: SynthesisJob,
@@ -433,15 +466,24 @@ async fn forward(
     let mut expected = 0u64;
     let mut got_audio = false;
     let mut retries = 0u32;
+    // Event bytes of this attempt handed on to the consumer, and the total last granted as credit.
+    let mut consumed = 0u64;
+    let mut credited = 0u64;
+    let batch = (inner.config.stream_window / 4).max(1);
+    // An event read from the worker, waiting for room toward the consumer.
+    let mut pending: Option<(JobEvent, u64)> = None;
     let mut tick = tokio::time::interval(inner.config.heartbeat / 2);
+    let mut keepalive = tokio::time::interval(inner.config.heartbeat);
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let lost = |why: &str| JobEvent::Error(JobError { code: ErrorCode::WorkerLost, message: why.to_owned() });
     loop {
         tokio::select! {
-            msg = attempt.events.next() => {
+            msg = attempt.events.next(), if pending.is_none() => {
                 let Some(msg) = msg else {
                     let _ = events.send(lost("the bus connection to the worker was lost")).await;
                     break;
                 };
+                let size = msg.payload.len() as u64;
                 let event = match wire::decode_event(&msg.payload) {
                     Ok((seq, _)) if seq != expected => lost(&format!("event {seq} arrived where {expected} was expected")),
                     Ok((_, event)) => event,
@@ -449,13 +491,25 @@ async fn forward(
                 };
                 expected += 1;
                 got_audio |= matches!(event, JobEvent::Audio(_));
-                let terminal = matches!(event, JobEvent::Done | JobEvent::Error(_));
-                if events.send(event).await.is_err() {
+                pending = Some((event, size));
+            }
+            // Waits while the consumer is behind: that is what holds the worker back (no credit meanwhile), while
+            // the keepalives still go out.
+            permit = events.reserve(), if pending.is_some() => {
+                let Some((event, size)) = pending.take() else { continue };
+                let Ok(permit) = permit else {
                     publish_input(&inner, &attempt, &ContextInput::Cancel).await;
                     break;
-                }
+                };
+                let terminal = matches!(event, JobEvent::Done | JobEvent::Error(_));
+                permit.send(event);
                 if terminal {
                     break;
+                }
+                consumed += size;
+                if attempt.flow && consumed - credited >= batch {
+                    credited = consumed;
+                    publish(&inner, &attempt, &Inbound::Credit { credit: consumed }).await;
                 }
             }
             input = bridge_rx.recv(), if inputs_open => {
@@ -473,6 +527,11 @@ async fn forward(
                 publish_input(&inner, &attempt, &ContextInput::Cancel).await;
                 break;
             }
+            _ = keepalive.tick(), if attempt.flow => {
+                // Liveness as much as credit: a worker that stops hearing this stops the job.
+                credited = consumed;
+                publish(&inner, &attempt, &Inbound::Credit { credit: consumed }).await;
+            }
             _ = tick.tick() => {
                 if inner.is_alive(&attempt.worker_id) {
                     continue;
@@ -480,15 +539,21 @@ async fn forward(
                 if got_audio || retries >= inner.config.max_retries {
                     tracing::warn!(%request_id, worker_id = %attempt.worker_id, "Worker lost mid-stream.");
                     let _ = events.send(lost("the worker serving this stream stopped responding")).await;
+                    // If it comes back (a frozen process, a bus outage), it must not go on for nobody.
+                    publish_input(&inner, &attempt, &ContextInput::Cancel).await;
                     break;
                 }
                 retries += 1;
                 tracing::warn!(%request_id, worker_id = %attempt.worker_id, retries, "Worker lost before the first audio; dispatching again.");
+                publish_input(&inner, &attempt, &ContextInput::Cancel).await;
                 let _ = attempt.events.unsubscribe().await;
                 match inner.dispatch(&job).await {
                     Ok(next) => {
                         attempt = next;
+                        pending = None;
                         expected = 0;
+                        consumed = 0;
+                        credited = 0;
                         for input in &sent_inputs {
                             publish_input(&inner, &attempt, input).await;
                         }
@@ -502,6 +567,12 @@ async fn forward(
         }
     }
     let _ = attempt.events.unsubscribe().await;
+}
+
+async fn publish(inner: &Inner, attempt: &Attempt, message: &Inbound) {
+    if let Err(e) = inner.client.publish(attempt.inputs_subject.clone(), wire::to_json(message)).await {
+        tracing::debug!(error = %e, "Cannot publish flow credit.");
+    }
 }
 
 async fn publish_input(inner: &Inner, attempt: &Attempt, input: &ContextInput) {
@@ -576,6 +647,7 @@ impl NatsWorkerHost {
                     accepted: false,
                     refusal: Some("malformed".into()),
                     detail: Some(e.to_string()),
+                    flow: false,
                 })
                 .await;
                 return;
@@ -589,6 +661,7 @@ impl NatsWorkerHost {
                     accepted: false,
                     refusal: Some("internal".into()),
                     detail: Some(e.to_string()),
+                    flow: false,
                 })
                 .await;
                 return;
@@ -599,10 +672,13 @@ impl NatsWorkerHost {
         let request_id = request.job.request_id.clone();
         match self.worker.accept(request.job, input_rx, event_tx, SlotGuard::detached()) {
             Ok(()) => {
-                reply(JobReply { accepted: true, refusal: None, detail: None }).await;
+                reply(JobReply { accepted: true, refusal: None, detail: None, flow: request.flow.is_some() })
+                    .await;
                 tokio::spawn(carry_job(
                     self.client.clone(),
+                    request_id,
                     request.events_subject,
+                    request.flow,
                     inputs_sub,
                     input_tx,
                     event_rx,
@@ -622,6 +698,7 @@ impl NatsWorkerHost {
                     accepted: false,
                     refusal: Some(kind.into()),
                     detail: Some(refusal.to_string()),
+                    flow: false,
                 })
                 .await;
             }
@@ -648,18 +725,29 @@ async fn heartbeats(client: Client, worker: Arc<dyn Worker>, every: Duration) {
     }
 }
 
+/// The worker side of one job: its events out (within the flow window, when the API offered one), its inputs in,
+/// credit and keepalives in. A `Cancel`, or silence from the API past the flow's timeout, stops the job: the
+/// events channel is dropped, which the job sees at its next chunk.
 async fn carry_job(
     client: Client,
+    request_id: String,
     events_subject: String,
+    flow: Option<Flow>,
     mut inputs_sub: async_nats::Subscriber,
     inputs: crossbeam_channel::Sender<ContextInput>,
     mut events: mpsc::Receiver<JobEvent>,
 ) {
     let mut seq = 0u64;
     let mut inputs_open = true;
+    // Bytes published, and the total the API allows (its consumption plus the window).
+    let mut sent = 0u64;
+    let mut allowed = flow.map_or(u64::MAX, |f| f.window_bytes);
+    let timeout = flow.map(|f| Duration::from_millis(f.timeout_ms.max(1)));
+    let mut heard = Instant::now();
+    let mut check = tokio::time::interval(Duration::from_millis(250));
     loop {
         tokio::select! {
-            event = events.recv() => {
+            event = events.recv(), if sent < allowed => {
                 let (event, last) = match event {
                     Some(e) => {
                         let last = matches!(e, JobEvent::Done | JobEvent::Error(_));
@@ -668,7 +756,9 @@ async fn carry_job(
                     // The job ended without a terminal event: it was cancelled (nothing more to send).
                     None => break,
                 };
-                if let Err(e) = client.publish(events_subject.clone(), wire::encode_event(seq, &event)).await {
+                let payload = wire::encode_event(seq, &event);
+                sent += payload.len() as u64;
+                if let Err(e) = client.publish(events_subject.clone(), payload).await {
                     tracing::warn!(error = %e, "Cannot publish a job event.");
                 }
                 seq += 1;
@@ -677,20 +767,44 @@ async fn carry_job(
                 }
             }
             msg = inputs_sub.next(), if inputs_open => {
-                match msg {
-                    Some(msg) => match wire::from_json::<ContextInput>(&msg.payload) {
-                        Ok(input) => {
-                            if inputs.try_send(input).is_err() {
-                                tracing::warn!("A job's input queue is full; input dropped.");
-                            }
+                let Some(msg) = msg else {
+                    inputs_open = false;
+                    continue;
+                };
+                heard = Instant::now();
+                match wire::from_json::<Inbound>(&msg.payload) {
+                    Ok(Inbound::Credit { credit }) => {
+                        let window = flow.map_or(0, |f| f.window_bytes);
+                        allowed = allowed.max(credit.saturating_add(window));
+                    }
+                    Ok(Inbound::Input(ContextInput::Cancel)) => {
+                        let _ = inputs.try_send(ContextInput::Cancel);
+                        tracing::debug!(%request_id, "Job cancelled by the API.");
+                        break;
+                    }
+                    Ok(Inbound::Input(input)) => {
+                        if inputs.try_send(input).is_err() {
+                            tracing::warn!("A job's input queue is full; input dropped.");
                         }
-                        Err(e) => tracing::warn!(error = %e, "Malformed job input."),
-                    },
-                    None => inputs_open = false,
+                    }
+                    Err(e) => tracing::warn!(error = %e, "Malformed job input."),
+                }
+            }
+            _ = check.tick(), if timeout.is_some() => {
+                if timeout.is_some_and(|t| heard.elapsed() > t) {
+                    tracing::warn!(
+                        %request_id,
+                        silent_s = heard.elapsed().as_secs_f64(),
+                        "Nothing heard from the API server about this job: its client is gone; stopping it."
+                    );
+                    break;
                 }
             }
         }
     }
+    // Dropping the events receiver stops the job at its next send or chunk.
+    events.close();
+    drop(events);
     let _ = inputs_sub.unsubscribe().await;
     let _ = client.flush().await;
 }

@@ -31,6 +31,34 @@ pub struct JobRequest {
     pub events_subject: String,
     /// Where the API publishes the job's inputs.
     pub inputs_subject: String,
+    /// Flow control the API offers (absent from API servers before it: the worker then sends freely).
+    #[serde(default)]
+    pub flow: Option<Flow>,
+}
+
+/// Credit-based flow control of one job attempt, offered by the API in its [`JobRequest`] and agreed to by the
+/// worker in its [`JobReply`].
+///
+/// The worker may have at most `window_bytes` of event payload published beyond what the API has handed on to its
+/// client (one event may cross the line). The API grants credit with [`Inbound::Credit`], the total bytes it has
+/// consumed, as it consumes them and every `keepalive_ms` in any case: a worker that hears nothing from the API
+/// for `timeout_ms` (the API server is gone, frozen, or the bus is down) stops the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Flow {
+    pub window_bytes: u64,
+    pub keepalive_ms: u64,
+    pub timeout_ms: u64,
+}
+
+/// A message on a job's inputs subject: flow credit (and liveness), or an input of the job.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Inbound {
+    /// The API has consumed `credit` bytes of this attempt's events in all.
+    Credit {
+        credit: u64,
+    },
+    Input(chorus_proto::ContextInput),
 }
 
 /// A worker's answer to a [`JobRequest`].
@@ -42,6 +70,9 @@ pub struct JobReply {
     pub refusal: Option<String>,
     #[serde(default)]
     pub detail: Option<String>,
+    /// The worker follows the request's [`Flow`] (absent from workers before it).
+    #[serde(default)]
+    pub flow: bool,
 }
 
 pub fn to_json<T: serde::Serialize>(value: &T) -> Bytes {
@@ -141,6 +172,27 @@ mod tests {
             let bytes = encode_event(i as u64 + 40, e);
             assert_eq!(decode_event(&bytes).unwrap(), (i as u64 + 40, e.clone()));
         }
+    }
+
+    #[test]
+    fn inbound_messages_tell_credit_from_input() {
+        use chorus_proto::ContextInput;
+        let credit = to_json(&Inbound::Credit { credit: 42 });
+        assert_eq!(from_json::<Inbound>(&credit).unwrap(), Inbound::Credit { credit: 42 });
+        for input in [
+            ContextInput::Append { text: "hi".into() },
+            ContextInput::Flush,
+            ContextInput::End,
+            ContextInput::Cancel,
+        ] {
+            // Old API servers send a bare ContextInput: the same bytes.
+            let bytes = to_json(&input);
+            assert_eq!(bytes, to_json(&Inbound::Input(input.clone())));
+            assert_eq!(from_json::<Inbound>(&bytes).unwrap(), Inbound::Input(input));
+        }
+        // An old worker's reply has no `flow`; an old API's request neither.
+        let reply: JobReply = from_json(br#"{"accepted": true}"#).unwrap();
+        assert!(!reply.flow);
     }
 
     #[test]

@@ -32,20 +32,33 @@ pub struct ApiRoleArgs {
     pub license_proxy: bool,
 }
 
-/// Starts the API on `listener`; returns the server task and the WebSocket shutdown switch.
+/// Starts the API on `listener` with the connection policy `serve` and the WebSocket settings `ws`; returns the
+/// server task and the WebSocket shutdown switch.
 pub fn spawn_api(
     listener: tokio::net::TcpListener,
     state: AppState,
+    serve: chorus_api::serve::ServeConfig,
+    ws: chorus_api::ws::WsConfig,
+    tls: Option<chorus_api::tls::TlsAcceptor>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> (JoinHandle<std::io::Result<()>>, chorus_api::ws::WsShutdown) {
-    // WebSockets outlive axum's graceful shutdown: they are closed (1001) through their own switch.
+    // WebSockets outlive the HTTP server's graceful shutdown: they are drained and closed (1001) through their own
+    // switch.
     let ws_shutdown = chorus_api::ws::WsShutdown::new();
-    let app = chorus_api::app::router(state)
-        .layer(axum::Extension(chorus_api::ws::WsConfig::default().with_shutdown(&ws_shutdown)));
-    let server = tokio::spawn(chorus_api::app::serve(listener, app, async move {
+    let app = chorus_api::app::router(state).layer(axum::Extension(ws.with_shutdown(&ws_shutdown)));
+    let shutdown = async move {
         let _ = stop.changed().await;
-    }));
+    };
+    let server = match tls {
+        Some(tls) => tokio::spawn(chorus_api::serve::serve_with(listener, app, serve, tls, shutdown)),
+        None => tokio::spawn(chorus_api::serve::serve(listener, app, serve, shutdown)),
+    };
     (server, ws_shutdown)
+}
+
+/// How long shutdown waits for WebSockets: their drain, their close handshake, and a margin.
+pub fn ws_shutdown_wait(ws: &chorus_api::ws::WsConfig) -> Duration {
+    ws.drain_timeout + ws.close_timeout + Duration::from_secs(2)
 }
 
 /// The voices installed beside the API (the image ships them in `CHORUS_MODELS_DIR`), read from their configs
@@ -66,6 +79,10 @@ fn installed_models(dir: &Path) -> Vec<ModelInfo> {
 pub fn run(paths: &PathArgs, args: ApiRoleArgs) -> Result<()> {
     let installed = installed_models(&paths.models_dir());
     let file = ConfigFile::load(args.config.as_deref())?;
+    let api_serve = args.api.conn.serve_config(&file, "api")?;
+    let internal_serve = args.api.conn.serve_config(&file, "internal")?;
+    let ws = args.api.ws.ws_config(&file)?;
+    common::warn_public_metrics(args.metrics_listen);
     let metrics = common::install_metrics()?;
     common::register_api_metrics();
     let runtime = common::runtime()?;
@@ -108,18 +125,22 @@ pub fn run(paths: &PathArgs, args: ApiRoleArgs) -> Result<()> {
         common::serve_internal(
             args.metrics_listen,
             common::internal_router(metrics, refresh, ready),
+            internal_serve,
             stop_rx.clone(),
         )
         .await?;
         tracing::info!(api = %args.api.listen, nats = %args.nats, "Chorus API is serving.");
         let gate = Arc::clone(&state.license);
-        let (server, ws_shutdown) = spawn_api(listener, state, stop_rx);
+        let tls = args.api.web.tls_acceptor(&file)?;
+        let ws_wait = ws_shutdown_wait(&ws);
+        let (server, ws_shutdown) = spawn_api(listener, state, api_serve, ws, tls, stop_rx);
         common::shutdown_signal().await;
         tracing::info!("Shutting down the API.");
+        let deadline = tokio::time::Instant::now() + ws_wait;
         ws_shutdown.trigger();
         let _ = stop_tx.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(30), server).await;
-        let _ = tokio::time::timeout(Duration::from_secs(15), ws_shutdown.wait_closed()).await;
+        let _ = tokio::time::timeout_at(deadline, server).await;
+        let _ = tokio::time::timeout_at(deadline, ws_shutdown.wait_closed()).await;
         common::flush_usage(&gate, crate::license::USAGE_FLUSH).await;
         Ok(())
     })

@@ -58,8 +58,147 @@ pub struct ConfigFile {
     pub enable_hot_reload: Option<bool>,
     /// Seconds between two listings of the artifact store's `models/` (workers).
     pub models_poll_seconds: Option<f64>,
+    /// Browser origins allowed to call the API (CORS); `--cors-origin` overrides.
+    pub cors_origins: Option<Vec<String>>,
+    /// TLS on the API port (`cert`, `key`, `reload_interval_seconds`); `--tls-cert` / `--tls-key` override.
+    pub tls: Option<crate::web::TlsSection>,
     /// The license proxy (`chorus license-proxy`, and the one inside `chorus serve`).
     pub license: Option<crate::license::LicenseSection>,
+    /// Connection limits and timeouts of the listening ports, and the WebSocket's idle rules.
+    pub server: Option<ServerSection>,
+}
+
+/// `[server]` in the config file (flags and environment variables win).
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    pub header_timeout_seconds: Option<f64>,
+    pub body_timeout_seconds: Option<f64>,
+    pub idle_timeout_seconds: Option<f64>,
+    pub write_stall_timeout_seconds: Option<f64>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+    pub ws_context_idle_seconds: Option<f64>,
+    pub ws_idle_seconds: Option<f64>,
+    pub ws_drain_seconds: Option<f64>,
+}
+
+/// Connection limits and timeouts of every listening port of the process (the API's and the internal one).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConnArgs {
+    /// Seconds a request's head (a new connection's first request too) may take to arrive, from its first byte
+    /// (default 10).
+    #[arg(long, env = "CHORUS_HEADER_TIMEOUT", value_name = "SECONDS")]
+    pub header_timeout: Option<f64>,
+    /// Seconds a request's body may take to arrive after its head; beyond it, 408 (default 30).
+    #[arg(long, env = "CHORUS_BODY_TIMEOUT", value_name = "SECONDS")]
+    pub body_timeout: Option<f64>,
+    /// Seconds a keep-alive connection may stay open between requests (default 60).
+    #[arg(long, env = "CHORUS_IDLE_TIMEOUT", value_name = "SECONDS")]
+    pub idle_timeout: Option<f64>,
+    /// Seconds a write may make no progress (a client that stopped reading) before the connection, and the stream
+    /// it carries, are dropped (default 30).
+    #[arg(long, env = "CHORUS_WRITE_STALL_TIMEOUT", value_name = "SECONDS")]
+    pub write_stall_timeout: Option<f64>,
+    /// Connections open at once on a port, WebSockets included (default: below the file-descriptor limit, an
+    /// eighth of it, at least 64, kept for the process).
+    #[arg(long, env = "CHORUS_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Connections open at once from one client address (default: half of --max-connections, at most 1024).
+    /// Behind a proxy or load balancer every connection comes from its addresses: raise it there.
+    #[arg(long, env = "CHORUS_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
+}
+
+fn seconds(what: &str, value: Option<f64>) -> Result<Option<Duration>> {
+    match value {
+        None => Ok(None),
+        Some(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => Ok(Some(Duration::from_secs_f64(s))),
+        Some(s) => anyhow::bail!("{what} must be a number of seconds above 0 (and at most a day), not {s}"),
+    }
+}
+
+impl ConnArgs {
+    /// The policy of the port named `name`: flags and environment, then the config file's `[server]`, then the
+    /// defaults.
+    pub fn serve_config(
+        &self,
+        file: &ConfigFile,
+        name: &'static str,
+    ) -> Result<chorus_api::serve::ServeConfig> {
+        let f = file.server.clone().unwrap_or_default();
+        let mut config = chorus_api::serve::ServeConfig::named(name);
+        if let Some(d) = seconds("--header-timeout", self.header_timeout.or(f.header_timeout_seconds))? {
+            config.header_timeout = d;
+        }
+        if let Some(d) = seconds("--body-timeout", self.body_timeout.or(f.body_timeout_seconds))? {
+            config.body_timeout = d;
+        }
+        if let Some(d) = seconds("--idle-timeout", self.idle_timeout.or(f.idle_timeout_seconds))? {
+            config.idle_timeout = d;
+        }
+        if let Some(d) =
+            seconds("--write-stall-timeout", self.write_stall_timeout.or(f.write_stall_timeout_seconds))?
+        {
+            config.write_stall_timeout = d;
+        }
+        if let Some(n) = self.max_connections.or(f.max_connections) {
+            config.max_connections = n;
+            config.max_connections_per_ip = config.max_connections_per_ip.min(n);
+        }
+        if let Some(n) = self.max_connections_per_ip.or(f.max_connections_per_ip) {
+            config.max_connections_per_ip = n;
+        }
+        config.validate().map_err(|e| anyhow::anyhow!("{name} port: {e}"))?;
+        Ok(config)
+    }
+}
+
+/// The TTS WebSocket's idle rules (`serve` and `api`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct WsArgs {
+    /// Seconds a WebSocket context may have nothing to do (no text from the client, nothing left to speak)
+    /// before it is closed with a 408 `timeout` error frame (default 20).
+    #[arg(long, env = "CHORUS_WS_CONTEXT_IDLE_TIMEOUT", value_name = "SECONDS")]
+    pub ws_context_idle_timeout: Option<f64>,
+    /// Seconds a WebSocket may go without real traffic (text, flushes, audio) before it is closed with 1000
+    /// (default 300, as Cartesia).
+    #[arg(long, env = "CHORUS_WS_IDLE_TIMEOUT", value_name = "SECONDS")]
+    pub ws_idle_timeout: Option<f64>,
+    /// Seconds WebSocket contexts may take to finish after SIGTERM; a context still running then ends with a 503
+    /// `error` frame, and the socket closes with 1001 (default 30).
+    #[arg(long, env = "CHORUS_WS_DRAIN_TIMEOUT", value_name = "SECONDS")]
+    pub ws_drain_timeout: Option<f64>,
+}
+
+impl WsArgs {
+    pub fn ws_config(&self, file: &ConfigFile) -> Result<chorus_api::ws::WsConfig> {
+        let f = file.server.clone().unwrap_or_default();
+        let mut config = chorus_api::ws::WsConfig::default();
+        if let Some(d) =
+            seconds("--ws-context-idle-timeout", self.ws_context_idle_timeout.or(f.ws_context_idle_seconds))?
+        {
+            config.context_idle_timeout = d;
+        }
+        if let Some(d) = seconds("--ws-idle-timeout", self.ws_idle_timeout.or(f.ws_idle_seconds))? {
+            config.idle_timeout = d;
+        }
+        if let Some(d) = seconds("--ws-drain-timeout", self.ws_drain_timeout.or(f.ws_drain_seconds))? {
+            config.drain_timeout = d;
+        }
+        Ok(config)
+    }
+}
+
+/// Warns, loudly, when an internal port (`/metrics`, `/ready`) listens beyond loopback.
+pub fn warn_public_metrics(addr: SocketAddr) {
+    if !addr.ip().is_loopback() {
+        tracing::warn!(metrics = %addr, "The internal port (/metrics, /ready) listens beyond loopback: keep it off public networks.");
+        eprintln!(
+            "WARNING: /metrics and /ready on {addr} are reachable beyond this host; keep that port internal (a \
+             firewall, a cluster-internal Service)."
+        );
+    }
 }
 
 impl ConfigFile {
@@ -85,6 +224,12 @@ pub struct ApiArgs {
     pub allow_open: bool,
     #[command(flatten)]
     pub artifacts: ArtifactArgs,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    #[command(flatten)]
+    pub ws: WsArgs,
+    #[command(flatten)]
+    pub web: Box<crate::web::WebArgs>,
 }
 
 /// Artifact store flags (`serve`, `api`, `artifacts`).
@@ -259,7 +404,7 @@ pub fn api_state_opts(
         tracing::warn!(listen = %args.listen, "No API key configured: the API is OPEN to anyone who can reach it.");
         eprintln!("WARNING: no API key configured; the API on {} accepts every request.", args.listen);
     }
-    let mut config = ApiConfig { api_keys: keys, ..ApiConfig::default() };
+    let mut config = ApiConfig { api_keys: keys, cors: args.web.cors(file)?, ..ApiConfig::default() };
     if let Some(models) = &file.models {
         config.catalogue.models.clone_from(models);
     }
@@ -415,6 +560,19 @@ pub fn install_metrics() -> Result<PrometheusHandle> {
         "Synthesis requests: from admission to the end, by route."
     );
     metrics::describe_counter!(names::JOBS_TOTAL, "Jobs finished by the worker, by outcome.");
+    metrics::describe_gauge!(names::CONNECTIONS_OPEN, "Connections open on a listening port, by server.");
+    metrics::describe_counter!(
+        names::CONNECTIONS_REFUSED_TOTAL,
+        "Connections refused at accept because a connection limit was reached, by server and reason."
+    );
+    metrics::describe_counter!(
+        names::CONNECTION_TIMEOUTS_TOTAL,
+        "Connections closed by a timeout (header, body, idle, write_stall), by server."
+    );
+    metrics::describe_counter!(
+        names::WS_CONTEXTS_CLOSED_TOTAL,
+        "WebSocket contexts ended by the server (idle, revoked), by reason."
+    );
     metrics::describe_counter!(names::AUDIO_SECONDS_TOTAL, metrics::Unit::Seconds, "Audio produced.");
     metrics::describe_counter!(names::CHARACTERS_TOTAL, "Characters synthesized.");
     metrics::describe_counter!(names::ARTIFACTS_RELOAD_TOTAL, "Artifact store reloads, by kind and result.");
@@ -470,6 +628,9 @@ pub fn register_worker_metrics() {
     metrics::counter!(names::AUDIO_SECONDS_TOTAL).increment(0);
     metrics::counter!(names::CHARACTERS_TOTAL).increment(0);
     metrics::counter!(names::ENGINE_PREEMPTIONS_TOTAL).increment(0);
+    metrics::counter!(names::STREAM_UNDERRUNS_TOTAL).increment(0);
+    metrics::counter!(names::CAPACITY_DECREASES_TOTAL).increment(0);
+    let _ = metrics::histogram!(names::STREAM_MARGIN);
 }
 
 /// Registers the API's synthesis histograms (TTFA, duration) for every route, so that a fresh API server exports
@@ -550,20 +711,22 @@ pub fn internal_router(
         )
 }
 
-/// Serves the internal router until `stop` changes.
+/// Serves the internal router until `stop` changes, with the connection policy `config`.
 pub async fn serve_internal(
     addr: SocketAddr,
     router: axum::Router,
+    config: chorus_api::serve::ServeConfig,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<()> {
     let listener =
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     tokio::spawn(async move {
-        let _ = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stop.changed().await;
-            })
-            .await;
+        let shutdown = async move {
+            let _ = stop.changed().await;
+        };
+        if let Err(e) = chorus_api::serve::serve(listener, router, config, shutdown).await {
+            tracing::warn!(error = %e, "The internal port stopped.");
+        }
     });
     Ok(())
 }

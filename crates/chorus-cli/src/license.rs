@@ -75,9 +75,11 @@ pub struct ProxyArgs {
     /// NATS server URL, where API servers reach the proxy. Empty: HTTP only.
     #[arg(long = "nats", env = "CHORUS_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats: String,
-    /// A TOML config file (its [license] table).
+    /// A TOML config file (its [license] table, and [server]).
     #[arg(long, env = "CHORUS_CONFIG")]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub conn: crate::common::ConnArgs,
 }
 
 /// A secret flag value (a key, a token): never shown by `Debug`.
@@ -191,6 +193,7 @@ pub fn metrics_render(
 
 pub fn run_proxy(args: ProxyArgs) -> Result<()> {
     let file = ConfigFile::load(args.config.as_deref())?;
+    let serve_config = args.conn.serve_config(&file, "license")?;
     let metrics = common::install_metrics()?;
     let runtime = common::runtime()?;
     let opts = ProxyOptions {
@@ -229,8 +232,7 @@ pub fn run_proxy(args: ProxyArgs) -> Result<()> {
             "License proxy serving."
         );
         let app = chorus_license::http::router(Arc::clone(&proxy), Some(metrics_render(metrics)));
-        axum::serve(listener, app)
-            .with_graceful_shutdown(common::shutdown_signal())
+        chorus_api::serve::serve(listener, app, serve_config, common::shutdown_signal())
             .await
             .context("license proxy server")?;
         Ok(())

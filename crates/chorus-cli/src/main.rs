@@ -19,6 +19,7 @@ mod probe;
 mod say;
 mod serve;
 mod smoke;
+mod web;
 mod worker;
 
 use std::process::ExitCode;

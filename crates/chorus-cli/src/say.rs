@@ -18,8 +18,8 @@ pub const DEFAULT_VOICE: &str = "en_US-joe-medium";
 pub struct SayArgs {
     /// The text to speak; `-` reads it from standard input.
     pub text: String,
-    /// Output file (`-` for standard output). The container follows the extension (.wav, .mp3, .raw/.pcm)
-    /// unless --container is given.
+    /// Output file (`-` for standard output). The container follows the extension (.wav, .mp3, .opus/.ogg,
+    /// .flac, .raw/.pcm) unless --container is given.
     #[arg(short, long, env = "CHORUS_SAY_OUTPUT")]
     pub output: PathBuf,
     /// Voice id (a directory under the models directory).
@@ -31,10 +31,10 @@ pub struct SayArgs {
     /// Sample encoding for wav and raw: pcm_s16le, pcm_f32le, pcm_mulaw or pcm_alaw.
     #[arg(long, default_value = "pcm_s16le")]
     pub encoding: Encoding,
-    /// Container: wav, mp3 or raw (default: from the output file's extension, else wav).
+    /// Container: wav, mp3, opus, flac or raw (default: from the output file's extension, else wav).
     #[arg(long)]
     pub container: Option<Container>,
-    /// MP3 bit rate in bits per second.
+    /// MP3 or Opus bit rate in bits per second.
     #[arg(long)]
     pub bit_rate: Option<u32>,
     /// Speaking rate: 1.0 natural, 1.5 is 50% faster, 0.75 slower.
@@ -163,9 +163,13 @@ fn container_from_extension(path: &Path) -> Result<Container> {
     let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     Ok(match ext.as_deref() {
         Some("mp3") => Container::Mp3,
+        Some("opus" | "ogg") => Container::Opus,
+        Some("flac") => Container::Flac,
         Some("raw" | "pcm") => Container::Raw,
         Some("wav") | None => Container::Wav,
-        Some(other) => bail!("cannot tell the container from '.{other}': use --container wav|mp3|raw"),
+        Some(other) => {
+            bail!("cannot tell the container from '.{other}': use --container wav|mp3|opus|flac|raw")
+        }
     })
 }
 

@@ -58,6 +58,19 @@ pub struct ServeLicenseArgs {
 
 pub fn run(paths: &PathArgs, args: ServeArgs) -> Result<()> {
     let file = ConfigFile::load(args.config.as_deref())?;
+    let api_serve = args.api.conn.serve_config(&file, "api")?;
+    let internal_serve = args.api.conn.serve_config(&file, "internal")?;
+    let ws = args.api.ws.ws_config(&file)?;
+    if !args.metrics_listen.ip().is_loopback() {
+        if !args.license.no_license_proxy && !args.api.allow_open {
+            anyhow::bail!(
+                "refusing to put the metrics port on {} (not loopback): besides /metrics it serves the license \
+                 proxy's POST /license and GET /audit; keep it on loopback, or give --allow-open",
+                args.metrics_listen
+            );
+        }
+        common::warn_public_metrics(args.metrics_listen);
+    }
     let metrics = common::install_metrics()?;
     common::register_worker_metrics();
     let runtime = common::runtime()?;
@@ -109,6 +122,8 @@ pub fn run(paths: &PathArgs, args: ServeArgs) -> Result<()> {
         let api = tokio::net::TcpListener::bind(args.api.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.api.listen))?;
+        let tls = args.api.web.tls_acceptor(&file)?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         common::start_artifacts(&state, &args.api.artifacts, &file, stop_rx.clone()).await?;
         crate::models::spawn_watcher(
@@ -143,21 +158,23 @@ pub fn run(paths: &PathArgs, args: ServeArgs) -> Result<()> {
             // /license, /audit and /healthz beside /metrics and /ready (the proxy's port, 8080, in a cluster).
             internal = internal.merge(chorus_license::http::router(Arc::clone(proxy), None));
         }
-        common::serve_internal(args.metrics_listen, internal, stop_rx.clone()).await?;
+        common::serve_internal(args.metrics_listen, internal, internal_serve, stop_rx.clone()).await?;
         tracing::info!(api = %args.api.listen, metrics = %args.metrics_listen, "Chorus is serving.");
         eprintln!(
-            "chorus serve: API on http://{} , metrics on http://{}/metrics",
+            "chorus serve: API on {scheme}://{} , metrics on http://{}/metrics",
             args.api.listen, args.metrics_listen
         );
 
-        let (server, ws_shutdown) = crate::api::spawn_api(api, state, stop_rx);
+        let ws_wait = crate::api::ws_shutdown_wait(&ws);
+        let (server, ws_shutdown) = crate::api::spawn_api(api, state, api_serve, ws, tls, stop_rx);
         common::shutdown_signal().await;
         tracing::info!("Shutting down: draining streams.");
+        let deadline = tokio::time::Instant::now() + ws_wait;
         ws_shutdown.trigger();
         let _ = stop_tx.send(true);
         common::drain(&worker, Duration::from_secs(30)).await;
-        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
-        let _ = tokio::time::timeout(Duration::from_secs(15), ws_shutdown.wait_closed()).await;
+        let _ = tokio::time::timeout_at(deadline, server).await;
+        let _ = tokio::time::timeout_at(deadline, ws_shutdown.wait_closed()).await;
         common::flush_usage(&gate, crate::license::USAGE_FLUSH).await;
         Ok::<(), anyhow::Error>(())
     })

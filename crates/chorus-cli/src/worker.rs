@@ -37,10 +37,14 @@ pub struct WorkerArgs {
     /// A TOML config file (engine settings); flags override it.
     #[arg(long, env = "CHORUS_CONFIG")]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub conn: crate::common::ConnArgs,
 }
 
 pub fn run(paths: &PathArgs, args: WorkerArgs) -> Result<()> {
     let file = ConfigFile::load(args.config.as_deref())?;
+    let internal_serve = args.conn.serve_config(&file, "internal")?;
+    common::warn_public_metrics(args.metrics_listen);
     let metrics = common::install_metrics()?;
     common::register_worker_metrics();
     let runtime = common::runtime()?;
@@ -72,6 +76,7 @@ pub fn run(paths: &PathArgs, args: WorkerArgs) -> Result<()> {
     runtime.block_on(common::serve_internal(
         args.metrics_listen,
         common::internal_router(metrics, refresh, ready),
+        internal_serve,
         stop_rx.clone(),
     ))?;
 

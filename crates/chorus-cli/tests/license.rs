@@ -343,8 +343,37 @@ fn audit_records(addr: std::net::SocketAddr) -> Option<Vec<chorus_proto::license
     chorus_license::audit::records(&raw[split + 4..]).ok()
 }
 
+/// `POST /access-token` with `key` on `api`: the token.
+fn mint_token(api: std::net::SocketAddr, key: &str) -> String {
+    let (status, body, _) = cluster_support::json_call(
+        api,
+        "POST",
+        &format!("/access-token?api_key={key}"),
+        &[],
+        Some(serde_json::json!({"expires_in": 300, "grants": {"tts": true}})),
+    );
+    assert_eq!(status, 200, "minting over NATS: {body}");
+    body["token"].as_str().unwrap().to_owned()
+}
+
+/// `POST /tts/bytes` with an access token on `api`: the status and the body.
+fn call_token(api: std::net::SocketAddr, token: &str) -> (u16, String) {
+    let body = cluster_support::tts_body("With a token.", false);
+    let mut r = cluster_support::request_with(
+        api,
+        "POST",
+        "/tts/bytes",
+        &[("Authorization", &format!("Bearer {token}"))],
+        Some(&body),
+    )
+    .unwrap();
+    let status = r.status;
+    let body = r.read_all().map_err(|(e, _)| e).unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
 /// A tenant key's limits hold across API servers: two `chorus api` processes on one NATS share their counts, so a
-/// key limited to one request at a time that holds a WebSocket on one server is refused by the other, and a key
+/// key limited to one request at a time that runs a WebSocket context on one server is refused by the other, and a key
 /// limited to three requests a minute gets three in all, not three per server.
 #[test]
 fn tenant_key_limits_hold_across_two_api_servers() {
@@ -374,22 +403,46 @@ fn tenant_key_limits_hold_across_two_api_servers() {
         let known = poll(Duration::from_secs(10), || (call(addr, &single).0 == 200).then_some(()));
         assert!(known.is_some(), "{addr} accepts the tenant key");
     }
+    let token = mint_token(b, &single);
 
-    // One at a time: a WebSocket open on A holds the key's only slot, so B refuses the key.
+    // One at a time: a WebSocket context running on A holds the key's only slot, so B refuses the key. (The
+    // socket alone holds nothing: each context is admitted.)
     let stream = std::net::TcpStream::connect(a).unwrap();
     let url = format!("ws://{a}/tts/websocket?cartesia_version=2025-04-16&api_key={single}");
     let (mut socket, _) = tungstenite::client(url.as_str(), stream).unwrap();
+    let idle_socket_free = poll(Duration::from_secs(5), || (call(b, &single).0 == 200).then_some(()));
+    assert!(idle_socket_free.is_some(), "an open socket without a context holds the key's slot");
+    let context = serde_json::json!({
+        "context_id": "held", "model_id": "sonic-3", "transcript": "This context holds the slot.",
+        "voice": {"mode": "id", "id": cluster_support::MODEL}, "continue": true,
+        "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 22050},
+    });
+    // B's last request must be over in A's view (reports every 500 ms) before the context is admitted on A.
+    std::thread::sleep(Duration::from_millis(1200));
+    socket.send(tungstenite::Message::text(context.to_string())).unwrap();
+    let first = socket.read().unwrap();
+    assert!(first.to_text().unwrap().contains("\"chunk\""), "the context was not served: {first}");
     let refused = poll(Duration::from_secs(5), || {
         let (status, body) = call(b, &single);
         (status == 429).then_some(body)
     });
-    let body = refused.expect("B refuses the key while A holds its only slot");
+    let body = refused.expect("B refuses the key while a context on A holds its only slot");
     assert!(body.contains("concurrency_limited"), "{body}");
+    // So is an access token of the key, minted on B (before): the proxy signed it over NATS, A verifies it, and
+    // its requests count against the key's limits on every server.
+    let (status, body) = call_token(a, &token);
+    assert_eq!(status, 429, "a token of a key at its limit: {body}");
     socket.close(None).unwrap();
     let _ = socket.read();
     drop(socket);
     let freed = poll(Duration::from_secs(5), || (call(b, &single).0 == 200).then_some(()));
     assert!(freed.is_some(), "B serves the key again once A's WebSocket is closed");
+    // The token minted on B is honoured on A once the key's slot is free (and one minted on A on B).
+    let served = poll(Duration::from_secs(5), || (call_token(a, &token).0 == 200).then_some(()));
+    assert!(served.is_some(), "A serves B's token");
+    std::thread::sleep(Duration::from_millis(1200));
+    let (status, body) = call_token(b, &mint_token(a, &single));
+    assert_eq!(status, 200, "B serves A's token: {body}");
 
     // Three a minute, in all: two on A, then one on B; B's next is refused, and so is A's.
     assert_eq!(call(a, &three).0, 200);

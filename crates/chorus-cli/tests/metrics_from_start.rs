@@ -27,7 +27,8 @@ fn count(m: &Metrics, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         })
 }
 
-const WORKER_HISTOGRAMS: [&str; 2] = ["inferno_worker_ttfa", "inferno_worker_rtf"];
+const WORKER_HISTOGRAMS: [&str; 3] =
+    ["inferno_worker_ttfa", "inferno_worker_rtf", "chorus_stream_margin_seconds"];
 const ROUTES: [&str; 4] = ["bytes", "sse", "websocket", "openai_speech"];
 
 #[test]
@@ -49,7 +50,13 @@ fn a_fresh_worker_and_api_export_every_named_metric_before_the_first_request() {
     for outcome in ["completed", "cancelled", "failed"] {
         assert_eq!(w.value("chorus_worker_jobs_total", &[("outcome", outcome)]), Some(0.0), "{outcome}");
     }
-    for name in ["chorus_audio_seconds_total", "chorus_characters_total", "chorus_engine_preemptions_total"] {
+    for name in [
+        "chorus_audio_seconds_total",
+        "chorus_characters_total",
+        "chorus_engine_preemptions_total",
+        "chorus_stream_underruns_total",
+        "chorus_worker_capacity_decreases_total",
+    ] {
         assert_eq!(w.value(name, &[]), Some(0.0), "{name}");
     }
     let a = c.apis[0].scrape();

@@ -116,7 +116,7 @@ fn known_sentences_sound_like_speech_with_word_timestamps() {
     let cases: [(&str, &[&str]); 3] = [
         (
             "Hello there, how can I help you today?",
-            &["Hello", "there", "how", "can", "I", "help", "you", "today"],
+            &["Hello", "there,", "how", "can", "I", "help", "you", "today?"],
         ),
         (
             "The museum opens at nine. Visitors can explore the new exhibition on ancient navigation!",
@@ -125,7 +125,7 @@ fn known_sentences_sound_like_speech_with_word_timestamps() {
                 "museum",
                 "opens",
                 "at",
-                "nine",
+                "nine.",
                 "Visitors",
                 "can",
                 "explore",
@@ -134,12 +134,12 @@ fn known_sentences_sound_like_speech_with_word_timestamps() {
                 "exhibition",
                 "on",
                 "ancient",
-                "navigation",
+                "navigation!",
             ],
         ),
         (
             "\"Quick,\" she whispered; (nobody) answered.",
-            &["Quick", "she", "whispered", "nobody", "answered"],
+            &["\"Quick,\"", "she", "whispered;", "(nobody)", "answered."],
         ),
     ];
     for (text, words) in cases {
@@ -164,16 +164,13 @@ fn speed_one_and_a_half_is_at_least_a_quarter_shorter() {
         normal.duration()
     );
     assert_plausible_speech(&fast, text);
-    assert_timestamps_cover(
-        &fast,
-        &text.split_whitespace().map(|w| w.trim_end_matches([',', '.'])).collect::<Vec<_>>(),
-    );
+    assert_timestamps_cover(&fast, &text.split_whitespace().collect::<Vec<_>>());
 }
 
 #[test]
 fn normalized_text_is_spoken_and_timestamped_as_written() {
     let text = "$12.50 on 3/4/2025 at 10:30am, 2nd place, Dr. Smith, 40-60%";
-    let words = ["$12.50", "on", "3/4/2025", "at", "10:30am", "2nd", "place", "Dr", "Smith", "40-60%"];
+    let words = ["$12.50", "on", "3/4/2025", "at", "10:30am,", "2nd", "place,", "Dr.", "Smith,", "40-60%"];
     let on = say(text, &["--phoneme-timestamps"]);
     assert_plausible_speech(
         &on,

@@ -156,6 +156,8 @@ impl std::fmt::Debug for Engine {
 pub struct SynthesisRequest {
     pub text: String,
     pub voice: String,
+    /// Word timestamps name the normalized words instead of the tokens as written (off by default).
+    pub normalized_words: bool,
     pub params: SynthesisParams,
     /// Expand numbers, dates, currency... before phonemization (on by default).
     pub normalize: bool,
@@ -202,6 +204,7 @@ impl SynthesisRequest {
         Self {
             text: text.into(),
             voice: voice.into(),
+            normalized_words: false,
             params: SynthesisParams::default(),
             normalize: true,
             pronunciations: Vec::new(),
@@ -348,6 +351,7 @@ impl Engine {
             normalize: request.normalize,
             espeak_voice: &voice.espeak_voice,
             pronunciations: &request.pronunciations,
+            normalized_words: request.normalized_words,
         };
         let chunks = self.frontend.chunks(input, Arc::clone(&voice.ids))?;
         let d = voice.default_scales;

@@ -13,7 +13,7 @@ use chorus_bus::{ModelInfo, Refusal, SlotGuard, Worker, WorkerStatus};
 use chorus_proto::{
     AudioEvent, ContextInput, ErrorCode, JobError, JobEvent, PROTOCOL_VERSION, SynthesisJob, SynthesisParams,
 };
-use chorus_text::{Segment, ends_in_open_tag, parse_tags};
+use chorus_text::{Segment, WordLabeler, ends_in_open_tag, parse_tags_mapped};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use tokio::sync::mpsc::Sender;
 
@@ -22,6 +22,14 @@ use chorus_proto::metrics as names;
 
 /// How often a waiting job checks that its client is still there.
 const LIVENESS_POLL: Duration = Duration::from_millis(250);
+
+/// The most samples one audio event carries (about 0.37 s at 22.05 kHz, 32 KiB as f32): a model chunk or a break
+/// is sent as several events, so that no bus message is large and flow control works in small steps.
+pub const MAX_EVENT_SAMPLES: usize = 8192;
+
+/// The most silence (`<break>` tags, each at most [`chorus_text::MAX_BREAK_SECONDS`]) one job may ask for in all:
+/// silence costs nothing to make but is streamed and billed like speech, so a short text must not request hours.
+pub const MAX_TOTAL_BREAK_SECONDS: f32 = 120.0;
 
 /// A worker's identity and limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,7 +217,24 @@ impl Worker for EngineWorker {
             }
         };
         let engine = Arc::clone(&self.engine);
-        let counters = Arc::clone(&self.counters);
+        let release = Arc::new(Release {
+            counters: Arc::clone(&self.counters),
+            slot: std::sync::Mutex::new(Some(slot)),
+            done: AtomicBool::new(false),
+        });
+        // The slot is free as soon as the client is gone (its event channel closed), not when the job thread next
+        // looks: that thread may be waiting for a chunk being computed, which it then drops unsent.
+        let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<()>();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (watched, release) = (events.clone(), Arc::clone(&release));
+            runtime.spawn(async move {
+                tokio::select! {
+                    () = watched.closed() => release.release(),
+                    _ = ended_rx => {}
+                }
+            });
+        }
+        let thread_release = Arc::clone(&release);
         let spawned = std::thread::Builder::new().name("chorus-job".into()).spawn(move || {
             let request_id = job.request_id.clone();
             let mut run = Job::new(&engine, job, &events);
@@ -223,14 +248,32 @@ impl Worker for EngineWorker {
             run.record_metrics();
             tracing::debug!(%request_id, ?outcome, "Job finished.");
             drop(lease);
-            counters.load.fetch_sub(1, Ordering::AcqRel);
-            drop(slot);
+            thread_release.release();
+            drop(ended_tx);
         });
         if spawned.is_err() {
-            load.fetch_sub(1, Ordering::AcqRel);
+            release.release();
             return Err(Refusal::Full);
         }
         Ok(())
+    }
+}
+
+/// A job's capacity slot, given back once: when its client is gone, or when its thread ends.
+struct Release {
+    counters: Arc<WorkerCounters>,
+    slot: std::sync::Mutex<Option<SlotGuard>>,
+    done: AtomicBool,
+}
+
+impl Release {
+    fn release(&self) {
+        if self.done.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.counters.load.fetch_sub(1, Ordering::AcqRel);
+        // Wakes requests waiting for a slot (in-process bus).
+        drop(self.slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take());
     }
 }
 
@@ -263,12 +306,16 @@ struct Job<'a> {
     /// Time spent in synthesis (model and front end), for the real-time factor.
     compute: Duration,
     chars: usize,
+    /// Names the words of the text being spoken as the client wrote them (word timestamps, not normalized).
+    labels: Option<WordLabeler>,
     job: SynthesisJob,
     events: &'a Sender<JobEvent>,
     seq: u64,
     flush_id: u32,
     /// Samples sent so far: the time origin of later timestamps.
     samples_out: u64,
+    /// Seconds of `<break>` silence asked for so far.
+    silence_s: f32,
     /// The listener's playback clock across the job's sentences and breaks, so that a later sentence is due when
     /// the audio before it has played (not as a new stream).
     playback: Option<Playback>,
@@ -282,11 +329,13 @@ impl<'a> Job<'a> {
             first_audio: None,
             compute: Duration::ZERO,
             chars: 0,
+            labels: None,
             job,
             events,
             seq: 0,
             flush_id: 1,
             samples_out: 0,
+            silence_s: 0.0,
             playback: None,
         }
     }
@@ -333,22 +382,47 @@ impl<'a> Job<'a> {
         Ok(Outcome::Completed)
     }
 
-    /// A WebSocket context: text arrives in pieces. Complete sentences are spoken as soon as they are in; the rest
-    /// waits up to `max_buffer_delay_ms` for more context, a flush, or the end.
+    /// A WebSocket context: text arrives in messages, joined as sent except at a seam ([`join_message`]).
+    ///
+    /// With `max_buffer_delay_ms` 0 each message is spoken as it arrives (with any others already waiting, as one
+    /// text), continuing the context: its audio and timestamps follow the audio before it, on the same playback
+    /// clock. Otherwise complete sentences are spoken as soon as they are in, and the rest waits up to the delay
+    /// for more context, a flush, or the end.
     fn run_context(&mut self, inputs: &Receiver<ContextInput>) -> Result<Outcome, Stop> {
         let delay = Duration::from_millis(u64::from(self.job.max_buffer_delay_ms));
-        let mut buffer = std::mem::take(&mut self.job.transcript);
+        let immediate = delay.is_zero();
+        let mut buffer = String::new();
+        // The end of the context's text so far (spoken or not), for the seams.
+        let mut tail = String::new();
+        join_message(&mut buffer, &mut tail, &std::mem::take(&mut self.job.transcript));
         let mut since: Option<Instant> = has_speech(&buffer).then(Instant::now);
+        // An input read while gathering messages, handled next.
+        let mut lookahead: Option<ContextInput> = None;
         loop {
-            if let Some(cut) = sentence_cut(&buffer) {
+            if immediate {
+                while lookahead.is_none() {
+                    match inputs.try_recv() {
+                        Ok(ContextInput::Append { text }) => join_message(&mut buffer, &mut tail, &text),
+                        Ok(other) => lookahead = Some(other),
+                        Err(_) => break,
+                    }
+                }
+                let all = std::mem::take(&mut buffer);
+                self.speak(&all)?;
+                since = None;
+            } else if let Some(cut) = sentence_cut(&buffer) {
                 let head: String = buffer.drain(..cut).collect();
                 self.speak(&head)?;
                 since = has_speech(&buffer).then(Instant::now);
             }
             let wait = since.map_or(LIVENESS_POLL, |t| delay.saturating_sub(t.elapsed()).min(LIVENESS_POLL));
-            match inputs.recv_timeout(wait) {
+            let next = match lookahead.take() {
+                Some(input) => Ok(input),
+                None => inputs.recv_timeout(wait),
+            };
+            match next {
                 Ok(ContextInput::Append { text }) => {
-                    buffer.push_str(&text);
+                    join_message(&mut buffer, &mut tail, &text);
                     if since.is_none() && has_speech(&buffer) {
                         since = Some(Instant::now());
                     }
@@ -384,12 +458,35 @@ impl<'a> Job<'a> {
         }
     }
 
-    /// Speaks `text` (inline tags honoured), sending audio and timestamps as they are produced.
+    /// Speaks `text` (inline tags honoured), sending audio and timestamps as they are produced. Word timestamps
+    /// name the tokens of `text` as written (or the normalized words, when asked for). The silence its breaks ask
+    /// for counts against [`MAX_TOTAL_BREAK_SECONDS`] before anything is spoken.
     fn speak(&mut self, text: &str) -> Result<(), Stop> {
         if !has_speech(text) && !text.contains("<break") {
             return Ok(());
         }
-        for segment in parse_tags(text) {
+        let segments = parse_tags_mapped(text);
+        let breaks: f32 = segments
+            .iter()
+            .map(|(s, _)| if let Segment::Break { seconds } = s { *seconds } else { 0.0 })
+            .sum();
+        if self.silence_s + breaks > MAX_TOTAL_BREAK_SECONDS {
+            return Err(Stop::Failed(JobError {
+                code: ErrorCode::InvalidRequest,
+                message: format!(
+                    "the transcript asks for {:.0} s of silence in <break> tags; at most {MAX_TOTAL_BREAK_SECONDS:.0} s \
+                     per request (or WebSocket context)",
+                    self.silence_s + breaks
+                ),
+            }));
+        }
+        self.silence_s += breaks;
+        let rate = self.engine.voice(&self.job.model).map_or(22050, |v| v.sample_rate);
+        let seconds = |samples: u64| samples as f64 / f64::from(rate);
+        // The labeler expects exactly the text segments with speech to be spoken, in order (as below).
+        self.labels = (self.job.word_timestamps && !self.job.normalized_timestamps)
+            .then(|| WordLabeler::new(text, &segments, seconds(self.samples_out)));
+        for (segment, _) in segments {
             match segment {
                 Segment::Break { seconds } => self.silence(seconds)?,
                 Segment::Text { text, speed, volume } => {
@@ -397,6 +494,12 @@ impl<'a> Job<'a> {
                         self.speak_segment(text, speed, volume)?;
                     }
                 }
+            }
+        }
+        if let Some(mut labels) = self.labels.take() {
+            let words = labels.finish(seconds(self.samples_out));
+            if !words.is_empty() {
+                self.send(JobEvent::Words { flush_id: self.flush_id, words })?;
             }
         }
         Ok(())
@@ -411,6 +514,7 @@ impl<'a> Job<'a> {
         };
         self.chars += text.chars().count();
         let request = SynthesisRequest {
+            normalized_words: self.job.normalized_timestamps,
             params,
             normalize: self.job.normalize,
             pronunciations: self.job.pronunciations.clone(),
@@ -440,19 +544,16 @@ impl<'a> Job<'a> {
             let step_time_ms = step.as_secs_f64() * 1000.0;
             self.first_audio.get_or_insert_with(Instant::now);
             self.samples_out += chunk.samples.len() as u64;
-            let audio = AudioEvent {
-                seq: self.seq,
-                sample_rate: rate,
-                samples: chunk.samples,
-                step_time_ms,
-                flush_id: self.flush_id,
-            };
-            self.seq += 1;
-            self.send(JobEvent::Audio(audio))?;
+            self.send_audio(chunk.samples, rate, step_time_ms)?;
             if self.job.word_timestamps && !chunk.words.is_empty() {
                 let mut words = chorus_proto::WordTimestamps::default();
                 words.extend_shifted(&chunk.words, offset);
-                self.send(JobEvent::Words { flush_id: self.flush_id, words })?;
+                if let Some(labels) = &mut self.labels {
+                    words = labels.label(&words);
+                }
+                if !words.is_empty() {
+                    self.send(JobEvent::Words { flush_id: self.flush_id, words })?;
+                }
             }
             if self.job.phoneme_timestamps && !chunk.phonemes.phonemes.is_empty() {
                 let mut phonemes = chorus_proto::PhonemeTimestamps::default();
@@ -478,15 +579,25 @@ impl<'a> Job<'a> {
             None => self.playback = Some(Playback { started: now, queued: audio }),
         }
         self.samples_out += samples.len() as u64;
-        let audio = AudioEvent {
-            seq: self.seq,
-            sample_rate: rate,
-            samples,
-            step_time_ms: 0.0,
-            flush_id: self.flush_id,
+        self.send_audio(samples, rate, 0.0)
+    }
+
+    /// Sends `samples` as audio events of at most [`MAX_EVENT_SAMPLES`] each (the step time on the first).
+    fn send_audio(&mut self, samples: Vec<f32>, sample_rate: u32, step_time_ms: f64) -> Result<(), Stop> {
+        let mut step_time_ms = step_time_ms;
+        let pieces: Vec<Vec<f32>> = if samples.len() <= MAX_EVENT_SAMPLES {
+            vec![samples]
+        } else {
+            samples.chunks(MAX_EVENT_SAMPLES).map(<[f32]>::to_vec).collect()
         };
-        self.seq += 1;
-        self.send(JobEvent::Audio(audio))
+        for samples in pieces {
+            let audio =
+                AudioEvent { seq: self.seq, sample_rate, samples, step_time_ms, flush_id: self.flush_id };
+            self.seq += 1;
+            step_time_ms = 0.0;
+            self.send(JobEvent::Audio(audio))?;
+        }
+        Ok(())
     }
 
     /// Sends an event, waiting while the client is slow; `Gone` if the client has left.
@@ -498,7 +609,9 @@ impl<'a> Job<'a> {
 fn job_error(e: &EngineError) -> JobError {
     let code = match e {
         EngineError::Text(t) => match t {
-            chorus_text::TextError::TooLong { .. } => ErrorCode::TextTooLong,
+            chorus_text::TextError::TooLong { .. } | chorus_text::TextError::TooLongExpanded { .. } => {
+                ErrorCode::TextTooLong
+            }
             chorus_text::TextError::Empty | chorus_text::TextError::NothingToSpeak => {
                 ErrorCode::EmptyTranscript
             }
@@ -516,6 +629,58 @@ fn job_error(e: &EngineError) -> JobError {
         | EngineError::Cancelled => ErrorCode::Internal,
     };
     JobError { code, message: e.to_string() }
+}
+
+/// Appends a message of a context to `buffer`. Messages are joined as sent (the client adds the spaces), except at
+/// a seam: where neither side has whitespace, the text so far ends a sentence or clause and the message starts a
+/// new word (`"today?"` then `"I would like..."`, as voice-agent frameworks send trimmed sentences), a space goes
+/// between them, so that two words are never merged across messages. `tail` keeps the end of the context's text.
+fn join_message(buffer: &mut String, tail: &mut String, text: &str) {
+    if text.is_empty() {
+        return;
+    }
+    if needs_seam(tail, text) {
+        buffer.push(' ');
+    }
+    buffer.push_str(text);
+    tail.push_str(text);
+    // Keep the last few characters only.
+    let keep = tail.char_indices().rev().nth(7).map_or(0, |(i, _)| i);
+    tail.drain(..keep);
+}
+
+/// Whether a message that starts with `next` after text ending with `before` needs a space between them.
+fn needs_seam(before: &str, next: &str) -> bool {
+    let (Some(first), Some(last)) = (next.chars().next(), before.chars().next_back()) else {
+        return false;
+    };
+    if first.is_whitespace() || last.is_whitespace() {
+        return false;
+    }
+    let starts_word =
+        first.is_alphanumeric() || matches!(first, '"' | '\'' | '(' | '[' | '“' | '‘' | '«' | '¿' | '¡');
+    if !starts_word {
+        return false;
+    }
+    // The last punctuation of `before`, behind any closing quotes and brackets.
+    let core = before.trim_end_matches(['"', '\'', ')', ']', '}', '”', '’', '»']);
+    let mut back = core.chars().rev();
+    let (Some(mark), previous) = (back.next(), back.next()) else {
+        return false;
+    };
+    // A number or a dotted name continues across the messages: "3." "5", "1," "000", "12:" "30", "example." "com".
+    let number_goes_on = first.is_ascii_digit() && previous.is_some_and(|c| c.is_ascii_digit());
+    match mark {
+        '?' | '!' | ';' | '…' => true,
+        ',' | ':' => !number_goes_on,
+        '.' => !number_goes_on && !first.is_lowercase(),
+        // A closing bracket or quote ends a parenthesis or a quotation (a `"` after a word closes one; `'` may be
+        // an apostrophe, and is left alone).
+        _ => {
+            matches!(last, ')' | ']' | '}' | '”' | '»')
+                || (last == '"' && before.trim_end_matches('"').ends_with(|c: char| !c.is_whitespace()))
+        }
+    }
 }
 
 fn has_speech(text: &str) -> bool {
@@ -593,5 +758,37 @@ mod tests {
         assert_eq!(word_cut("Hello world, "), 13);
         assert_eq!(word_cut("Hello <brea"), 6);
         assert_eq!(word_cut("Hello<brea"), 5);
+    }
+
+    fn joined(messages: &[&str]) -> String {
+        let (mut buffer, mut tail) = (String::new(), String::new());
+        for m in messages {
+            join_message(&mut buffer, &mut tail, m);
+        }
+        buffer
+    }
+
+    #[test]
+    fn seams_between_messages() {
+        // Trimmed sentences (Pipecat) get a space; words split across messages stay one word.
+        assert_eq!(
+            joined(&["Hello there, how are you today?", "I would like a table."]),
+            "Hello there, how are you today? I would like a table."
+        );
+        assert_eq!(joined(&["Hel", "lo ", "there,", "friend"]), "Hello there, friend");
+        assert_eq!(joined(&["Done.", "Next one!", "\"Quoted\"", "ok"]), "Done. Next one! \"Quoted\" ok");
+        assert_eq!(joined(&["He said \"no!\"", "Then"]), "He said \"no!\" Then");
+        assert_eq!(joined(&["(see below)", "Next"]), "(see below) Next");
+        assert_eq!(joined(&["He said \"", "Hello\""]), "He said \"Hello\"");
+        assert_eq!(joined(&["don'", "t go"]), "don't go");
+        // Numbers and dotted names go on; punctuation that starts a message attaches.
+        assert_eq!(joined(&["It is 3.", "5 meters"]), "It is 3.5 meters");
+        assert_eq!(joined(&["About 1,", "000 people"]), "About 1,000 people");
+        assert_eq!(joined(&["At 12:", "30 today"]), "At 12:30 today");
+        assert_eq!(joined(&["Visit example.", "com today"]), "Visit example.com today");
+        assert_eq!(joined(&["Hello", ", world", "."]), "Hello, world.");
+        // Whitespace on either side is left as sent.
+        assert_eq!(joined(&["One. ", "Two.", " Three"]), "One. Two. Three");
+        assert_eq!(joined(&["", "First.", "Second"]), "First. Second");
     }
 }

@@ -213,6 +213,11 @@ impl KeyPair {
         B64.encode(self.0.sign(message).to_bytes())
     }
 
+    /// The raw 64-byte Ed25519 signature of `message`.
+    pub fn sign_raw(&self, message: &[u8]) -> [u8; 64] {
+        self.0.sign(message).to_bytes()
+    }
+
     /// Signs a license: the whole document, ready to post.
     pub fn sign_license(&self, license: &License) -> Result<Vec<u8>, LicenseError> {
         let value = serde_json::to_value(license).map_err(|e| LicenseError::Invalid(e.to_string()))?;

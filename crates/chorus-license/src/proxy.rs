@@ -8,6 +8,7 @@ use std::time::Duration;
 use chorus_bus::{BoxFuture, LicenseService};
 use chorus_proto::license::{LicenseMode, LicenseState, UsageRecord, Verdict};
 use chorus_proto::metrics as names;
+use chorus_proto::token::AccessClaims;
 use tokio::sync::watch;
 
 use crate::keys::{KeyStore, StoredKey, hash_key, merge};
@@ -216,6 +217,7 @@ impl LicenseProxy {
             max_concurrent_streams: None,
             models_allowed: None,
             keys: Vec::new(),
+            token_key: None,
         });
         let proxy = Arc::new(Self {
             _lock: lock,
@@ -477,6 +479,7 @@ impl LicenseProxy {
             max_concurrent_streams: licensed.and_then(|l| l.license.max_concurrent_streams),
             models_allowed: licensed.and_then(|l| l.license.models.clone()),
             keys: inner.keys.iter().map(StoredKey::to_tenant).collect(),
+            token_key: Some(self.deployment.public_base64()),
         };
         drop(inner);
         record_metrics(&next, now);
@@ -554,9 +557,24 @@ fn ct_eq(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+impl LicenseProxy {
+    /// Signs an access token with the deployment key, after checking its claims ([`AccessClaims::check_mintable`]).
+    pub fn mint_token(&self, claims: &AccessClaims) -> Result<String, String> {
+        claims.check_mintable(now_secs())?;
+        let input = claims.signing_input();
+        let signature = self.deployment.sign_raw(input.as_bytes());
+        Ok(chorus_proto::token::assemble(&input, &signature))
+    }
+}
+
 impl LicenseService for LicenseProxy {
     fn record(&self, records: Vec<UsageRecord>) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(self.ledger.append(records))
+    }
+
+    fn mint_token(&self, claims: AccessClaims) -> BoxFuture<'_, Result<String, String>> {
+        let result = LicenseProxy::mint_token(self, &claims);
+        Box::pin(async move { result })
     }
 
     fn subscribe(&self) -> watch::Receiver<LicenseState> {

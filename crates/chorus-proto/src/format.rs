@@ -9,7 +9,7 @@ pub const MP3_BIT_RATES: [u32; 5] = [32000, 64000, 96000, 128000, 192000];
 /// Errors from parsing or validating a format or parameter.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum FormatError {
-    #[error("unsupported container '{0}' (expected raw, wav or mp3)")]
+    #[error("unsupported container '{0}' (expected raw, wav, mp3, opus or flac)")]
     UnknownContainer(String),
     #[error("unsupported encoding '{0}' (expected pcm_f32le, pcm_s16le, pcm_mulaw or pcm_alaw)")]
     UnknownEncoding(String),
@@ -31,6 +31,10 @@ pub enum Container {
     Wav,
     /// MPEG-1/2 Layer III.
     Mp3,
+    /// Opus in Ogg (RFC 7845). A Chorus extension of the Cartesia set (OpenAI's `opus`).
+    Opus,
+    /// FLAC, 16-bit. A Chorus extension of the Cartesia set (OpenAI's `flac`).
+    Flac,
 }
 
 /// The sample encoding inside a `raw` or `wav` container.
@@ -75,6 +79,8 @@ impl Container {
             Container::Raw => "raw",
             Container::Wav => "wav",
             Container::Mp3 => "mp3",
+            Container::Opus => "opus",
+            Container::Flac => "flac",
         }
     }
 }
@@ -111,6 +117,8 @@ impl FromStr for Container {
             "raw" => Ok(Container::Raw),
             "wav" => Ok(Container::Wav),
             "mp3" => Ok(Container::Mp3),
+            "opus" => Ok(Container::Opus),
+            "flac" => Ok(Container::Flac),
             other => Err(FormatError::UnknownContainer(other.to_owned())),
         }
     }
@@ -120,10 +128,10 @@ impl FromStr for Container {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OutputFormat {
     pub container: Container,
-    /// Sample encoding for `raw` and `wav`. Ignored for `mp3` (LAME takes 16-bit input).
+    /// Sample encoding for `raw` and `wav`. Ignored for `mp3`, `opus` and `flac` (16-bit input).
     pub encoding: Encoding,
     pub sample_rate: u32,
-    /// MP3 bit rate in bits per second; `None` means 128 kbit/s.
+    /// MP3 (or Opus) bit rate in bits per second; `None` means 128 kbit/s for MP3, 32 kbit/s for Opus.
     pub bit_rate: Option<u32>,
 }
 
@@ -157,7 +165,7 @@ mod tests {
             assert_eq!(e.as_str().parse::<Encoding>(), Ok(e));
             assert_eq!(serde_json::to_string(&e).unwrap(), format!("\"{}\"", e.as_str()));
         }
-        for c in [Container::Raw, Container::Wav, Container::Mp3] {
+        for c in [Container::Raw, Container::Wav, Container::Mp3, Container::Opus, Container::Flac] {
             assert_eq!(c.as_str().parse::<Container>(), Ok(c));
         }
         assert!(matches!("pcm_s24le".parse::<Encoding>(), Err(FormatError::UnknownEncoding(_))));

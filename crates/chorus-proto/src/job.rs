@@ -36,6 +36,9 @@ pub struct SynthesisJob {
     pub pronunciations: Vec<PronunciationItem>,
     pub word_timestamps: bool,
     pub phoneme_timestamps: bool,
+    /// Word timestamps name the normalized words ("twelve dollars") instead of the tokens as written ("$12").
+    #[serde(default)]
+    pub normalized_timestamps: bool,
     /// For continuations: how long text may wait for more context before it is spoken anyway.
     pub max_buffer_delay_ms: u32,
     pub protocol_version: u32,
@@ -58,6 +61,7 @@ impl SynthesisJob {
             pronunciations: Vec::new(),
             word_timestamps: false,
             phoneme_timestamps: false,
+            normalized_timestamps: false,
             max_buffer_delay_ms: 3000,
             protocol_version: PROTOCOL_VERSION,
         }
@@ -99,6 +103,8 @@ pub enum ErrorCode {
     Internal,
     /// A write lost a race: the document changed since it was read (409).
     Conflict,
+    /// Something did not arrive in time: a request body, or text for an idle WebSocket context (408).
+    Timeout,
 }
 
 impl ErrorCode {
@@ -119,6 +125,7 @@ impl ErrorCode {
             ErrorCode::InferenceFailed => "inference_failed",
             ErrorCode::Internal => "internal_error",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::Timeout => "timeout",
         }
     }
 
@@ -132,6 +139,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 401,
             ErrorCode::VoiceNotFound | ErrorCode::NotFound => 404,
             ErrorCode::Conflict => 409,
+            ErrorCode::Timeout => 408,
             ErrorCode::ConcurrencyLimited | ErrorCode::RateLimited => 429,
             ErrorCode::LicenseInactive => 403,
             ErrorCode::Unserviceable => 503,

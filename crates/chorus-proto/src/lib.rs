@@ -8,6 +8,7 @@ mod job;
 pub mod license;
 pub mod metrics;
 mod timestamps;
+pub mod token;
 
 pub use format::{Container, Encoding, FormatError, MP3_BIT_RATES, OutputFormat, SUPPORTED_SAMPLE_RATES};
 pub use job::{

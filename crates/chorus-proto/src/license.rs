@@ -175,6 +175,9 @@ pub struct LicenseState {
     pub models_allowed: Option<Vec<String>>,
     /// Tenant keys. Empty: only the API servers' own keys (or none: open) apply.
     pub keys: Vec<TenantKey>,
+    /// The deployment's public key (base64 Ed25519), which signs access tokens: API servers verify tokens with it.
+    #[serde(default)]
+    pub token_key: Option<String>,
 }
 
 impl LicenseState {

@@ -83,3 +83,14 @@ pub const LICENSE_USAGE_DROPPED_TOTAL: &str = "chorus_license_usage_dropped_tota
 pub const TTFA_BUCKETS: [f64; 12] = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0];
 /// Buckets of the RTF histogram.
 pub const RTF_BUCKETS: [f64; 10] = [0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0];
+
+/// Gauge, label `server` (api, internal, license): connections open on a listening port (WebSockets included).
+pub const CONNECTIONS_OPEN: &str = "chorus_connections_open";
+/// Counter, labels `server` and `reason` (`per_ip`, `total`): connections refused at accept because a limit was
+/// reached.
+pub const CONNECTIONS_REFUSED_TOTAL: &str = "chorus_connections_refused_total";
+/// Counter, labels `server` and `kind` (`header`, `body`, `idle`, `write_stall`): connections closed by a timeout.
+pub const CONNECTION_TIMEOUTS_TOTAL: &str = "chorus_connection_timeouts_total";
+/// Counter, label `reason` (`idle`, `revoked`, `limit`): WebSocket contexts ended by the server for a reason of
+/// its own (not an input error).
+pub const WS_CONTEXTS_CLOSED_TOTAL: &str = "chorus_websocket_contexts_closed_total";

@@ -19,6 +19,11 @@ pub enum TextError {
     /// The text is longer than the configured limit.
     #[error("the text is {len} characters long; the limit is {max}")]
     TooLong { len: usize, max: usize },
+    /// The text is longer than the limit once its pronunciation dictionary is applied.
+    #[error(
+        "with its pronunciation dictionary applied the text is {len} characters long; the limit is {max}"
+    )]
+    TooLongExpanded { len: usize, max: usize },
     /// A voice's phoneme map is malformed.
     #[error("invalid phoneme map: {0}")]
     PhonemeMap(String),
@@ -33,7 +38,7 @@ impl TextError {
             }
             TextError::Empty => "empty_text",
             TextError::NothingToSpeak => "nothing_to_speak",
-            TextError::TooLong { .. } => "text_too_long",
+            TextError::TooLong { .. } | TextError::TooLongExpanded { .. } => "text_too_long",
             TextError::PhonemeMap(_) => "phoneme_map",
         }
     }
@@ -41,7 +46,10 @@ impl TextError {
     /// True when the caller's input is at fault (a 4xx), false for a server-side failure.
     pub fn is_client_error(&self) -> bool {
         match self {
-            TextError::Empty | TextError::NothingToSpeak | TextError::TooLong { .. } => true,
+            TextError::Empty
+            | TextError::NothingToSpeak
+            | TextError::TooLong { .. }
+            | TextError::TooLongExpanded { .. } => true,
             TextError::Espeak(_)
             | TextError::UnknownEspeakVoice(_)
             | TextError::PhonemizerGone

@@ -88,12 +88,14 @@ pub struct TextInput<'a> {
     pub espeak_voice: &'a str,
     /// Pronunciation dictionary entries, applied to the text as written, before normalization.
     pub pronunciations: &'a [PronunciationItem],
+    /// Timestamps name the normalized words ("twelve", "dollars") instead of the tokens as written ("$12").
+    pub normalized_words: bool,
 }
 
 impl<'a> TextInput<'a> {
     /// Plain text: no dictionary.
     pub fn new(text: &'a str, normalize: bool, espeak_voice: &'a str) -> Self {
-        Self { text, normalize, espeak_voice, pronunciations: &[] }
+        Self { text, normalize, espeak_voice, pronunciations: &[], normalized_words: false }
     }
 }
 
@@ -121,6 +123,11 @@ impl Frontend {
             (n, Vec::new())
         } else {
             let (dict, overrides) = lexicon.apply(input.text);
+            // The limit bounds what is synthesized: a dictionary must not turn it into millions of characters.
+            let len = dict.text().chars().count();
+            if len > self.config.max_chars {
+                return Err(TextError::TooLongExpanded { len, max: self.config.max_chars });
+            }
             let n = if input.normalize { normalize(dict.text()).compose(&dict) } else { dict };
             (n, overrides)
         };
@@ -136,6 +143,7 @@ impl Frontend {
             config: self.config,
             next_token: 0,
             index: 0,
+            normalized_words: input.normalized_words,
         })
     }
 }
@@ -250,6 +258,8 @@ pub struct ChunkStream {
     config: FrontendConfig,
     next_token: usize,
     index: usize,
+    /// Report the normalized words (see [`TextInput::normalized_words`]).
+    normalized_words: bool,
 }
 
 /// A clause whose espeak words are aligned to normalized words.
@@ -431,9 +441,17 @@ impl ChunkStream {
         }
         let chunk_tokens = &self.tokens[first_token..self.next_token];
 
-        // Map each group to one of the chunk's tokens.
+        // Map each group to one of the chunk's tokens (or, for normalized timestamps, to its normalized word).
         let groups: Vec<&Group> = clauses.iter().flat_map(|c| c.groups.iter()).collect();
-        let owners = assign_tokens(&self.normalized, &groups, chunk_tokens);
+        let (owners, words) = if self.normalized_words {
+            normalized_owners(&self.normalized, &groups)
+        } else {
+            let words = chunk_tokens
+                .iter()
+                .map(|t| ChunkWord { text: t.text.clone(), range: t.range.clone() })
+                .collect();
+            (assign_tokens(&self.normalized, &groups, chunk_tokens), words)
+        };
 
         let mut ids = vec![self.ids.bos(), self.ids.pad()];
         let mut slots = Vec::new();
@@ -464,8 +482,6 @@ impl ChunkStream {
             }
         }
         ids.push(self.ids.eos());
-        let words =
-            chunk_tokens.iter().map(|t| ChunkWord { text: t.text.clone(), range: t.range.clone() }).collect();
         let index = self.index;
         self.index += 1;
         PhonemeChunk { index, ids, slots, words, normalized_range: norm_start..norm_end, is_last }
@@ -725,6 +741,26 @@ fn assign_tokens(normalized: &Normalized, groups: &[&Group], tokens: &[Token]) -
         i += run;
     }
     out
+}
+
+/// For normalized timestamps: the chunk's normalized words (each group's, in order; a word spoken by several groups
+/// once) and each group's index among them. Their ranges are in the original text, as [`ChunkWord`]'s are.
+fn normalized_owners(normalized: &Normalized, groups: &[&Group]) -> (Vec<Option<usize>>, Vec<ChunkWord>) {
+    let mut words: Vec<ChunkWord> = Vec::new();
+    let mut last: Option<&Range<usize>> = None;
+    let owners = groups
+        .iter()
+        .map(|g| {
+            let w = g.word.as_ref()?;
+            if last != Some(w) {
+                let text = normalized.text().get(w.clone()).unwrap_or_default().to_owned();
+                words.push(ChunkWord { text, range: normalized.original_range(w.clone()) });
+                last = Some(w);
+            }
+            Some(words.len() - 1)
+        })
+        .collect();
+    (owners, words)
 }
 
 #[cfg(test)]

@@ -21,5 +21,7 @@ pub use frontend::{
 };
 pub use phonemes::PhonemeIdMap;
 pub use pronounce::{Alias, Lexicon, PhonemeOverride};
-pub use tags::{MAX_BREAK_SECONDS, Segment, ends_in_open_tag, parse_tags};
-pub use words::{Token, tokenize};
+pub use tags::{
+    MAX_BREAK_SECONDS, Segment, SourceMap, ends_in_open_tag, parse_tags, parse_tags_mapped, written_tokens,
+};
+pub use words::{Token, WordLabeler, tokenize};

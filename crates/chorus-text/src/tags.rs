@@ -20,42 +20,97 @@ pub const MAX_BREAK_SECONDS: f32 = 10.0;
 
 /// Splits a transcript into text and breaks. Adjacent text with the same settings is merged.
 pub fn parse_tags(transcript: &str) -> Vec<Segment> {
-    let mut out: Vec<Segment> = Vec::new();
+    parse_tags_mapped(transcript).into_iter().map(|(segment, _)| segment).collect()
+}
+
+/// Where the text of a [`Segment::Text`] came from in the transcript: its bytes map back to the transcript's, so
+/// that timestamps can name the words as written (a `<spell>` expansion maps to the tag's own position).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceMap {
+    anchors: Vec<Anchor>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Anchor {
+    /// From this byte of the segment's text on ...
+    at: usize,
+    /// ... the text is the transcript's from this byte (verbatim), or an expansion of the tag there.
+    source: usize,
+    verbatim: bool,
+}
+
+impl SourceMap {
+    /// The transcript byte that segment byte `at` came from.
+    pub fn source(&self, at: usize) -> usize {
+        let i = self.anchors.partition_point(|a| a.at <= at);
+        match i.checked_sub(1).and_then(|i| self.anchors.get(i)) {
+            Some(a) if a.verbatim => a.source + (at - a.at),
+            Some(a) => a.source,
+            None => at,
+        }
+    }
+
+    fn push(&mut self, at: usize, source: usize, verbatim: bool) {
+        if self.anchors.last().is_some_and(|a| a.at == at) {
+            self.anchors.pop();
+        }
+        self.anchors.push(Anchor { at, source, verbatim });
+    }
+
+    fn append(&mut self, other: &SourceMap, offset: usize) {
+        for a in &other.anchors {
+            self.push(a.at + offset, a.source, a.verbatim);
+        }
+    }
+}
+
+/// [`parse_tags`], with each segment's [`SourceMap`] (empty for breaks).
+pub fn parse_tags_mapped(transcript: &str) -> Vec<(Segment, SourceMap)> {
+    let mut out: Vec<(Segment, SourceMap)> = Vec::new();
     let (mut speed, mut volume) = (1.0f32, 1.0f32);
     let mut rest = transcript;
     let mut text = String::new();
-    let flush = |text: &mut String, out: &mut Vec<Segment>, speed: f32, volume: f32| {
-        if text.is_empty() {
-            return;
-        }
-        if let Some(Segment::Text { text: prev, speed: s, volume: v }) = out.last_mut()
-            && *s == speed
-            && *v == volume
-        {
-            prev.push_str(text);
-        } else {
-            out.push(Segment::Text { text: std::mem::take(text), speed, volume });
-        }
-        text.clear();
-    };
+    let mut map = SourceMap::default();
+    let flush =
+        |text: &mut String, map: &mut SourceMap, out: &mut Vec<(Segment, SourceMap)>, speed, volume| {
+            if text.is_empty() {
+                return;
+            }
+            if let Some((Segment::Text { text: prev, speed: s, volume: v }, prev_map)) = out.last_mut()
+                && *s == speed
+                && *v == volume
+            {
+                prev_map.append(map, prev.len());
+                prev.push_str(text);
+            } else {
+                out.push((Segment::Text { text: std::mem::take(text), speed, volume }, std::mem::take(map)));
+            }
+            text.clear();
+            *map = SourceMap::default();
+        };
+    // Byte offset of `rest` in the transcript.
+    let at = |rest: &str| transcript.len() - rest.len();
     while let Some(lt) = rest.find('<') {
+        map.push(text.len(), at(rest), true);
         text.push_str(&rest[..lt]);
         let after = &rest[lt..];
         let Some(tag) = read_tag(after) else {
+            map.push(text.len(), at(after), true);
             text.push('<');
             rest = &after[1..];
             continue;
         };
+        let tag_at = at(after);
         rest = &after[tag.len..];
         match tag.name.as_str() {
             "break" => {
-                flush(&mut text, &mut out, speed, volume);
+                flush(&mut text, &mut map, &mut out, speed, volume);
                 if let Some(secs) = tag.attr("time").and_then(parse_duration) {
-                    out.push(Segment::Break { seconds: secs.min(MAX_BREAK_SECONDS) });
+                    out.push((Segment::Break { seconds: secs.min(MAX_BREAK_SECONDS) }, SourceMap::default()));
                 }
             }
             "speed" => {
-                flush(&mut text, &mut out, speed, volume);
+                flush(&mut text, &mut map, &mut out, speed, volume);
                 if let Some(r) =
                     tag.attr("ratio").and_then(|v| v.parse::<f32>().ok()).filter(|r| r.is_finite())
                 {
@@ -63,7 +118,7 @@ pub fn parse_tags(transcript: &str) -> Vec<Segment> {
                 }
             }
             "volume" => {
-                flush(&mut text, &mut out, speed, volume);
+                flush(&mut text, &mut map, &mut out, speed, volume);
                 if let Some(r) = tag
                     .attr("ratio")
                     .or_else(|| tag.attr("level"))
@@ -78,6 +133,7 @@ pub fn parse_tags(transcript: &str) -> Vec<Segment> {
                     Some(end) => (&rest[..end], &rest[end + "</spell>".len()..]),
                     None => (rest, ""),
                 };
+                map.push(text.len(), tag_at, false);
                 text.push_str(&spell(inner));
                 rest = remaining;
             }
@@ -85,8 +141,38 @@ pub fn parse_tags(transcript: &str) -> Vec<Segment> {
             _ => {}
         }
     }
+    map.push(text.len(), at(rest), true);
     text.push_str(rest);
-    flush(&mut text, &mut out, speed, volume);
+    flush(&mut text, &mut map, &mut out, speed, volume);
+    out
+}
+
+/// Byte ranges of the transcript's whitespace-separated tokens as written, where a tag counts as part of the token
+/// around it (the space in `<break time="1s"/>` does not split it).
+pub fn written_tokens(transcript: &str) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start: Option<usize> = None;
+    let mut i = 0;
+    while let Some(c) = transcript[i..].chars().next() {
+        if c == '<'
+            && let Some(tag) = read_tag(&transcript[i..])
+        {
+            start.get_or_insert(i);
+            i += tag.len;
+            continue;
+        }
+        if c.is_whitespace() {
+            if let Some(s) = start.take() {
+                out.push(s..i);
+            }
+        } else {
+            start.get_or_insert(i);
+        }
+        i += c.len_utf8();
+    }
+    if let Some(s) = start {
+        out.push(s..transcript.len());
+    }
     out
 }
 
@@ -207,6 +293,38 @@ mod tests {
         assert_eq!(parse_tags("a <b"), vec![text("a <b", 1.0, 1.0)]);
         assert_eq!(parse_tags(r#"<break time="99s"/>"#), vec![Segment::Break { seconds: MAX_BREAK_SECONDS }]);
         assert!(parse_tags("").is_empty());
+    }
+
+    #[test]
+    fn segments_map_back_to_the_transcript() {
+        let t = r#"Say <spell>ab</spell>. Then <speed ratio="1.5"/>go"#;
+        let mapped = parse_tags_mapped(t);
+        let (Segment::Text { text, .. }, map) = &mapped[0] else { panic!("{mapped:?}") };
+        assert_eq!(text, "Say  A B . Then ");
+        assert_eq!(map.source(0), 0);
+        // The spelled letters come from the tag; the text after it is verbatim again.
+        assert_eq!(map.source(text.find('A').unwrap()), t.find("<spell>").unwrap());
+        assert_eq!(map.source(text.find('B').unwrap()), t.find("<spell>").unwrap());
+        assert_eq!(map.source(text.find('.').unwrap()), t.find('.').unwrap());
+        assert_eq!(map.source(text.find("Then").unwrap()), t.find("Then").unwrap());
+        let (Segment::Text { text, .. }, map) = &mapped[1] else { panic!("{mapped:?}") };
+        assert_eq!(text, "go");
+        assert_eq!(map.source(0), t.find("go").unwrap());
+        // Merged segments keep their own maps.
+        let t = r#"One <emotion value="x"/>two"#;
+        let mapped = parse_tags_mapped(t);
+        assert_eq!(mapped.len(), 1);
+        let (Segment::Text { text, .. }, map) = &mapped[0] else { panic!("{mapped:?}") };
+        assert_eq!(map.source(text.find("two").unwrap()), t.find("two").unwrap());
+    }
+
+    #[test]
+    fn written_tokens_keep_tags_whole() {
+        let t = r#"Wait <break time="1s"/> then <spell>12</spell>. ok"#;
+        let tokens: Vec<&str> = written_tokens(t).into_iter().map(|r| &t[r]).collect();
+        assert_eq!(tokens, ["Wait", r#"<break time="1s"/>"#, "then", "<spell>12</spell>.", "ok"]);
+        assert_eq!(written_tokens("  a  b "), [2..3, 5..6]);
+        assert_eq!(written_tokens("3 < 5"), [0..1, 2..3, 4..5]);
     }
 
     #[test]

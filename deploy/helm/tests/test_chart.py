@@ -401,7 +401,8 @@ def test_api_deployment_and_service(renders, case):
     c = spec["containers"][0]
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert ports == {"http": 5000, "metrics": 8080}
-    assert c["readinessProbe"]["httpGet"] == {"path": "/status", "port": "http"}
+    tls = bool(v["api"]["tls"]["secretName"])
+    assert c["readinessProbe"]["httpGet"] == {"path": "/status", "port": "http", **({"scheme": "HTTPS"} if tls else {})}
     assert c["livenessProbe"]["httpGet"]["path"] == "/metrics"
     assert c["lifecycle"]["preStop"]["sleep"]["seconds"] > 0
     assert spec["terminationGracePeriodSeconds"] >= 60
@@ -730,8 +731,11 @@ def test_aws_alb_ingress(renders, case):
     if v["clusterName"]:
         assert a["alb.ingress.kubernetes.io/tags"] == f"chorus-cluster={v['clusterName']}"
     assert ingress_paths(ing) == expected_paths(v)
+    tls = {"alb.ingress.kubernetes.io/backend-protocol": "HTTPS",
+           "alb.ingress.kubernetes.io/healthcheck-protocol": "HTTPS"} if v["api"]["tls"]["secretName"] else {}
     assert one(r, "Service", api_service(v))["metadata"]["annotations"] == {
-        "alb.ingress.kubernetes.io/healthcheck-path": "/status"}
+        "alb.ingress.kubernetes.io/healthcheck-path": "/status", **tls}
+    assert a["alb.ingress.kubernetes.io/backend-protocol"] == "HTTP", "the license proxy's backends stay HTTP"
     assert not objs(r, "ManagedCertificate") and not objs(r, "BackendConfig")
 
 
@@ -1089,6 +1093,43 @@ def test_gcs_secret_name_mounts_the_bucket_key_for_a_gs_store(helm):
                          "--set", "artifacts.credentialsSecret=gcs-env"))
     assert r.rc == 0, r.err
     assert "GOOGLE_APPLICATION_CREDENTIALS" not in r.out and "gcs-credentials" not in r.out
+
+
+def test_end_to_end_tls_and_cors(helm, renders):
+    """api.tls.secretName: the kubernetes.io/tls Secret mounted whole (so renewals reach the files) and named to the
+    API, the readiness probe and the load balancers speaking HTTPS to the API (and only to it); api.cors.origins
+    become CHORUS_CORS_ORIGINS."""
+    assert "tls-cors" in renders
+    r = renders["tls-cors"]
+    dep = one(r, "Deployment", f"{RELEASE}-api")
+    spec = dep["spec"]["template"]["spec"]
+    c = spec["containers"][0]
+    env = env_of(c)
+    assert env["CHORUS_TLS_CERT"]["value"] == "/etc/chorus-tls/tls.crt"
+    assert env["CHORUS_TLS_KEY"]["value"] == "/etc/chorus-tls/tls.key"
+    assert env["CHORUS_CORS_ORIGINS"]["value"] == "https://app.example.com,https://admin.example.com"
+    vols = {vol["name"]: vol for vol in spec["volumes"]}
+    assert vols["tls"]["secret"]["secretName"] == "chorus-api-tls"
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "tls")
+    assert mount == {"name": "tls", "mountPath": "/etc/chorus-tls", "readOnly": True}, "no subPath: updates arrive"
+    for d in objs(r, "Deployment"):
+        if d["metadata"]["name"] != f"{RELEASE}-api":
+            assert "CHORUS_TLS_CERT" not in env_of(d["spec"]["template"]["spec"]["containers"][0])
+    # Without the values nothing of it is rendered.
+    plain = renders["aws"]
+    c = one(plain, "Deployment", f"{RELEASE}-api")["spec"]["template"]["spec"]["containers"][0]
+    assert not {"CHORUS_TLS_CERT", "CHORUS_CORS_ORIGINS"} & set(env_of(c))
+    # GKE: HTTPS to the API's backends, health checked over HTTPS; the license proxy's stay HTTP.
+    out = run(template_cmd(helm, "--values", VALUES_DIR / "gcp.yaml", "--set", "api.tls.secretName=chorus-api-tls"))
+    assert out.rc == 0, out.err
+    gdocs = {"docs": [d for d in yaml.safe_load_all(out.out) if d]}
+    v = load_values("gcp")
+    svc = one(gdocs, "Service", api_service(v))["metadata"]["annotations"]
+    assert json.loads(svc["cloud.google.com/app-protocols"]) == {"http": "HTTPS"}
+    assert one(gdocs, "BackendConfig", f"{RELEASE}-api")["spec"]["healthCheck"]["type"] == "HTTPS"
+    assert one(gdocs, "BackendConfig", f"{RELEASE}-license-proxy")["spec"]["healthCheck"]["type"] == "HTTP"
+    assert "cloud.google.com/app-protocols" not in one(gdocs, "Service", f"{RELEASE}-license-proxy")["metadata"].get(
+        "annotations", {})
 
 
 @pytest.mark.parametrize("sa, created, name", [

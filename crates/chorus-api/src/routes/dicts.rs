@@ -138,7 +138,7 @@ pub async fn delete(
 }
 
 fn dict_not_found(id: &str) -> ApiError {
-    ApiError::not_found(format!("pronunciation dictionary '{id}' does not exist"))
+    ApiError::not_found(format!("pronunciation dictionary '{}' does not exist", crate::error::echo(id)))
 }
 
 /// Non-empty `text` and `alias`, an IPA alias closed by its slash, at most [`MAX_ITEMS`] items.

@@ -7,8 +7,8 @@
 //! - `voice`: a Chorus voice id (`GET /voices`), or one of OpenAI's voice names ([`OPENAI_VOICES`]), which all map
 //!   to the **default voice: the first built-in English voice in id order** (the first built-in voice when no
 //!   voice speaks English). A string or `{"id": ...}`.
-//! - `response_format`: `mp3` (default), `wav`, or `pcm` (raw 16-bit little-endian mono), all at 24 kHz as
-//!   OpenAI documents. `opus`, `aac` and `flac` are refused with a 400 (no encoder).
+//! - `response_format`: `mp3` (default), `wav`, `pcm` (raw 16-bit little-endian mono), `opus` (Ogg Opus) or
+//!   `flac`, all at 24 kHz as OpenAI documents. `aac` is refused with a 400 (no maintained encoder builds offline).
 //! - `speed`: OpenAI's range is 0.25-4.0; Chorus speaks 0.5-2.0, and refuses the rest with a 400 that says so.
 //! - `stream_format`: `audio` (default) streams the bytes; `sse` streams `speech.audio.delta` events (base64
 //!   audio) and a final `speech.audio.done` (token usage is reported as 0: nothing is tokenized).
@@ -76,7 +76,8 @@ impl From<ApiError> for OpenAiError {
             | ErrorCode::WorkerLost
             | ErrorCode::InferenceFailed
             | ErrorCode::Internal
-            | ErrorCode::Conflict => None,
+            | ErrorCode::Conflict
+            | ErrorCode::Timeout => None,
         };
         Self { error, param }
     }
@@ -142,7 +143,10 @@ pub async fn speech(
         None | Some("audio") => false,
         Some("sse") => true,
         Some(other) => {
-            let e = ApiError::invalid(format!("stream_format must be 'audio' or 'sse', got '{other}'"));
+            let e = ApiError::invalid(format!(
+                "stream_format must be 'audio' or 'sse', got '{}'",
+                crate::error::echo(other)
+            ));
             return Err(with_param("stream_format")(e));
         }
     };
@@ -192,7 +196,10 @@ pub async fn speech(
 fn content_type(format: &chorus_proto::OutputFormat) -> &'static str {
     match format.container {
         chorus_proto::Container::Raw => "audio/pcm",
-        chorus_proto::Container::Wav | chorus_proto::Container::Mp3 => chorus_audio::content_type(format),
+        chorus_proto::Container::Wav
+        | chorus_proto::Container::Mp3
+        | chorus_proto::Container::Opus
+        | chorus_proto::Container::Flac => chorus_audio::content_type(format),
     }
 }
 
@@ -208,9 +215,12 @@ fn output_format(response_format: Option<&str>) -> Result<OutputFormatSpec, ApiE
         "mp3" => Ok(spec("mp3", None, Some(OPENAI_MP3_BIT_RATE))),
         "wav" => Ok(spec("wav", Some("pcm_s16le"), None)),
         "pcm" => Ok(spec("raw", Some("pcm_s16le"), None)),
-        unsupported @ ("opus" | "aac" | "flac") => Err(ApiError::invalid(format!(
-            "response_format '{unsupported}' is not supported by this server; use mp3, wav or pcm"
-        ))),
+        "opus" => Ok(spec("opus", None, None)),
+        "flac" => Ok(spec("flac", None, None)),
+        "aac" => Err(ApiError::invalid(
+            "response_format 'aac' is not supported by this server (no maintained AAC encoder builds offline); \
+             use mp3, opus, flac, wav or pcm",
+        )),
         other => Err(ApiError::invalid(format!(
             "unknown response_format '{other}' (expected mp3, opus, aac, flac, wav or pcm)"
         ))),
@@ -244,7 +254,8 @@ fn resolve_voice(state: &AppState, voice: &VoiceSpecifier) -> Result<String, Api
     Err(ApiError::new(
         ErrorCode::VoiceNotFound,
         format!(
-            "voice '{id}' does not exist; use an id from GET /voices or an OpenAI voice name such as 'alloy'"
+            "voice '{}' does not exist; use an id from GET /voices or an OpenAI voice name such as 'alloy'",
+            crate::error::echo(id)
         ),
     ))
 }
@@ -318,7 +329,9 @@ mod tests {
     fn formats() {
         assert_eq!(output_format(None).unwrap().container, "mp3");
         assert_eq!(output_format(Some("pcm")).unwrap().container, "raw");
-        assert!(output_format(Some("opus")).unwrap_err().message.contains("not supported"));
+        assert!(output_format(Some("aac")).unwrap_err().message.contains("not supported"));
+        assert_eq!(output_format(Some("opus")).unwrap().container, "opus");
+        assert_eq!(output_format(Some("flac")).unwrap().container, "flac");
         assert!(output_format(Some("ogg")).is_err());
     }
 }

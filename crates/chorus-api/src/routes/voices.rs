@@ -288,7 +288,7 @@ pub async fn delete(
 }
 
 fn voice_not_found(id: &str) -> ApiError {
-    ApiError::new(ErrorCode::VoiceNotFound, format!("voice '{id}' does not exist"))
+    ApiError::new(ErrorCode::VoiceNotFound, format!("voice '{}' does not exist", crate::error::echo(id)))
 }
 
 fn builtin_is_read_only(id: &str, what: &str) -> ApiError {

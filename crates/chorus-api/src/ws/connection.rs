@@ -26,11 +26,15 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
+use chorus_proto::license::LicenseState;
+
 use super::context::{ContextTask, inputs_for};
 use super::frames::{self, BadMessage, ClientMessage, Generate};
 use super::{WsConfig, close_code};
 use crate::error::ApiError;
-use crate::state::{AppState, Route, new_request_id};
+use crate::license::{CANCELLED, CLIENT_CLOSED, TenantCheck};
+use crate::request::TtsRequest;
+use crate::state::{AppState, Prepared, Route, new_request_id};
 
 /// Frames queued toward the writer. Small: the socket is the real buffer, and a full queue is what slows the
 /// context tasks (and through them the workers) down to the client's pace.
@@ -44,7 +48,8 @@ const MAX_CONTEXT_ID_BYTES: usize = 1024;
 #[derive(Debug)]
 pub(crate) enum Outgoing {
     /// A text frame. Dropped unasked if `muted` is set by the time the writer gets to it (a cancelled context).
-    Frame { text: String, muted: Option<Arc<AtomicBool>> },
+    /// `traffic`: it counts as activity of the socket (audio, a context's end; not an `error` about bad input).
+    Frame { text: String, muted: Option<Arc<AtomicBool>>, traffic: bool },
     /// A close frame; the writer stops after it.
     Close { code: u16, reason: &'static str },
 }
@@ -61,9 +66,20 @@ pub(crate) enum Internal {
 /// Where a context's inputs go.
 #[derive(Debug)]
 enum Inputs {
+    /// No text yet: the context is validated but nothing is started (it holds no worker slot and no admission).
+    Deferred(Box<Deferred>),
     /// The job is still being started (the bus may queue it): inputs wait here, in order.
     Starting(Vec<ContextInput>),
     Running(crossbeam_channel::Sender<ContextInput>),
+}
+
+/// A context without text yet.
+#[derive(Debug)]
+struct Deferred {
+    request: TtsRequest,
+    prepared: Prepared,
+    /// Flushes already answered (`flush_done` 1, 2, ...).
+    flushes: u32,
 }
 
 #[derive(Debug)]
@@ -73,10 +89,16 @@ struct Context {
     /// `continue: false` was seen: the context only awaits its `done`.
     ended: bool,
     muted: Arc<AtomicBool>,
-    task: AbortHandle,
+    /// `None` while deferred.
+    task: Option<AbortHandle>,
     request_id: String,
     /// Shared with the context's task: continuations add their characters.
     meter: Option<Arc<crate::license::UsageMeter>>,
+    /// Client messages for the context and output of its job (the context idle timeout).
+    activity: Arc<Activity>,
+    /// The context's `max_buffer_delay_ms`: text the worker holds back may come out this long after the last input,
+    /// so the idle time starts counting after it.
+    buffer_delay: Duration,
 }
 
 /// How a context that is no longer running ended.
@@ -129,25 +151,36 @@ impl Recent {
     }
 }
 
-/// When the connection last saw traffic, either way (ping and pong excepted). Shared with the writer.
+/// When a socket (shared with the writer) or a context (shared with its task) last saw real traffic, and
+/// whether it is busy (a context's task waiting on the writer is not idle).
 #[derive(Debug)]
-struct Activity {
+pub(crate) struct Activity {
     origin: Instant,
     last_ms: AtomicU64,
+    busy: AtomicBool,
 }
 
 impl Activity {
-    fn new() -> Self {
-        Self { origin: Instant::now(), last_ms: AtomicU64::new(0) }
+    pub(crate) fn new() -> Self {
+        Self { origin: Instant::now(), last_ms: AtomicU64::new(0), busy: AtomicBool::new(false) }
     }
 
-    fn touch(&self) {
+    pub(crate) fn touch(&self) {
         let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_ms.store(ms, Ordering::Relaxed);
     }
 
+    pub(crate) fn set_busy(&self, busy: bool) {
+        self.busy.store(busy, Ordering::Relaxed);
+    }
+
     fn last(&self) -> Instant {
         self.origin + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+
+    /// How long it has been idle (zero while busy).
+    fn idle_for(&self) -> Duration {
+        if self.busy.load(Ordering::Relaxed) { Duration::ZERO } else { self.last().elapsed() }
     }
 }
 
@@ -176,6 +209,8 @@ struct Connection {
     recent: Recent,
     generation: u64,
     phase: Phase,
+    /// Real traffic of the socket (its idle close).
+    activity: Arc<Activity>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -205,7 +240,11 @@ pub(crate) async fn serve<S>(
     let (internal_tx, mut internal_rx) =
         mpsc::channel(config.max_contexts.saturating_mul(2).saturating_add(16));
     let mut shutdown = shutdown;
+    // A tenant key's socket follows the proxy's state: a revocation closes it.
+    let mut license = if caller.tenant.is_some() { state.license.watch() } else { None };
     let idle_timeout = config.idle_timeout;
+    let check_every =
+        (config.context_idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
     let mut conn = Connection {
         state,
         caller,
@@ -216,11 +255,14 @@ pub(crate) async fn serve<S>(
         recent: Recent::default(),
         generation: 0,
         phase: Phase::Open,
+        activity: Arc::clone(&activity),
     };
     tracing::debug!("WebSocket connection opened.");
 
     let idle = tokio::time::sleep(idle_timeout);
     tokio::pin!(idle);
+    let mut context_check = tokio::time::interval(check_every);
+    context_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let deadline = match conn.phase {
             Phase::Open => None,
@@ -235,12 +277,7 @@ pub(crate) async fn serve<S>(
             () = conn.out.closed(), if !closing => break,
             msg = stream.next() => match msg {
                 None => break,
-                Some(Ok(msg)) => {
-                    if !matches!(msg, Message::Ping(_) | Message::Pong(_)) {
-                        activity.touch();
-                    }
-                    conn.on_message(msg).await;
-                }
+                Some(Ok(msg)) => conn.on_message(msg).await,
                 Some(Err(e)) => match close_code(&e) {
                     Some((code, reason)) if !closing => {
                         tracing::debug!(%e, code, "WebSocket read error: closing.");
@@ -262,16 +299,23 @@ pub(crate) async fn serve<S>(
                     idle.as_mut().reset(due);
                 }
             }
+            _ = context_check.tick(), if !conn.contexts.is_empty() && !closing => conn.close_idle_contexts().await,
+            () = license_changed(&mut license), if !closing => {
+                if conn.key_revoked() {
+                    conn.revoke().await;
+                }
+            }
             () = wait_shutdown(&mut shutdown), if conn.phase == Phase::Open => conn.drain().await,
             () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                 match conn.phase {
-                    Phase::Draining { .. } => conn.close(1001, "server shutting down").await,
+                    Phase::Draining { .. } => conn.drain_deadline().await,
                     Phase::Closing { .. } | Phase::Open => break,
                 }
             }
         }
     }
-    conn.abort_all();
+    // However the loop ended, contexts still running lost their client.
+    conn.abort_all(CLIENT_CLOSED);
     let close_timeout = conn.config.close_timeout;
     drop(conn);
     // Let the writer finish what is queued (a close frame, typically): it ends once every sender is gone, or on
@@ -281,6 +325,16 @@ pub(crate) async fn serve<S>(
         abort.abort();
     }
     tracing::debug!("WebSocket connection closed.");
+}
+
+/// Completes when the license proxy's state changes; never without a proxy (or once its sender is gone).
+async fn license_changed(rx: &mut Option<watch::Receiver<Option<LicenseState>>>) {
+    if let Some(rx) = rx
+        && rx.changed().await.is_ok()
+    {
+        return;
+    }
+    std::future::pending::<()>().await;
 }
 
 /// Completes when the shutdown signal is raised; never if there is none (or its sender is gone).
@@ -319,7 +373,7 @@ async fn write_loop<K>(
             Err(mpsc::error::TryRecvError::Disconnected) => None,
         };
         match next {
-            Some(Outgoing::Frame { text, muted }) => {
+            Some(Outgoing::Frame { text, muted, traffic }) => {
                 if muted.as_deref().is_some_and(|m| m.load(Ordering::Acquire)) {
                     continue;
                 }
@@ -327,7 +381,9 @@ async fn write_loop<K>(
                     return;
                 }
                 unflushed = true;
-                activity.touch();
+                if traffic {
+                    activity.touch();
+                }
             }
             Some(Outgoing::Close { code, reason }) => {
                 let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
@@ -388,7 +444,7 @@ impl Connection {
             // Pings are answered by the protocol layer.
             Message::Ping(_) | Message::Pong(_) => {}
             // The client is leaving: stop every job now; the protocol layer answers the close on the next read.
-            Message::Close(_) => self.abort_all(),
+            Message::Close(_) => self.abort_all(CLIENT_CLOSED),
         }
     }
 
@@ -399,7 +455,8 @@ impl Connection {
         };
         if let Some(ctx) = self.contexts.remove(id.as_str()) {
             tracing::debug!(request_id = %ctx.request_id, "WebSocket context cancelled.");
-            stop(ctx);
+            self.activity.touch();
+            stop(ctx, CANCELLED);
             self.recent.insert(Arc::from(id), Ended::Cancelled);
             self.maybe_drained().await;
         }
@@ -434,17 +491,18 @@ impl Connection {
         // are not checked: the Python SDK fills them with placeholders.
         if closing {
             self.recent.insert(Arc::clone(&id), Ended::Done);
-            self.send(frames::done(&id), None).await;
+            self.send(frames::done(&id), None, true).await;
             return;
         }
-        if let Err(e) = self.open_context(Arc::clone(&id), &g) {
+        if let Err(e) = self.open_context(Arc::clone(&id), &g).await {
+            self.contexts.remove(&id);
             self.recent.insert(Arc::clone(&id), Ended::Refused);
             self.send_error(&e, Some(&id)).await;
         }
     }
 
-    /// Validates the first message of a context and starts its task.
-    fn open_context(&mut self, id: Arc<str>, g: &Generate) -> Result<(), ApiError> {
+    /// Validates the first message of a context; starts its job if it has text (else it waits, deferred).
+    async fn open_context(&mut self, id: Arc<str>, g: &Generate) -> Result<(), ApiError> {
         let request_id = new_request_id();
         if let Phase::Draining { .. } = self.phase {
             return Err(ApiError::new(
@@ -468,44 +526,71 @@ impl Connection {
         self.state.license.check_entitlement().map_err(|e| e.with_request_id(&request_id))?;
         let request = g.request().map_err(|e| e.with_request_id(&request_id))?;
         let prepared = self.state.prepare(&request, &request_id, Route::WebSocket)?;
-        let meter = Some(Arc::new(self.state.meter(&self.caller, "websocket", &request, &prepared.job)));
-        let mut pending = Vec::new();
-        if prepared.job.continuation && g.flush {
-            pending.push(ContextInput::Flush);
+        let continuation = prepared.job.continuation;
+        let has_text = has_text(&prepared.job.transcript);
+        let buffer_delay = Duration::from_millis(u64::from(prepared.job.max_buffer_delay_ms));
+        let ctx = Context {
+            generation: 0,
+            inputs: Inputs::Deferred(Box::new(Deferred { request, prepared, flushes: 0 })),
+            ended: !continuation,
+            muted: Arc::new(AtomicBool::new(false)),
+            task: None,
+            request_id: request_id.clone(),
+            meter: None,
+            activity: Arc::new(Activity::new()),
+            buffer_delay,
+        };
+        self.activity.touch();
+        self.contexts.insert(Arc::clone(&id), ctx);
+        if continuation && !has_text {
+            tracing::debug!(%request_id, "WebSocket context opened, waiting for text (no job yet).");
+            if g.flush {
+                self.feed(&id, ContextInput::Flush).await?;
+            }
+            return Ok(());
         }
+        let pending = if continuation && g.flush { vec![ContextInput::Flush] } else { Vec::new() };
+        self.start(&id, pending)
+    }
+
+    /// Starts the job of a deferred context: admission (tenant key, license), its meter, its task.
+    fn start(&mut self, id: &Arc<str>, pending: Vec<ContextInput>) -> Result<(), ApiError> {
+        let Some(ctx) = self.contexts.get_mut(id) else { return Ok(()) };
+        let request_id = ctx.request_id.clone();
+        let admission = self.state.license.admit_context(&self.caller).map_err(|e| {
+            tracing::info!(error = %e, "WebSocket context refused: over a limit.");
+            e.with_request_id(&request_id)
+        })?;
+        let Inputs::Deferred(deferred) = std::mem::replace(&mut ctx.inputs, Inputs::Starting(pending)) else {
+            return Ok(());
+        };
+        let Deferred { request, prepared, flushes } = *deferred;
+        let meter = Arc::new(self.state.meter(&self.caller, "websocket", &request, &prepared.job));
         self.generation += 1;
-        let muted = Arc::new(AtomicBool::new(false));
+        ctx.generation = self.generation;
+        ctx.meter = Some(Arc::clone(&meter));
         let task = ContextTask {
-            context_id: Arc::clone(&id),
+            context_id: Arc::clone(id),
             generation: self.generation,
             job: prepared.job,
             format: prepared.format,
             bus: Arc::clone(&self.state.bus),
             out: self.out.clone(),
             internal: self.internal.clone(),
-            muted: Arc::clone(&muted),
-            meter: meter.clone(),
+            muted: Arc::clone(&ctx.muted),
+            meter: Some(meter),
+            flush_offset: flushes,
+            activity: Arc::clone(&ctx.activity),
+            _admission: admission,
         };
-        let ended = !task.job.continuation;
         let span = tracing::debug_span!("ws_context", %request_id, context_id = ?id);
         let handle = tokio::spawn(task.run().instrument(span));
-        tracing::debug!(%request_id, contexts = self.contexts.len() + 1, "WebSocket context opened.");
-        self.contexts.insert(
-            id,
-            Context {
-                generation: self.generation,
-                inputs: Inputs::Starting(pending),
-                ended,
-                muted,
-                task: handle.abort_handle(),
-                request_id,
-                meter,
-            },
-        );
+        ctx.task = Some(handle.abort_handle());
+        tracing::debug!(%request_id, contexts = self.contexts.len(), "WebSocket context started.");
         Ok(())
     }
 
-    /// A later message on a running context: its transcript, flush and end become inputs, in order.
+    /// A later message on a context: its transcript, flush and end become inputs, in order.
     async fn continue_context(&mut self, id: Arc<str>, g: Generate) {
         let max_chars = self.state.config.max_transcript_chars;
         let Some(ctx) = self.contexts.get_mut(&id) else { return };
@@ -527,16 +612,51 @@ impl Connection {
             self.fail(&id, e).await;
             return;
         }
-        ctx.ended = !g.continue_;
-        if let Some(m) = &ctx.meter {
-            m.add_chars(chars as u64);
+        // Only work counts as activity: an empty `continue` message keeps neither the context nor the socket.
+        if has_text(&g.transcript) || g.flush || !g.continue_ {
+            ctx.activity.touch();
+            self.activity.touch();
         }
+        ctx.ended = !g.continue_;
         for input in inputs_for(g.transcript, g.flush, g.continue_) {
-            if let Err(e) = push(ctx, input) {
+            if let Err(e) = self.feed(&id, input).await {
                 self.fail(&id, e).await;
                 return;
             }
         }
+    }
+
+    /// One input for a context: a deferred one accumulates text (and starts once it has some), answers its
+    /// flushes and ends at once; a started one queues it for its job.
+    async fn feed(&mut self, id: &Arc<str>, input: ContextInput) -> Result<(), ApiError> {
+        let Some(ctx) = self.contexts.get_mut(id) else { return Ok(()) };
+        if let Inputs::Deferred(deferred) = &mut ctx.inputs {
+            match input {
+                ContextInput::Append { text } => {
+                    deferred.prepared.job.transcript.push_str(&text);
+                    if has_text(&deferred.prepared.job.transcript) {
+                        self.start(id, Vec::new())?;
+                    }
+                }
+                ContextInput::Flush => {
+                    deferred.flushes += 1;
+                    let flush = frames::flush_done(id, deferred.flushes);
+                    self.send(flush, None, true).await;
+                }
+                ContextInput::End => {
+                    self.contexts.remove(id);
+                    self.recent.insert(Arc::clone(id), Ended::Done);
+                    self.send(frames::done(id), None, true).await;
+                    self.maybe_drained().await;
+                }
+                ContextInput::Cancel => {}
+            }
+            return Ok(());
+        }
+        if let (ContextInput::Append { text }, Some(m)) = (&input, &ctx.meter) {
+            m.add_chars(text.chars().count() as u64);
+        }
+        push(ctx, input)
     }
 
     async fn on_internal(&mut self, msg: Internal) {
@@ -559,7 +679,11 @@ impl Connection {
                 }
             }
             Internal::Finished { context_id, generation, ok } => {
-                if self.contexts.get(&context_id).is_some_and(|c| c.generation == generation) {
+                if self
+                    .contexts
+                    .get(&context_id)
+                    .is_some_and(|c| c.generation == generation && c.task.is_some())
+                {
                     self.contexts.remove(&context_id);
                     let how = if ok { Ended::Done } else { Ended::Failed(Instant::now()) };
                     self.recent.insert(context_id, how);
@@ -569,12 +693,65 @@ impl Connection {
         }
     }
 
+    /// Ends every context that has had nothing to do for the context idle timeout (deferred ones without text,
+    /// running ones whose job has spoken everything and waits for text). Contexts waiting for a worker slot, and
+    /// ended ones finishing their audio, are not idle.
+    async fn close_idle_contexts(&mut self) {
+        let limit = self.config.context_idle_timeout;
+        let idle: Vec<Arc<str>> = self
+            .contexts
+            .iter()
+            .filter(|(_, c)| {
+                !c.ended
+                    && matches!(c.inputs, Inputs::Deferred(_) | Inputs::Running(_))
+                    && c.activity.idle_for() >= limit + c.buffer_delay
+            })
+            .map(|(id, _)| Arc::clone(id))
+            .collect();
+        for id in idle {
+            metrics::counter!(chorus_proto::metrics::WS_CONTEXTS_CLOSED_TOTAL, "reason" => "idle")
+                .increment(1);
+            let e = ApiError::new(
+                ErrorCode::Timeout,
+                format!(
+                    "context idle for {} s (no text and nothing left to speak): closed; send text sooner, or end \
+                     contexts with continue=false",
+                    limit.as_secs_f64()
+                ),
+            );
+            self.fail(&id, e).await;
+        }
+    }
+
+    /// True when the socket's tenant key is no longer valid (revoked or removed).
+    fn key_revoked(&self) -> bool {
+        let Some(tenant) = &self.caller.tenant else { return false };
+        matches!(self.state.license.check_hash(&tenant.sha256), TenantCheck::Revoked | TenantCheck::Unknown)
+    }
+
+    /// The socket's key was revoked: every context ends with a 401 `error`, and the socket closes (1008).
+    async fn revoke(&mut self) {
+        tracing::info!(contexts = self.contexts.len(), "API key revoked: closing its WebSocket.");
+        let e =
+            ApiError::new(ErrorCode::Unauthorized, "this API key has been revoked: the connection is closed");
+        let ids: Vec<Arc<str>> = self.contexts.keys().cloned().collect();
+        metrics::counter!(chorus_proto::metrics::WS_CONTEXTS_CLOSED_TOTAL, "reason" => "revoked")
+            .increment(ids.len() as u64);
+        if ids.is_empty() {
+            self.send_error(&e, None).await;
+        }
+        for id in ids {
+            self.fail(&id, e.clone()).await;
+        }
+        self.close(1008, "api key revoked").await;
+    }
+
     /// Ends a context with an error event: the job stops and nothing else is sent for it.
     async fn fail(&mut self, id: &Arc<str>, error: ApiError) {
         let mut error = error;
         if let Some(ctx) = self.contexts.remove(id) {
             error = error.with_request_id(&ctx.request_id);
-            stop(ctx);
+            stop(ctx, error.code.as_str());
         }
         if error.request_id.is_empty() {
             error = error.with_request_id(&new_request_id());
@@ -591,12 +768,12 @@ impl Connection {
             error.clone()
         };
         tracing::debug!(request_id = %error.request_id, error = %error, "WebSocket error event.");
-        self.send(frames::error(&error, context_id), None).await;
+        self.send(frames::error(&error, context_id), None, false).await;
     }
 
-    async fn send(&self, text: String, muted: Option<Arc<AtomicBool>>) {
+    async fn send(&self, text: String, muted: Option<Arc<AtomicBool>>, traffic: bool) {
         // Fails only when the writer is gone; the loop notices that on its own.
-        let _ = self.out.send(Outgoing::Frame { text, muted }).await;
+        let _ = self.out.send(Outgoing::Frame { text, muted, traffic }).await;
     }
 
     /// Starts draining for a server shutdown.
@@ -604,6 +781,22 @@ impl Connection {
         tracing::debug!(contexts = self.contexts.len(), "Shutdown: draining the WebSocket connection.");
         self.phase = Phase::Draining { deadline: Instant::now() + self.config.drain_timeout };
         self.maybe_drained().await;
+    }
+
+    /// The drain time is over: every context still open ends with a 503 `error`, then the socket closes (1001).
+    async fn drain_deadline(&mut self) {
+        let ids: Vec<Arc<str>> = self.contexts.keys().cloned().collect();
+        let e = ApiError::new(
+            ErrorCode::Unserviceable,
+            format!(
+                "the server is shutting down and this context did not end within {} s; reconnect and send it again",
+                self.config.drain_timeout.as_secs_f64()
+            ),
+        );
+        for id in ids {
+            self.fail(&id, e.clone()).await;
+        }
+        self.close(1001, "server shutting down").await;
     }
 
     async fn maybe_drained(&mut self) {
@@ -618,7 +811,7 @@ impl Connection {
             return;
         }
         tracing::debug!(code, reason, "Closing the WebSocket connection.");
-        self.abort_all();
+        self.abort_all(CLIENT_CLOSED);
         let timeout = self.config.close_timeout;
         let queued = tokio::time::timeout(timeout, self.out.send(Outgoing::Close { code, reason })).await;
         let deadline = match queued {
@@ -629,23 +822,33 @@ impl Connection {
         self.phase = Phase::Closing { deadline };
     }
 
-    /// Stops every job (socket closing or gone). Nothing more is sent for any context.
-    fn abort_all(&mut self) {
+    /// Stops every job (socket closing or gone), recording `status`. Nothing more is sent for any context.
+    fn abort_all(&mut self, status: &str) {
         for (_, ctx) in self.contexts.drain() {
-            stop(ctx);
+            stop(ctx, status);
         }
     }
 }
 
-/// Stops a context's job and silences it: Cancel to the worker, the task aborted (dropping the job handle), and
-/// its frames still queued dropped by the writer.
-fn stop(ctx: Context) {
+/// True when `text` has something besides whitespace (what makes a context start its job).
+fn has_text(text: &str) -> bool {
+    text.chars().any(|c| !c.is_whitespace())
+}
+
+/// Stops a context's job and silences it: its usage recorded with `status`, Cancel to the worker, the task aborted
+/// (dropping the job handle), and its frames still queued dropped by the writer.
+fn stop(ctx: Context, status: &str) {
     ctx.muted.store(true, Ordering::Release);
+    if let Some(meter) = &ctx.meter {
+        meter.finish(status);
+    }
     if let Inputs::Running(inputs) = &ctx.inputs {
         // Full or disconnected: the dropped handle stops the worker anyway.
         let _ = inputs.try_send(ContextInput::Cancel);
     }
-    ctx.task.abort();
+    if let Some(task) = &ctx.task {
+        task.abort();
+    }
 }
 
 /// Queues one input for a context's worker. A full queue means the client sends faster than it can be served.
@@ -659,6 +862,8 @@ fn push(ctx: &mut Context, input: ContextInput) -> Result<(), ApiError> {
         ))
     };
     match &mut ctx.inputs {
+        // Deferred contexts take their inputs in `Connection::feed`.
+        Inputs::Deferred(_) => Ok(()),
         Inputs::Starting(pending) => {
             if pending.len() >= chorus_bus::INPUT_BUFFER {
                 return Err(flooded());

@@ -7,7 +7,7 @@ use chorus_bus::{Bus, JobHandle};
 use chorus_proto::{ContextInput, ErrorCode, JobEvent, OutputFormat, SynthesisJob};
 use tokio::sync::mpsc;
 
-use super::connection::{Internal, Outgoing};
+use super::connection::{Activity, Internal, Outgoing};
 use super::frames;
 use crate::encode::ChunkEncoder;
 use crate::error::ApiError;
@@ -24,8 +24,14 @@ pub(crate) struct ContextTask {
     pub(crate) internal: mpsc::Sender<Internal>,
     /// Set by the connection on cancel: the writer drops this context's frames still queued.
     pub(crate) muted: Arc<AtomicBool>,
-    /// Accounts the context (`None` without a license proxy).
+    /// Accounts the context.
     pub(crate) meter: Option<Arc<crate::license::UsageMeter>>,
+    /// Flushes answered before the job started (a context that had no text yet): the job counts its own from 1.
+    pub(crate) flush_offset: u32,
+    /// When the context last did something; shared with the connection's idle check.
+    pub(crate) activity: Arc<Activity>,
+    /// The context's admission (tenant key and license counts), released when the task ends.
+    pub(crate) _admission: Option<Arc<crate::license::InFlight>>,
 }
 
 impl std::fmt::Debug for ContextTask {
@@ -72,9 +78,14 @@ impl ContextTask {
         self.finish(end).await;
     }
 
-    /// Sends one frame; false when the writer is gone.
+    /// Sends one frame; false when the writer is gone. A context waiting for the writer is busy, not idle.
     async fn send(&self, text: String) -> bool {
-        self.out.send(Outgoing::Frame { text, muted: Some(Arc::clone(&self.muted)) }).await.is_ok()
+        self.activity.set_busy(true);
+        let frame = Outgoing::Frame { text, muted: Some(Arc::clone(&self.muted)), traffic: true };
+        let sent = self.out.send(frame).await.is_ok();
+        self.activity.set_busy(false);
+        self.activity.touch();
+        sent
     }
 
     /// Forwards the job's events until it ends.
@@ -84,15 +95,17 @@ impl ContextTask {
         let mut encoder = ChunkEncoder::new(self.format, &self.job.request_id);
         // The flush period of the audio in flight (counts from 1), and the step time of chunks that encoded to
         // nothing yet (resampler latency), carried to the next chunk sent.
-        let mut flush_id = 1;
+        let offset = self.flush_offset;
+        let mut flush_id = 1 + offset;
         let mut step_ms = 0.0;
         while let Some(event) = events.recv().await {
+            self.activity.touch();
             let text = match event {
                 JobEvent::Audio(audio) => {
                     if let Some(m) = &self.meter {
                         m.audio(audio.samples.len(), audio.sample_rate);
                     }
-                    flush_id = audio.flush_id;
+                    flush_id = audio.flush_id + offset;
                     step_ms += audio.step_time_ms;
                     match encoder.push(audio).await {
                         Ok(bytes) if bytes.is_empty() => continue,
@@ -104,15 +117,16 @@ impl ContextTask {
                     if !self.job.word_timestamps || words.is_empty() {
                         continue;
                     }
-                    frames::word_timestamps(id, &words, flush_id)
+                    frames::word_timestamps(id, &words, flush_id + offset)
                 }
                 JobEvent::Phonemes { flush_id, phonemes } => {
                     if !self.job.phoneme_timestamps || phonemes.phonemes.is_empty() {
                         continue;
                     }
-                    frames::phoneme_timestamps(id, &phonemes, flush_id)
+                    frames::phoneme_timestamps(id, &phonemes, flush_id + offset)
                 }
                 JobEvent::FlushDone { flush_id: done_id } => {
+                    let done_id = done_id + offset;
                     // `flush_done` promises that the flushed audio is out: send what the resampler holds back.
                     // The next period starts a fresh encoder; a flush boundary is already a seam between two
                     // model runs, so this adds none.
@@ -162,7 +176,7 @@ impl ContextTask {
             m.finish(match &end {
                 End::Done => "completed",
                 End::Failed(e) => e.code.as_str(),
-                End::Gone => "cancelled",
+                End::Gone => crate::license::CLIENT_CLOSED,
             });
         }
         let text = match end {
@@ -180,7 +194,8 @@ impl ContextTask {
             return;
         }
         // Muted like the rest: a context the connection cancelled or failed says nothing more.
-        let _ = self.out.send(Outgoing::Frame { text, muted: Some(Arc::clone(&self.muted)) }).await;
+        let frame = Outgoing::Frame { text, muted: Some(Arc::clone(&self.muted)), traffic: ok };
+        let _ = self.out.send(frame).await;
     }
 }
 
