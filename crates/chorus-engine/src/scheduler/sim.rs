@@ -618,6 +618,35 @@ mod tests {
         assert_eq!(plain.lost, 0.0);
     }
 
+    #[test]
+    fn on_two_cores_with_shape_buckets_streams_up_to_the_measured_capacity_are_gap_free() {
+        // `--shape-buckets on` on a CPU: every pass padded up to its bucket (lists about 1.25x apart, as the finer
+        // CPU lists of docs/benchmarks.md section 4.4: up to a quarter more compute than the chunk needs), one chunk
+        // per pass, preemption as without buckets. The capacity the pool measures (warm-up passes of 4 s, a bucket) and
+        // the cost model that follows the padded passes must keep every admitted stream gap-free.
+        let mut config = two_cores();
+        config.buckets =
+            vec![0.5, 0.64, 0.8, 1.0, 1.28, 1.6, 2.0, 2.56, 3.2, 4.0, 5.12, 6.4, 8.0, 10.24, 12.8, 16.0];
+        let cap = config.measured_capacity() as usize;
+        let out = run(&config, &closed(cap, 12.0, 60.0));
+        assert_eq!(out.underruns(), 0, "streams with a gap at capacity {cap}");
+        assert!(out.streams.iter().all(|s| s.finished));
+        let throughput = out.audio / out.end;
+        assert!(cap as f64 >= 0.5 * throughput, "capacity {cap} for {throughput:.1} audio s/s");
+        let c1 = alone(&config);
+        let late: Vec<f64> = out.streams.iter().filter(|s| s.arrived > 1.0).map(|s| s.ttfa).collect();
+        let over = late.iter().filter(|t| **t > 3.0 * c1).count();
+        assert!(
+            over * 20 <= late.len(),
+            "{over} of {} later first chunks over 3x C=1 ({c1:.3} s)",
+            late.len()
+        );
+        let open = run(&config, &poisson(cap as f64 / 12.0, 12.0, 120.0));
+        assert_eq!(open.underruns(), 0, "open loop at the capacity: admitted streams with a gap");
+        let twice = run(&config, &closed(2 * cap, 12.0, 60.0));
+        assert_eq!(twice.underruns(), 0, "twice the capacity: admitted streams with a gap");
+    }
+
     /// A GPU as modelled here (not measured): three threads share one device; a pass costs 15 ms plus 4 ms per
     /// second of its bucket's audio, each chunk after the first 30% of the first; batches of up to 16 chunks of one
     /// bucket (audio seconds in powers of two, as the id buckets are); no preemption.
