@@ -66,6 +66,14 @@ def test_whisper_understands_chorus(whisper: WhisperModel, text: str) -> None:
     assert error <= 0.2, f"said {text!r}, Whisper heard {heard!r} (WER {error:.2f})"
 
 
+@pytest.mark.parametrize("text", SENTENCES[1:3])
+def test_whisper_understands_chorus_on_shape_buckets(whisper: WhisperModel, text: str) -> None:
+    # Every pass padded to a bucket of ids and of frames over the split graph, each chunk cut to its own length.
+    heard = transcribe(whisper, say(text, "--shape-buckets", "on"))
+    error = jiwer.wer(words(text), words(heard))
+    assert error <= 0.2, f"said {text!r} on shape buckets, Whisper heard {heard!r} (WER {error:.2f})"
+
+
 def test_fast_speech_is_still_understood(whisper: WhisperModel) -> None:
     text = SENTENCES[2]
     heard = transcribe(whisper, say(text, "--speed", "1.5"))

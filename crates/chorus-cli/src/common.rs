@@ -34,6 +34,18 @@ pub struct ConfigFile {
     pub cuda_conv_search: Option<String>,
     /// Intra-op threads of each voice's solo session (see `--solo-threads`; 0 for none).
     pub solo_threads: Option<usize>,
+    /// Shape buckets (see `--shape-buckets`).
+    pub shape_buckets: Option<bool>,
+    /// Id buckets (see `--bucket-ids`).
+    pub bucket_ids: Option<Vec<usize>>,
+    /// Frame buckets (see `--bucket-frames`).
+    pub bucket_frames: Option<Vec<usize>>,
+    /// The most frames x items of one decoder pass (see `--bucket-frame-rows`).
+    pub bucket_frame_rows: Option<usize>,
+    /// One session per bucket shape (see `--session-per-shape`).
+    pub session_per_shape: Option<bool>,
+    /// A model thread for opening chunks only (see `--opening-lane`).
+    pub opening_lane: Option<bool>,
     /// Requests that may wait for a free stream.
     pub max_queue: Option<usize>,
     /// Seconds a request may wait for a free stream (or for a worker of its model).
@@ -335,6 +347,35 @@ pub struct EngineArgs {
     /// (a lone stream gets every core); 0 for none (default on cpu: every core, when the sessions use fewer).
     #[arg(long, env = "CHORUS_SOLO_THREADS")]
     pub solo_threads: Option<usize>,
+    /// Shape buckets: every forward pass padded to one of a few shapes (ids, frames, items), over the voice's graph
+    /// split by scripts/setup; the audio is cut to each chunk's own length. true or false, on or off (default: on
+    /// on cuda, where a new shape costs far more than a repeated one; off on cpu).
+    #[arg(long, env = "CHORUS_SHAPE_BUCKETS", value_parser = clap::builder::BoolishValueParser::new())]
+    pub shape_buckets: Option<bool>,
+    /// Id buckets, comma-separated (default 32,64,128,256,512,1024).
+    #[arg(long, env = "CHORUS_BUCKET_IDS", value_delimiter = ',', value_parser = positive)]
+    pub bucket_ids: Option<Vec<usize>>,
+    /// Frame buckets, comma-separated (default 128,256,512,1024,2048,4096; 86 frames are a second of audio).
+    #[arg(long, env = "CHORUS_BUCKET_FRAMES", value_delimiter = ',', value_parser = positive)]
+    pub bucket_frames: Option<Vec<usize>>,
+    /// The most frames x items of one decoder pass (about 200 KB of activations each; default 8192); a pass with
+    /// more runs as several.
+    #[arg(long, env = "CHORUS_BUCKET_FRAME_ROWS")]
+    pub bucket_frame_rows: Option<usize>,
+    /// With shape buckets: one ONNX Runtime session per shape, each run at warm-up, so that no pass rebuilds its
+    /// convolution plans (default: on on cuda, off on cpu).
+    #[arg(long, env = "CHORUS_SESSION_PER_SHAPE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub session_per_shape: Option<bool>,
+    /// With batching and two sessions or more: the first model thread takes only new streams' opening chunks, so
+    /// that a first chunk never waits for a long pass (default: on on cuda, where that thread shares the device and
+    /// idles no hardware; off on cpu).
+    #[arg(long, env = "CHORUS_OPENING_LANE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub opening_lane: Option<bool>,
+}
+
+/// A bucket size: a positive number.
+fn positive(s: &str) -> Result<usize, String> {
+    s.trim().parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| format!("{s:?} is not a positive number"))
 }
 
 /// Checks the keys against the listen address and builds the API state over `bus`.
@@ -402,12 +443,18 @@ pub fn engine_worker(
             *conv_search = search;
         }
     }
-    // A GPU runs batches: two sessions overlap one's host-side work with the other's pass.
-    let sessions = if device.is_gpu() { 2 } else { cores };
+    config.max_batch = args.max_batch.or(file.max_batch).unwrap_or(device.default_max_batch()).clamp(1, 256);
+    let gpu = device.is_gpu();
+    config.opening_lane = args.opening_lane.or(file.opening_lane).unwrap_or(gpu);
+    // A GPU runs batches: two sessions overlap one's host-side work with the other's pass, and an opening lane is
+    // a third.
+    let lane = config.opening_lane && config.max_batch > 1;
+    let sessions = if gpu { 2 + usize::from(lane) } else { cores };
     config.sessions_per_voice = args.sessions.or(file.sessions_per_voice).unwrap_or(sessions).max(1);
     config.intra_threads = args.threads.or(file.intra_threads).unwrap_or(1).max(1);
     config.device = device;
-    config.max_batch = args.max_batch.or(file.max_batch).unwrap_or(device.default_max_batch()).clamp(1, 256);
+    config.shape_buckets = shape_buckets(args, file, gpu, config.max_batch)?;
+    config.session_per_shape = args.session_per_shape.or(file.session_per_shape).unwrap_or(gpu);
     let solo_default = if device.is_gpu() || config.sessions_per_voice < 2 { 0 } else { cores };
     config.solo_threads = args.solo_threads.or(file.solo_threads).unwrap_or(solo_default).min(256);
     tracing::info!(
@@ -415,6 +462,9 @@ pub fn engine_worker(
         sessions = config.sessions_per_voice,
         solo_threads = config.solo_threads,
         max_batch = config.max_batch,
+        opening_lane = config.opening_lane,
+        shape_buckets = %config.shape_buckets.as_ref().map_or_else(|| "off".to_owned(), ToString::to_string),
+        session_per_shape = config.session_per_shape,
         "Engine placement."
     );
     if let Some(model) = only {
@@ -433,6 +483,25 @@ pub fn engine_worker(
         }
     }
     Ok(Arc::new(EngineWorker::new(engine, WorkerConfig { worker_id, capacity })))
+}
+
+/// The shape buckets the flags and the config file ask for (`None`: off; default on on a GPU only).
+pub fn shape_buckets(
+    args: &EngineArgs,
+    file: &ConfigFile,
+    gpu: bool,
+    max_batch: usize,
+) -> Result<Option<chorus_engine::ShapeBuckets>> {
+    if !args.shape_buckets.or(file.shape_buckets).unwrap_or(gpu) {
+        return Ok(None);
+    }
+    let defaults = chorus_engine::ShapeBuckets::defaults(max_batch);
+    let ids = args.bucket_ids.clone().or_else(|| file.bucket_ids.clone()).unwrap_or(defaults.ids);
+    let frames = args.bucket_frames.clone().or_else(|| file.bucket_frames.clone()).unwrap_or(defaults.frames);
+    let rows = args.bucket_frame_rows.or(file.bucket_frame_rows).unwrap_or(defaults.max_frame_rows);
+    chorus_engine::ShapeBuckets::new(ids, frames, max_batch, rows)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("invalid shape buckets: {e}"))
 }
 
 /// Installs the Prometheus recorder with the TTFA and RTF buckets and every metric described.
@@ -723,4 +792,54 @@ pub fn default_worker_id() -> String {
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "worker".into());
     format!("{host}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Flags {
+        #[command(flatten)]
+        engine: EngineArgs,
+    }
+
+    fn args(flags: &[&str]) -> EngineArgs {
+        Flags::try_parse_from(std::iter::once("chorus").chain(flags.iter().copied())).unwrap().engine
+    }
+
+    #[test]
+    fn shape_buckets_are_on_by_default_on_a_gpu_only_and_follow_flags_then_the_config_file() {
+        let file = ConfigFile::default();
+        let on_gpu = shape_buckets(&args(&[]), &file, true, 16).unwrap().unwrap();
+        assert_eq!(on_gpu, chorus_engine::ShapeBuckets::defaults(16));
+        assert_eq!(shape_buckets(&args(&[]), &file, false, 1).unwrap(), None, "off on a CPU");
+        assert_eq!(shape_buckets(&args(&["--shape-buckets", "off"]), &file, true, 16).unwrap(), None);
+        let cpu_on =
+            shape_buckets(&args(&["--shape-buckets", "on", "--bucket-ids", "64,32"]), &file, false, 1)
+                .unwrap()
+                .unwrap();
+        assert_eq!((cpu_on.ids.as_slice(), cpu_on.batches.as_slice()), ([32, 64].as_slice(), [1].as_slice()));
+        let file: ConfigFile =
+            toml::from_str("shape_buckets = true\nbucket_frames = [256, 512]\nbucket_frame_rows = 1024")
+                .unwrap();
+        let from_file = shape_buckets(&args(&[]), &file, false, 4).unwrap().unwrap();
+        assert_eq!((from_file.frames.as_slice(), from_file.max_frame_rows), ([256, 512].as_slice(), 1024));
+        // A flag wins over the file.
+        let flag = shape_buckets(&args(&["--bucket-frames", "128"]), &file, false, 4).unwrap().unwrap();
+        assert_eq!(flag.frames, [128]);
+    }
+
+    #[test]
+    fn bad_bucket_settings_are_refused_with_a_clear_message() {
+        let bad = Flags::try_parse_from(["chorus", "--bucket-ids", "32,abc"]).unwrap_err().to_string();
+        assert!(bad.contains("not a positive number"), "{bad}");
+        assert!(Flags::try_parse_from(["chorus", "--shape-buckets", "maybe"]).is_err());
+        let file: ConfigFile = toml::from_str("bucket_frame_rows = 0").unwrap();
+        let err = shape_buckets(&args(&["--shape-buckets", "on"]), &file, false, 1).unwrap_err().to_string();
+        assert!(err.contains("invalid shape buckets"), "{err}");
+        assert!(toml::from_str::<ConfigFile>("shape_bucket = true").is_err(), "unknown keys are refused");
+    }
 }

@@ -55,6 +55,9 @@ pub struct SayArgs {
     /// ONNX Runtime intra-op threads (default: all cores).
     #[arg(long, env = "CHORUS_THREADS")]
     pub threads: Option<usize>,
+    /// Shape buckets (see `chorus serve --help`): on or off (default off, as on every CPU).
+    #[arg(long, value_parser = clap::builder::BoolishValueParser::new())]
+    pub shape_buckets: Option<bool>,
 }
 
 /// The JSON `--timestamps` prints.
@@ -85,6 +88,9 @@ pub fn run(paths: &PathArgs, args: SayArgs) -> Result<()> {
     config.voices = vec![args.voice.clone()];
     if let Some(t) = args.threads {
         config.intra_threads = t.max(1);
+    }
+    if args.shape_buckets == Some(true) {
+        config.shape_buckets = Some(chorus_engine::ShapeBuckets::defaults(1));
     }
     // Check the format and the text before the model loads: bad input fails at once.
     let format = OutputFormat {

@@ -13,9 +13,11 @@ use chorus_text::{
 use crossbeam_channel::Receiver;
 
 use crate::EngineError;
+use crate::bucketed::BucketedPiper;
+use crate::buckets::{OPENING_FRAMES, OPENING_IDS, ShapeBuckets};
 use crate::model::{Model, Scales};
 use crate::piper::{PiperModel, PiperVoice};
-use crate::pool::{JobResult, ModelPool, StreamGuard, Throughput};
+use crate::pool::{BatchPolicy, JobResult, ModelPool, StreamGuard, ThreadRole, Throughput};
 use crate::runtime::Device;
 use crate::scheduler::ChunkPolicy;
 use crate::{runtime, scheduler};
@@ -43,6 +45,15 @@ pub struct EngineConfig {
     /// Intra-op threads of a voice's solo session (0: none): the first model thread runs a chunk on it when no
     /// other thread is computing, so a lone stream uses every core (see [`ModelPool::start`]).
     pub solo_threads: usize,
+    /// Shape buckets (`None`: off): every pass padded to a few shapes over the voice's split graph (see
+    /// [`crate::buckets`]); a voice without the split graph runs unbucketed, with a warning.
+    pub shape_buckets: Option<ShapeBuckets>,
+    /// With shape buckets: one ONNX Runtime session per shape, each run at warm-up (what a GPU needs); otherwise
+    /// one session per part of the graph.
+    pub session_per_shape: bool,
+    /// Reserve a voice's first model thread for opening chunks (see [`BatchPolicy::opening_lane`]); only with
+    /// batching and two threads or more.
+    pub opening_lane: bool,
 }
 
 impl EngineConfig {
@@ -60,6 +71,9 @@ impl EngineConfig {
             frontend: FrontendConfig::default(),
             policy: ChunkPolicy::default(),
             solo_threads: 0,
+            shape_buckets: None,
+            session_per_shape: false,
+            opening_lane: false,
         }
     }
 }
@@ -245,7 +259,7 @@ impl Engine {
                 let env = env.clone();
                 let frontend = frontend.clone();
                 let shape = PoolShape::of(config);
-                std::thread::spawn(move || load_voice(&env, &frontend, voice, shape))
+                std::thread::spawn(move || load_voice(&env, &frontend, voice, &shape))
             })
             .collect();
         let mut loaded = BTreeMap::new();
@@ -269,7 +283,7 @@ impl Engine {
     /// syntheses already running on the old sessions finish there). Blocks for the load; call it off the async
     /// runtime. The model threads are the voice's own.
     pub fn add_voice(&self, voice: PiperVoice) -> Result<(), EngineError> {
-        let loaded = load_voice(&self.env, &self.frontend, voice, self.shape)?;
+        let loaded = load_voice(&self.env, &self.frontend, voice, &self.shape)?;
         let id = loaded.voice.id.clone();
         write(&self.voices).insert(id, Arc::new(loaded));
         Ok(())
@@ -378,13 +392,16 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 /// How a voice's model threads are built.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct PoolShape {
     sessions: usize,
     intra_threads: usize,
     device: Device,
     max_batch: usize,
     solo_threads: usize,
+    buckets: Option<ShapeBuckets>,
+    session_per_shape: bool,
+    opening_lane: bool,
 }
 
 impl PoolShape {
@@ -395,6 +412,9 @@ impl PoolShape {
             device: config.device,
             max_batch: config.max_batch,
             solo_threads: if config.device.is_gpu() { 0 } else { config.solo_threads },
+            buckets: config.shape_buckets.clone(),
+            session_per_shape: config.session_per_shape,
+            opening_lane: config.opening_lane,
         }
     }
 }
@@ -404,27 +424,62 @@ fn load_voice(
     env: &ort::environment::Environment,
     frontend: &Frontend,
     voice: PiperVoice,
-    shape: PoolShape,
+    shape: &PoolShape,
 ) -> Result<LoadedVoice, EngineError> {
     let warmup = warmup_ids(frontend, &voice)?;
     let scales = SpeedCurve::warmup_scales(voice.default_scales);
     let v = voice.clone();
     let solo_env = env.clone();
     let env = env.clone();
-    let PoolShape { sessions, intra_threads, device, max_batch, solo_threads } = shape;
+    let PoolShape { sessions, intra_threads, device, max_batch, solo_threads, .. } = *shape;
+    let buckets = match &shape.buckets {
+        Some(_) if voice.split.is_none() => {
+            tracing::warn!(
+                voice = %voice.id,
+                "No split graph ({0}.enc.onnx, {0}.dec.onnx): this voice runs without shape buckets \
+                 (scripts/split_piper.py makes them).",
+                voice.id
+            );
+            None
+        }
+        other => other.clone(),
+    };
+    let pinned = shape.session_per_shape;
+    // Sessions of a pinned model are built on this many threads at once (every model thread builds its own).
+    let builders = (std::thread::available_parallelism().map_or(1, usize::from) / sessions.max(1)).max(1);
     // Rounds of concurrent passes (one per thread, or a full batch per thread) that measure the throughput.
     const THROUGHPUT_ROUNDS: usize = 4;
-    let factory = move || -> Result<Box<dyn Model>, EngineError> {
-        Ok(Box::new(PiperModel::load(&env, &v, intra_threads, device)?))
+    let model_buckets = buckets.clone();
+    let factory = move |role: ThreadRole| -> Result<Box<dyn Model>, EngineError> {
+        Ok(match &model_buckets {
+            None => Box::new(PiperModel::load(&env, &v, intra_threads, device)?),
+            Some(b) => {
+                // An opening lane only ever runs opening chunks: their shapes are enough.
+                let b = match role {
+                    ThreadRole::Opening => b.up_to(OPENING_IDS, OPENING_FRAMES),
+                    ThreadRole::General => b.clone(),
+                };
+                Box::new(BucketedPiper::load(&env, &v, intra_threads, device, b, pinned, builders)?)
+            }
+        })
     };
+    let solo_buckets = buckets.clone();
     let solo = (solo_threads > intra_threads).then(|| {
         let (env, v) = (solo_env, voice.clone());
         Box::new(move || -> Result<Box<dyn Model>, EngineError> {
             // Its threads do not spin between passes: the other sessions need the cores then.
-            Ok(Box::new(PiperModel::load_with(&env, &v, solo_threads, device, false)?))
+            Ok(match solo_buckets {
+                None => Box::new(PiperModel::load_with(&env, &v, solo_threads, device, false)?),
+                Some(b) => Box::new(BucketedPiper::load(&env, &v, solo_threads, device, b, pinned, 1)?),
+            })
         }) as crate::pool::SoloFactory
     });
-    let pool = ModelPool::start(&voice.id, sessions, max_batch, factory, solo, warmup.clone(), scales)?;
+    let policy = BatchPolicy {
+        id_buckets: buckets.as_ref().map(|b| b.ids.clone()).unwrap_or_default(),
+        opening_lane: shape.opening_lane,
+    };
+    let pool =
+        ModelPool::start_with(&voice.id, sessions, max_batch, policy, factory, solo, warmup.clone(), scales)?;
     let (speed, rtf) = SpeedCurve::measure(&pool, &warmup, voice.default_scales)?;
     let Throughput { audio_seconds_per_second, .. } = pool.measure(&warmup, scales, THROUGHPUT_ROUNDS)?;
     tracing::info!(
@@ -437,6 +492,8 @@ fn load_voice(
         per_id_ms = format!("{:.3}", pool.cost().per_id() * 1e3),
         max_batch = pool.max_batch(),
         threads = pool.threads(),
+        opening_lane = pool.has_opening_lane(),
+        shape_buckets = %buckets.as_ref().map_or_else(|| "off".to_owned(), |b| format!("{b} (a session per shape: {pinned})")),
         "Voice warm."
     );
     tracing::debug!(voice = %voice.id, fixed = speed.fixed, "Speed curve measured.");
@@ -540,7 +597,7 @@ impl Synthesis {
         let cost = self.pool.cost();
         let budget = match slack {
             Some(slack) => {
-                let compute = self.policy.compute_budget(slack, self.pool.streams(), self.pool.threads());
+                let compute = self.policy.compute_budget(slack, self.pool.streams(), self.pool.pass_slots());
                 // Ids are about two per phoneme (each is followed by a pad); faster speech costs less per id.
                 let ids = cost.ids_within(compute.mul_f64(self.speed));
                 ChunkBudget::Phonemes(ids / 2)
@@ -556,7 +613,14 @@ impl Synthesis {
         let priority = scheduler::latest_start(due.unwrap_or(now), compute);
         Some(
             self.pool
-                .submit(chunk.ids.clone(), self.scales, Arc::clone(&self.cancelled), priority, compute)
+                .submit_chunk(
+                    chunk.ids.clone(),
+                    self.scales,
+                    Arc::clone(&self.cancelled),
+                    priority,
+                    compute,
+                    slack.is_none(),
+                )
                 .map(|reply| InFlight { chunk, reply, due }),
         )
     }

@@ -5,6 +5,8 @@
 //! SynthesisRequest -> Frontend (chunks of phoneme ids) -> ModelPool (model threads) -> AudioChunk + timestamps
 //! ```
 
+mod bucketed;
+pub mod buckets;
 mod engine;
 mod error;
 mod model;
@@ -15,10 +17,12 @@ mod runtime;
 pub mod scheduler;
 mod worker;
 
+pub use bucketed::BucketedPiper;
+pub use buckets::ShapeBuckets;
 pub use engine::{AudioChunk, Engine, EngineConfig, Playback, SpeedCurve, Synthesis, SynthesisRequest};
 pub use error::EngineError;
 pub use model::{Interrupt, Model, ModelOutput, Scales};
-pub use piper::{PIPER_HOP_LENGTH, PiperModel, PiperVoice};
+pub use piper::{PIPER_HOP_LENGTH, PiperModel, PiperVoice, SplitGraph};
 pub use pool::{CostModel, ModelPool, Throughput};
 pub use runtime::{ConvSearch, Device, discover_library, environment};
 pub use worker::{EngineWorker, WorkerConfig, WorkerCounters};

@@ -34,6 +34,13 @@ pub trait Model: Send {
     fn infer_batch(&mut self, items: &[&[i64]], scales: Scales) -> Result<Vec<ModelOutput>, EngineError> {
         items.iter().map(|ids| self.infer(ids, scales)).collect()
     }
+    /// Runs every input shape the model keeps a session for once, so that no request pays a first-of-its-shape
+    /// cost (see [`crate::buckets`]); `ids` and `scales` are an ordinary utterance's. Returns how many shapes ran;
+    /// the default (a model without fixed shapes) runs none.
+    fn warm_shapes(&mut self, ids: &[i64], scales: Scales) -> Result<usize, EngineError> {
+        let _ = (ids, scales);
+        Ok(0)
+    }
     /// A handle that stops this model's forward pass in progress from another thread, if the backend can
     /// (the scheduler preempts work that is not due for an urgent chunk; see [`crate::scheduler`]).
     fn interrupter(&self) -> Option<std::sync::Arc<dyn Interrupt>> {

@@ -88,8 +88,22 @@ pub struct ModelFiles {
     pub config: String,
     /// `<name>.dur.onnx` or `<name>.onnx`
     pub graph: String,
-    /// Names, sizes and etags of both: a change means new content.
+    /// `<name>.enc.onnx` and `<name>.dec.onnx` when both are there: the graph split for shape buckets
+    /// (`scripts/split_piper.py`); without them the model runs unbucketed.
+    pub split: Option<(String, String)>,
+    /// Names, sizes and etags of them all: a change means new content.
     pub signature: String,
+}
+
+impl ModelFiles {
+    /// Every file the model is loaded from.
+    pub fn names(&self) -> Vec<&String> {
+        let mut names = vec![&self.config, &self.graph];
+        if let Some((enc, dec)) = &self.split {
+            names.extend([enc, dec]);
+        }
+        names
+    }
 }
 
 /// The files to load from a model directory's listing, or why it is not complete yet.
@@ -109,10 +123,17 @@ pub fn model_files(files: &[Listed]) -> Result<ModelFiles, String> {
         return Err(format!("{} is empty", empty.name));
     }
     let sign = |f: &Listed| format!("{}:{}:{}", f.name, f.size, f.etag.as_deref().unwrap_or(""));
+    let part = |kind: &str| find(format!("{stem}.{kind}.onnx")).filter(|f| f.size > 0);
+    let split = part("enc").zip(part("dec"));
+    let mut signature = format!("{}|{}", sign(config), sign(graph));
+    if let Some((enc, dec)) = split {
+        signature = format!("{signature}|{}|{}", sign(enc), sign(dec));
+    }
     Ok(ModelFiles {
         config: config.name.clone(),
         graph: graph.name.clone(),
-        signature: format!("{}|{}", sign(config), sign(graph)),
+        split: split.map(|(e, d)| (e.name.clone(), d.name.clone())),
+        signature,
     })
 }
 
@@ -458,7 +479,7 @@ pub async fn download(
     files: &ModelFiles,
 ) -> Result<PathBuf, String> {
     let dir = cache_dir.join(id).join(cache_key(&files.signature));
-    for name in [&files.config, &files.graph] {
+    for name in files.names() {
         let location = Path::from(format!("{MODELS_PREFIX}/{id}/{name}"));
         let chunks = store
             .get(&location)
@@ -541,6 +562,16 @@ mod tests {
         let mut with_dur = complete("voice", "e1");
         with_dur.push(file("voice.dur.onnx", 1200, "e1"));
         assert_eq!(model_files(&with_dur).unwrap().graph, "voice.dur.onnx");
+        assert_eq!(model_files(&with_dur).unwrap().split, None);
+        // The split graph is taken when both parts are there, and is part of the signature.
+        let mut split = with_dur.clone();
+        split.push(file("voice.enc.onnx", 700, "e2"));
+        assert_eq!(model_files(&split).unwrap().split, None, "one part alone is not enough");
+        split.push(file("voice.dec.onnx", 500, "e3"));
+        let f = model_files(&split).unwrap();
+        assert_eq!(f.split, Some(("voice.enc.onnx".into(), "voice.dec.onnx".into())));
+        assert_eq!(f.names().len(), 4);
+        assert_ne!(f.signature, model_files(&with_dur).unwrap().signature);
         // Incomplete: config without graph, graph without config, an empty file, two configs.
         assert!(model_files(&[file("voice.onnx.json", 100, "e")]).unwrap_err().contains("voice.onnx"));
         assert!(model_files(&[file("voice.onnx", 100, "e")]).unwrap_err().contains("config"));

@@ -28,6 +28,18 @@ pub struct PiperVoice {
     pub language: String,
     pub default_scales: Scales,
     pub ids: Arc<PhonemeIdMap>,
+    /// The graph split after its duration predictor (`<id>.enc.onnx` and `<id>.dec.onnx` beside the config, made
+    /// by `scripts/split_piper.py`), which shape buckets need; `None` when either part is missing.
+    pub split: Option<SplitGraph>,
+}
+
+/// The two parts of a voice's graph split after its duration predictor (see [`crate::buckets`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitGraph {
+    /// ids -> durations and the prior per id.
+    pub encoder: PathBuf,
+    /// The prior expanded to a frame count the caller chooses -> audio.
+    pub decoder: PathBuf,
 }
 
 impl PiperVoice {
@@ -73,7 +85,19 @@ impl PiperVoice {
             tracing::warn!(voice = %id, "The graph does not expose durations: timestamps are estimated.");
             (plain, false)
         };
-        Ok(Self { id, model_path, has_durations, sample_rate, espeak_voice, language, default_scales, ids })
+        let (encoder, decoder) = (dir.join(format!("{id}.enc.onnx")), dir.join(format!("{id}.dec.onnx")));
+        let split = (encoder.is_file() && decoder.is_file()).then_some(SplitGraph { encoder, decoder });
+        Ok(Self {
+            id,
+            model_path,
+            has_durations,
+            sample_rate,
+            espeak_voice,
+            language,
+            default_scales,
+            ids,
+            split,
+        })
     }
 
     /// Every voice under `models_dir` (one level of sub-directories), sorted by id.
@@ -108,7 +132,7 @@ pub struct PiperModel {
 }
 
 /// ONNX Runtime's terminate flag for one session's runs, as an [`Interrupt`].
-struct RunStop {
+pub(crate) struct RunStop {
     options: RunOptions,
     requested: AtomicBool,
 }
@@ -159,27 +183,8 @@ impl PiperModel {
         device: Device,
         spin: bool,
     ) -> Result<Self, EngineError> {
-        let fail = |e: &dyn std::fmt::Display| EngineError::VoiceLoad {
-            voice: voice.id.clone(),
-            message: e.to_string(),
-        };
-        let builder = Session::builder(env)
-            .map_err(|e| fail(&e))?
-            .with_optimization_level(GraphOptimizationLevel::All)
-            .map_err(|e| fail(&e))?
-            .with_intra_threads(intra_threads.max(1))
-            .map_err(|e| fail(&e))?
-            .with_inter_threads(1)
-            .map_err(|e| fail(&e))?
-            .with_intra_op_spinning(spin)
-            .map_err(|e| fail(&e))?;
-        let mut builder = match device {
-            Device::Cpu => builder,
-            Device::Cuda { id, conv_search } => with_cuda(builder, id, conv_search).map_err(|e| fail(&e))?,
-        };
-        let session = builder.commit_from_file(&voice.model_path).map_err(|e| fail(&e))?;
-        let options = RunOptions::new().map_err(|e| fail(&e))?;
-        let stop = Arc::new(RunStop { options, requested: AtomicBool::new(false) });
+        let session = build_session(env, voice, &voice.model_path, intra_threads, device, spin, false)?;
+        let stop = RunStop::new(voice)?;
         Ok(Self { session, sample_rate: voice.sample_rate, has_durations: voice.has_durations, stop })
     }
 
@@ -221,6 +226,54 @@ struct RawOutput {
     durations: Option<Vec<f32>>,
 }
 
+/// A session for the graph at `path` (one of `voice`'s), with `intra_threads` threads, on `device`. `one_shape`: the
+/// session only ever runs one input shape, so its GPU memory arena grows by what is asked, not to the next power of
+/// two (ONNX Runtime's default, which suits a session whose shapes keep growing).
+pub(crate) fn build_session(
+    env: &ort::environment::Environment,
+    voice: &PiperVoice,
+    path: &Path,
+    intra_threads: usize,
+    device: Device,
+    spin: bool,
+    one_shape: bool,
+) -> Result<Session, EngineError> {
+    let fail = |e: &dyn std::fmt::Display| EngineError::VoiceLoad {
+        voice: voice.id.clone(),
+        message: e.to_string(),
+    };
+    let builder = Session::builder(env)
+        .map_err(|e| fail(&e))?
+        .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(|e| fail(&e))?
+        .with_intra_threads(intra_threads.max(1))
+        .map_err(|e| fail(&e))?
+        .with_inter_threads(1)
+        .map_err(|e| fail(&e))?
+        .with_intra_op_spinning(spin)
+        .map_err(|e| fail(&e))?;
+    let mut builder = match device {
+        Device::Cpu => builder,
+        Device::Cuda { id, conv_search } => {
+            with_cuda(builder, id, conv_search, one_shape).map_err(|e| fail(&e))?
+        }
+    };
+    builder.commit_from_file(path).map_err(|e| fail(&e))
+}
+
+impl RunStop {
+    pub(crate) fn new(voice: &PiperVoice) -> Result<Arc<Self>, EngineError> {
+        let options = RunOptions::new()
+            .map_err(|e| EngineError::VoiceLoad { voice: voice.id.clone(), message: e.to_string() })?;
+        Ok(Arc::new(Self { options, requested: AtomicBool::new(false) }))
+    }
+
+    /// The options every forward pass runs with (its terminate flag).
+    pub(crate) fn options(&self) -> &RunOptions {
+        &self.options
+    }
+}
+
 /// Adds ONNX Runtime's CUDA execution provider: an error, never a silent fallback to the CPU, when the GPU, the
 /// provider library or the CUDA libraries are missing.
 #[cfg(feature = "cuda")]
@@ -228,6 +281,7 @@ fn with_cuda(
     builder: ort::session::builder::SessionBuilder,
     id: i32,
     conv_search: ConvSearch,
+    one_shape: bool,
 ) -> Result<ort::session::builder::SessionBuilder, String> {
     use ort::ep::cuda::ConvAlgorithmSearch;
     // Not ONNX Runtime's default exhaustive search, which times every convolution algorithm again for each new
@@ -237,11 +291,11 @@ fn with_cuda(
         ConvSearch::Fixed => ConvAlgorithmSearch::Default,
         ConvSearch::Exhaustive => ConvAlgorithmSearch::Exhaustive,
     };
-    let cuda = ort::ep::CUDA::default()
-        .with_device_id(id)
-        .with_conv_algorithm_search(search)
-        .build()
-        .error_on_failure();
+    let mut cuda = ort::ep::CUDA::default().with_device_id(id).with_conv_algorithm_search(search);
+    if one_shape {
+        cuda = cuda.with_arena_extend_strategy(ort::ep::ArenaExtendStrategy::SameAsRequested);
+    }
+    let cuda = cuda.build().error_on_failure();
     builder.with_execution_providers([cuda]).map_err(|e| {
         format!("cannot use CUDA device {id}: {e} (the GPU build of ONNX Runtime and the CUDA libraries are needed)")
     })
@@ -252,6 +306,7 @@ fn with_cuda(
     _builder: ort::session::builder::SessionBuilder,
     id: i32,
     _: ConvSearch,
+    _: bool,
 ) -> Result<ort::session::builder::SessionBuilder, String> {
     Err(format!("cannot use CUDA device {id}: this build has no CUDA support (build with --features cuda)"))
 }

@@ -5,8 +5,10 @@
 //! ([`CapacityControl`]).
 //!
 //! With a batch limit above one (a GPU), a thread takes the most urgent chunk plus the next most urgent ones that
-//! share its scales, up to the limit, and runs them as one forward pass: on a GPU a batch costs about as much as
-//! one chunk, so the chunks due together are computed together. Batched passes are not preempted.
+//! share its scales (and, on shape buckets, its id bucket: see [`BatchPolicy`]), up to the limit, and runs them as
+//! one forward pass: on a GPU a batch costs about as much as one chunk, so the chunks due together are computed
+//! together. Batched passes are not preempted; instead, with an opening lane, one thread takes only new streams'
+//! opening chunks, so that a first chunk never waits for a long pass.
 //!
 //! Models never run on an async runtime's workers. Sessions load in parallel, each is warmed up with one inference,
 //! and [`ModelPool::start`] returns only when every thread is ready.
@@ -23,8 +25,9 @@ use crate::model::{Interrupt, Model, ModelOutput, Scales};
 use crate::scheduler::{CapacityControl, ChunkQueue, PushError, RunningPass, preemption_victim};
 use chorus_proto::metrics as names;
 
-/// Chunks that may wait at once. Each stream keeps at most one queued, so this is above any capacity.
-const QUEUE_LIMIT: usize = 1024;
+/// Chunks that may wait at once. Each stream keeps at most one queued, so this is above any capacity (plus the
+/// warm-up's full batches).
+const QUEUE_LIMIT: usize = 2 * crate::scheduler::MAX_CAPACITY as usize;
 
 /// A chunk to synthesize.
 pub(crate) struct Job {
@@ -37,6 +40,8 @@ pub(crate) struct Job {
     pub priority: Instant,
     /// Its expected compute time.
     pub expected: Duration,
+    /// An opening chunk: its stream has no audio buffered (a new stream, or one that ran dry).
+    pub opening: bool,
 }
 
 /// What one model thread is running.
@@ -188,6 +193,40 @@ impl Drop for Closer {
     }
 }
 
+/// How a batched pool groups chunks into passes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchPolicy {
+    /// The id buckets of the pool's model (empty: none). A pass takes chunks of one id bucket only, so that a
+    /// short chunk (a new stream's first) never rides in a pass padded to long ones.
+    pub id_buckets: Vec<usize>,
+    /// Reserve the first model thread for opening chunks (new streams, streams that ran dry), batched together: on
+    /// a GPU the threads share one device, so the reserved thread idles no hardware while it waits, and a first
+    /// chunk never waits behind a long pass. Needs at least two threads and batching.
+    pub opening_lane: bool,
+}
+
+impl BatchPolicy {
+    /// The bucket of a chunk of `ids` ids (`usize::MAX` beyond the last: those share passes with each other).
+    fn bucket(&self, ids: usize) -> usize {
+        self.id_buckets.iter().copied().find(|&b| b >= ids).unwrap_or(usize::MAX)
+    }
+
+    /// Whether `b` may share `a`'s pass.
+    fn compatible(&self, a: &Job, b: &Job) -> bool {
+        a.scales == b.scales
+            && (self.id_buckets.is_empty() || self.bucket(a.ids.len()) == self.bucket(b.ids.len()))
+    }
+}
+
+/// What a model thread is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadRole {
+    /// Any chunk, the most urgent first.
+    General,
+    /// Opening chunks only (see [`BatchPolicy::opening_lane`]): its model needs only their shapes.
+    Opening,
+}
+
 /// A handle to a voice's model threads. Cloning is cheap; the threads stop when every handle is dropped.
 #[derive(Debug, Clone)]
 pub struct ModelPool {
@@ -203,6 +242,8 @@ pub struct ModelPool {
     sample_rate: u32,
     hop_length: usize,
     threads: usize,
+    /// Threads that take any chunk (all of them but an opening lane's).
+    general: usize,
     max_batch: usize,
     warmup_frames: f64,
     /// Real-time factor of a full batch (compute over the batch's total audio), measured at warm-up.
@@ -244,8 +285,39 @@ impl ModelPool {
     where
         F: Fn() -> Result<Box<dyn Model>, EngineError> + Send + Sync + 'static,
     {
+        let policy = BatchPolicy::default();
+        Self::start_with(
+            name,
+            threads,
+            max_batch,
+            policy,
+            move |_| factory(),
+            solo,
+            warmup_ids,
+            warmup_scales,
+        )
+    }
+
+    /// [`ModelPool::start`] with a batch policy; `factory` builds each thread's model for its role (an opening
+    /// lane's thread, the first, when the policy asks for one and the pool has two threads or more and batches).
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_with<F>(
+        name: &str,
+        threads: usize,
+        max_batch: usize,
+        policy: BatchPolicy,
+        factory: F,
+        solo: Option<SoloFactory>,
+        warmup_ids: Vec<i64>,
+        warmup_scales: Scales,
+    ) -> Result<Self, EngineError>
+    where
+        F: Fn(ThreadRole) -> Result<Box<dyn Model>, EngineError> + Send + Sync + 'static,
+    {
         let threads = threads.max(1);
         let max_batch = max_batch.max(1);
+        let lane = policy.opening_lane && threads >= 2 && max_batch > 1;
+        let policy = Arc::new(BatchPolicy { opening_lane: lane, ..policy });
         let queue = Arc::new(ChunkQueue::<Job>::new(QUEUE_LIMIT));
         let (ready_tx, ready_rx) = bounded::<Result<Ready, EngineError>>(threads);
         let factory = Arc::new(factory);
@@ -262,11 +334,13 @@ impl ModelPool {
             let ready_tx = ready_tx.clone();
             let factory = Arc::clone(&factory);
             let warmup_ids = warmup_ids.clone();
+            let policy = Arc::clone(&policy);
+            let role = if lane && i == 0 { ThreadRole::Opening } else { ThreadRole::General };
             thread::Builder::new()
                 .name(format!("chorus-model-{name}-{i}"))
                 .spawn(move || {
                     let started = Instant::now();
-                    let mut model = match factory() {
+                    let mut model = match factory(role) {
                         Ok(m) => m,
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
@@ -289,7 +363,7 @@ impl ModelPool {
                         *solo.0.lock().unwrap_or_else(PoisonError::into_inner) = Some((m, interrupter));
                     }
                     let loaded = started.elapsed();
-                    let warm = warm_up(model.as_mut(), &warmup_ids, warmup_scales, max_batch);
+                    let warm = warm_up(model.as_mut(), &warmup_ids, warmup_scales, max_batch, role);
                     let ready = match warm {
                         Ok(ready) => ready,
                         Err(e) => {
@@ -306,7 +380,7 @@ impl ModelPool {
                     let _ = ready_tx.send(Ok(ready));
                     drop(ready_tx);
                     let seat = Seat { thread: i, queue: &queue, running: &running, cost: &cost };
-                    serve(model.as_mut(), &solo, &seat, max_batch);
+                    serve(model.as_mut(), &solo, &seat, max_batch, &policy, role);
                 })
                 .map_err(|e| EngineError::Runtime(format!("cannot start a model thread: {e}")))?;
         }
@@ -335,6 +409,7 @@ impl ModelPool {
             sample_rate,
             hop_length,
             threads,
+            general: threads - usize::from(lane),
             max_batch,
             warmup_frames,
             batch_rtf,
@@ -359,6 +434,24 @@ impl ModelPool {
         self.threads
     }
 
+    /// Model threads that take any chunk: all of them but an opening lane's. Chunks are sized, and capacity
+    /// measured, against these.
+    pub fn general_threads(&self) -> usize {
+        self.general
+    }
+
+    /// The chunks the general threads compute at once: one per thread, a full batch per thread when batched (a
+    /// batched pass costs about one chunk's: the cost model is per pass). Chunks are sized against these: a chunk
+    /// waits for the others' passes spread over these slots.
+    pub fn pass_slots(&self) -> usize {
+        self.general * self.max_batch
+    }
+
+    /// Whether the first thread serves opening chunks only (see [`BatchPolicy::opening_lane`]).
+    pub fn has_opening_lane(&self) -> bool {
+        self.general < self.threads
+    }
+
     /// The most chunks one forward pass takes.
     pub fn max_batch(&self) -> usize {
         self.max_batch
@@ -380,8 +473,21 @@ impl ModelPool {
         deadline: Instant,
         expected: Duration,
     ) -> Result<crossbeam_channel::Receiver<JobResult>, EngineError> {
+        self.submit_chunk(ids, scales, cancelled, deadline, expected, false)
+    }
+
+    /// [`ModelPool::submit`]; `opening`: the chunk's stream has no audio buffered (an opening lane takes it).
+    pub(crate) fn submit_chunk(
+        &self,
+        ids: Vec<i64>,
+        scales: Scales,
+        cancelled: Arc<AtomicBool>,
+        deadline: Instant,
+        expected: Duration,
+        opening: bool,
+    ) -> Result<crossbeam_channel::Receiver<JobResult>, EngineError> {
         let (reply, rx) = bounded(1);
-        let job = Job { ids, scales, cancelled, reply, priority: deadline, expected };
+        let job = Job { ids, scales, cancelled, reply, priority: deadline, expected, opening };
         let idle = self.queue.push_idle(job, deadline).map_err(|e| match e {
             PushError::Closed => EngineError::Shutdown,
             PushError::Full => {
@@ -423,7 +529,7 @@ impl ModelPool {
         let (ids, audio) = *self.reference.lock().unwrap_or_else(PoisonError::into_inner);
         let pass = self.cost.expected(ids).as_secs_f64().max(1e-9);
         let estimate =
-            crate::scheduler::tracking_capacity((self.threads * self.max_batch) as f64 * audio / pass);
+            crate::scheduler::tracking_capacity((self.general * self.max_batch) as f64 * audio / pass);
         self.control().current(Instant::now(), estimate)
     }
 
@@ -460,12 +566,28 @@ impl ModelPool {
     pub fn measure(&self, ids: &[i64], scales: Scales, rounds: usize) -> Result<Throughput, EngineError> {
         let run = |items: Vec<Vec<i64>>| -> Result<(f64, f64, Vec<f64>), EngineError> {
             let started = Instant::now();
-            let replies = items
+            // Queued at once, so that every thread finds a full batch when it wakes (queued one by one, the first
+            // thread would start on the first chunk alone).
+            let mut replies = Vec::with_capacity(items.len());
+            let jobs: Vec<(Job, Instant)> = items
                 .into_iter()
                 .map(|ids| {
-                    self.submit(ids, scales, Arc::new(AtomicBool::new(false)), started, Duration::ZERO)
+                    let (reply, rx) = bounded(1);
+                    replies.push(rx);
+                    let cancelled = Arc::new(AtomicBool::new(false));
+                    let job = Job {
+                        ids,
+                        scales,
+                        cancelled,
+                        reply,
+                        priority: started,
+                        expected: Duration::ZERO,
+                        opening: false,
+                    };
+                    (job, started)
                 })
-                .collect::<Result<Vec<_>, _>>()?;
+                .collect();
+            self.queue.push_all(jobs).map_err(|_| EngineError::Shutdown)?;
             let mut audio = 0usize;
             let mut passes = Vec::with_capacity(replies.len());
             for rx in replies {
@@ -486,7 +608,8 @@ impl ModelPool {
         let mut rates = Vec::new();
         let mut loaded_per_id = Vec::new();
         for _ in 0..rounds.max(1) {
-            let items = vec![ids.to_vec(); self.threads * per_thread];
+            // An opening lane takes none of these: the general threads' throughput is what streams get.
+            let items = vec![ids.to_vec(); self.general * per_thread];
             let (wall, audio, passes) = run(items)?;
             rates.push(audio / wall.max(1e-9));
             let mean_pass = passes.iter().sum::<f64>() / passes.len().max(1) as f64;
@@ -536,10 +659,17 @@ fn warm_up(
     ids: &[i64],
     scales: Scales,
     max_batch: usize,
+    role: ThreadRole,
 ) -> Result<Ready, EngineError> {
+    // Every shape of a bucketed model first, so that the passes below and every request find theirs warm.
+    let shapes = model.warm_shapes(ids, scales)?;
+    if shapes > 0 {
+        tracing::debug!(shapes, ?role, "Shapes warmed.");
+    }
     let out = model.infer(ids, scales)?;
     let warmup_frames = out.durations.iter().map(|d| f64::from(*d)).sum::<f64>();
-    let batch_rtf = if max_batch > 1 {
+    // An opening lane never runs full batches of long chunks: its speed is not the pool's.
+    let batch_rtf = if max_batch > 1 && role == ThreadRole::General {
         // Its longest item is one id shorter than the timed batch's, so the padded shapes differ.
         let first = varied(ids, max_batch, 1);
         model.infer_batch(&first.iter().map(Vec::as_slice).collect::<Vec<_>>(), scales)?;
@@ -578,9 +708,16 @@ struct Seat<'a> {
     cost: &'a CostModel,
 }
 
-fn serve(own: &mut dyn Model, solo: &Solo, seat: &Seat<'_>, max_batch: usize) {
+fn serve(
+    own: &mut dyn Model,
+    solo: &Solo,
+    seat: &Seat<'_>,
+    max_batch: usize,
+    policy: &BatchPolicy,
+    role: ThreadRole,
+) {
     if max_batch > 1 {
-        return serve_batches(own, seat.queue, max_batch);
+        return serve_batches(own, seat.queue, max_batch, policy, role);
     }
     let own_interrupter = own.interrupter();
     while let Some(job) = seat.queue.pop() {
@@ -649,10 +786,23 @@ impl Drop for StreamGuard {
     }
 }
 
-/// The batched loop: the most urgent chunk and the next most urgent ones with the same scales (one forward pass
-/// takes one set of scales), up to `max_batch`.
-fn serve_batches(model: &mut dyn Model, queue: &ChunkQueue<Job>, max_batch: usize) {
-    while let Some(batch) = queue.pop_batch(max_batch, |a, b| a.scales == b.scales) {
+/// The batched loop: the most urgent chunk and the next most urgent ones that may share its pass (the same scales,
+/// since one forward pass takes one set; the same id bucket on shape buckets), up to `max_batch`. An opening lane
+/// takes opening chunks only.
+fn serve_batches(
+    model: &mut dyn Model,
+    queue: &ChunkQueue<Job>,
+    max_batch: usize,
+    policy: &BatchPolicy,
+    role: ThreadRole,
+) {
+    let next = || match role {
+        ThreadRole::General => queue.pop_batch(max_batch, |a, b| policy.compatible(a, b)),
+        ThreadRole::Opening => {
+            queue.pop_batch_where(|j| j.opening, max_batch, |a, b| policy.compatible(a, b))
+        }
+    };
+    while let Some(batch) = next() {
         let (jobs, cancelled): (Vec<Job>, Vec<Job>) =
             batch.into_iter().partition(|job| !job.cancelled.load(Ordering::Acquire));
         for job in cancelled {
@@ -935,6 +1085,141 @@ mod tests {
         // Both stopped-or-not chunks still complete: nothing is lost, only recomputed.
         relaxed.recv().unwrap().unwrap();
         busy.recv().unwrap().unwrap();
+    }
+
+    /// A batched model of known cost for the pool: a pass takes as many milliseconds as its longest item has ids
+    /// (every item is padded to it), and records its thread's role and its items' lengths.
+    struct Padded {
+        role: ThreadRole,
+        passes: Passes,
+    }
+
+    impl Model for Padded {
+        fn sample_rate(&self) -> u32 {
+            1000
+        }
+
+        fn hop_length(&self) -> usize {
+            1
+        }
+
+        fn infer(&mut self, ids: &[i64], scales: Scales) -> Result<ModelOutput, EngineError> {
+            self.infer_batch(&[ids], scales).map(|mut v| v.remove(0))
+        }
+
+        fn infer_batch(&mut self, items: &[&[i64]], _: Scales) -> Result<Vec<ModelOutput>, EngineError> {
+            let longest = items.iter().map(|i| i.len()).max().unwrap_or(0);
+            self.passes.lock().unwrap().push((self.role, items.iter().map(|i| i.len()).collect()));
+            thread::sleep(Duration::from_millis(longest as u64));
+            Ok(items
+                .iter()
+                .map(|ids| ModelOutput { audio: vec![0.0; ids.len() * 10], durations: vec![10.0; ids.len()] })
+                .collect())
+        }
+    }
+
+    type Passes = Arc<Mutex<Vec<(ThreadRole, Vec<usize>)>>>;
+
+    fn padded_pool(threads: usize, policy: BatchPolicy) -> (ModelPool, Passes) {
+        let passes: Passes = Arc::default();
+        let recorder = Arc::clone(&passes);
+        let factory =
+            move |role| Ok(Box::new(Padded { role, passes: Arc::clone(&recorder) }) as Box<dyn Model>);
+        let pool =
+            ModelPool::start_with("padded", threads, 4, policy, factory, None, vec![1; 20], A).unwrap();
+        passes.lock().unwrap().clear();
+        (pool, passes)
+    }
+
+    #[test]
+    fn passes_take_chunks_of_one_id_bucket() {
+        let policy = BatchPolicy { id_buckets: vec![16, 128, 1024], opening_lane: false };
+        let (pool, passes) = padded_pool(1, policy);
+        let t0 = Instant::now();
+        let submit = |len: usize, after_ms: u64| {
+            let flag = Arc::new(AtomicBool::new(false));
+            pool.submit(vec![0; len], A, flag, t0 + Duration::from_millis(after_ms), Duration::ZERO).unwrap()
+        };
+        let first = submit(5, 0);
+        wait_until("the first pass to start", || !passes.lock().unwrap().is_empty());
+        // While it runs: short chunks and long ones, due in turn.
+        let waiting: Vec<_> = [(10, 10), (100, 20), (12, 30), (90, 40), (14, 50), (500, 60)]
+            .map(|(len, at)| submit(len, at))
+            .into();
+        first.recv().unwrap().unwrap();
+        for rx in waiting {
+            rx.recv().unwrap().unwrap();
+        }
+        let lengths: Vec<Vec<usize>> = passes.lock().unwrap().iter().map(|(_, l)| l.clone()).collect();
+        // The short chunks together (not padded to 100 or 500 ids), then the two of 90-100, then the long one.
+        assert_eq!(lengths, [vec![5], vec![10, 12, 14], vec![100, 90], vec![500]]);
+    }
+
+    #[test]
+    fn with_an_opening_lane_a_first_chunk_never_waits_for_a_long_pass() {
+        let policy = BatchPolicy { id_buckets: vec![64, 1024], opening_lane: true };
+        let (pool, passes) = padded_pool(2, policy);
+        assert_eq!((pool.threads(), pool.general_threads()), (2, 1));
+        // Long chunks of streams with seconds buffered keep the general thread busy (600 ms passes).
+        let later = Instant::now() + Duration::from_secs(5);
+        let long: Vec<_> = (0..4)
+            .map(|_| {
+                pool.submit(vec![0; 600], A, Arc::new(AtomicBool::new(false)), later, Duration::ZERO).unwrap()
+            })
+            .collect();
+        wait_until("the long pass to start", || !passes.lock().unwrap().is_empty());
+        thread::sleep(Duration::from_millis(20));
+        // A new stream's first chunk (30 ids, a 30 ms pass).
+        let asked = Instant::now();
+        let flag = Arc::new(AtomicBool::new(false));
+        let opening = pool.submit_chunk(vec![0; 30], A, flag, Instant::now(), Duration::ZERO, true).unwrap();
+        opening.recv().unwrap().unwrap();
+        let waited = asked.elapsed();
+        assert!(waited < Duration::from_millis(300), "the opening chunk waited {waited:?} (a 30 ms pass)");
+        for rx in long {
+            rx.recv().unwrap().unwrap();
+        }
+        // The lane ran the opening chunk alone, the general thread every long chunk.
+        let passes = passes.lock().unwrap().clone();
+        assert!(passes.contains(&(ThreadRole::Opening, vec![30])), "{passes:?}");
+        for (role, lengths) in &passes {
+            assert!(*role == ThreadRole::General || lengths == &[30], "{passes:?}");
+            assert!(
+                !(lengths.contains(&30) && lengths.contains(&600)),
+                "a first chunk rode in a long pass: {passes:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn without_a_free_thread_a_first_chunk_waits_for_the_long_pass() {
+        // One thread, no lane: the opening chunk waits for the 600 ms batch (what the lane prevents).
+        let policy = BatchPolicy { id_buckets: vec![64, 1024], opening_lane: true };
+        let (pool, passes) = padded_pool(1, policy);
+        assert!(!pool.has_opening_lane(), "a lane needs two threads");
+        let later = Instant::now() + Duration::from_secs(5);
+        let long =
+            pool.submit(vec![0; 600], A, Arc::new(AtomicBool::new(false)), later, Duration::ZERO).unwrap();
+        wait_until("the long pass to start", || !passes.lock().unwrap().is_empty());
+        let asked = Instant::now();
+        let flag = Arc::new(AtomicBool::new(false));
+        let opening = pool.submit_chunk(vec![0; 30], A, flag, Instant::now(), Duration::ZERO, true).unwrap();
+        opening.recv().unwrap().unwrap();
+        assert!(asked.elapsed() > Duration::from_millis(400), "waited only {:?}", asked.elapsed());
+        long.recv().unwrap().unwrap();
+    }
+
+    #[test]
+    fn an_opening_lane_takes_no_part_in_the_throughput_measure() {
+        let policy = BatchPolicy { id_buckets: vec![64, 1024], opening_lane: true };
+        let (pool, passes) = padded_pool(3, policy);
+        assert_eq!((pool.threads(), pool.general_threads()), (3, 2));
+        let throughput = pool.measure(&[1; 40], A, 1).unwrap();
+        assert!(throughput.audio_seconds_per_second > 0.0);
+        let passes = passes.lock().unwrap().clone();
+        assert!(passes.iter().all(|(role, _)| *role == ThreadRole::General), "{passes:?}");
+        // One round: a full batch on each of the two general threads at once.
+        assert_eq!(passes.iter().filter(|(_, l)| l.len() == 4).count(), 2, "{passes:?}");
     }
 
     #[test]

@@ -80,8 +80,11 @@ struct State<T> {
     heap: BinaryHeap<Entry<T>>,
     next_seq: u64,
     closed: bool,
-    /// Threads blocked in `pop`.
+    /// Threads blocked in `pop` (any item will do).
     idle: usize,
+    /// Threads blocked in [`ChunkQueue::pop_batch_where`] for items of a kind: a push wakes every waiter while
+    /// there is one, since the thread one wake-up reaches might not take the item.
+    choosy: usize,
 }
 
 /// An earliest-deadline-first queue shared by a voice's model threads.
@@ -109,7 +112,13 @@ pub enum PushError {
 impl<T> ChunkQueue<T> {
     pub fn new(limit: usize) -> Self {
         Self {
-            state: Mutex::new(State { heap: BinaryHeap::new(), next_seq: 0, closed: false, idle: 0 }),
+            state: Mutex::new(State {
+                heap: BinaryHeap::new(),
+                next_seq: 0,
+                closed: false,
+                idle: 0,
+                choosy: 0,
+            }),
             ready: Condvar::new(),
             limit: limit.max(1),
         }
@@ -137,9 +146,34 @@ impl<T> ChunkQueue<T> {
         s.next_seq += 1;
         s.heap.push(Entry { deadline, seq, item });
         let idle = s.idle;
+        let choosy = s.choosy > 0;
         drop(s);
-        self.ready.notify_one();
+        if choosy {
+            self.ready.notify_all();
+        } else {
+            self.ready.notify_one();
+        }
         Ok(idle)
+    }
+
+    /// Queues every item at once (each with its priority), then wakes every waiting thread: the threads that take
+    /// batches find them all.
+    pub fn push_all(&self, items: Vec<(T, Instant)>) -> Result<(), PushError> {
+        let mut s = self.lock();
+        if s.closed {
+            return Err(PushError::Closed);
+        }
+        if s.heap.len() + items.len() > self.limit {
+            return Err(PushError::Full);
+        }
+        for (item, deadline) in items {
+            let seq = s.next_seq;
+            s.next_seq += 1;
+            s.heap.push(Entry { deadline, seq, item });
+        }
+        drop(s);
+        self.ready.notify_all();
+        Ok(())
     }
 
     /// The most urgent item, waiting for one; `None` once the queue is closed and empty.
@@ -163,6 +197,67 @@ impl<T> ChunkQueue<T> {
             s = self.ready.wait(s).unwrap_or_else(std::sync::PoisonError::into_inner);
             s.idle -= 1;
         };
+        Some(Self::fill(s, first, max, compatible))
+    }
+
+    /// [`ChunkQueue::pop_batch`] over the items `eligible` accepts only: the most urgent of them (waiting for
+    /// one; the others keep their place) plus compatible ones; `None` once the queue is closed and holds none.
+    /// The thread of a GPU that serves only new streams' opening chunks takes its work here.
+    pub fn pop_batch_where(
+        &self,
+        eligible: impl Fn(&T) -> bool,
+        max: usize,
+        compatible: impl Fn(&T, &T) -> bool,
+    ) -> Option<Vec<T>> {
+        let mut s = self.lock();
+        let first = loop {
+            if let Some(item) = Self::take_first(&mut s, &eligible) {
+                break item;
+            }
+            if s.closed {
+                return None;
+            }
+            s.choosy += 1;
+            s = self.ready.wait(s).unwrap_or_else(std::sync::PoisonError::into_inner);
+            s.choosy -= 1;
+        };
+        Some(Self::fill(s, first, max, |a, b| eligible(b) && compatible(a, b)))
+    }
+
+    /// [`ChunkQueue::pop_batch_where`] without waiting: `None` when no item is eligible now.
+    pub fn try_pop_batch_where(
+        &self,
+        eligible: impl Fn(&T) -> bool,
+        max: usize,
+        compatible: impl Fn(&T, &T) -> bool,
+    ) -> Option<Vec<T>> {
+        let mut s = self.lock();
+        let first = Self::take_first(&mut s, &eligible)?;
+        Some(Self::fill(s, first, max, |a, b| eligible(b) && compatible(a, b)))
+    }
+
+    /// Removes the most urgent item `eligible` accepts; the others keep their place.
+    fn take_first(s: &mut State<T>, eligible: &impl Fn(&T) -> bool) -> Option<T> {
+        let mut passed = Vec::new();
+        let mut found = None;
+        while let Some(e) = s.heap.pop() {
+            if eligible(&e.item) {
+                found = Some(e.item);
+                break;
+            }
+            passed.push(e);
+        }
+        s.heap.extend(passed);
+        found
+    }
+
+    /// `first` plus, in priority order, up to `max - 1` of the waiting items `compatible` accepts next to it.
+    fn fill(
+        mut s: std::sync::MutexGuard<'_, State<T>>,
+        first: T,
+        max: usize,
+        compatible: impl Fn(&T, &T) -> bool,
+    ) -> Vec<T> {
         let mut batch = vec![first];
         let mut skipped = Vec::new();
         while batch.len() < max.max(1) {
@@ -175,7 +270,7 @@ impl<T> ChunkQueue<T> {
         }
         // Put back what did not fit, with its original order (sequence numbers are kept).
         s.heap.extend(skipped);
-        Some(batch)
+        batch
     }
 
     /// The most urgent item if one is waiting.
@@ -216,8 +311,13 @@ pub fn capacity_from_throughput(audio_seconds_per_second: f64) -> u32 {
     if !(audio_seconds_per_second.is_finite() && audio_seconds_per_second > 0.0) {
         return 1;
     }
-    (audio_seconds_per_second * UTILIZATION + 1e-9).floor().clamp(1.0, 256.0) as u32
+    (audio_seconds_per_second * UTILIZATION + 1e-9).floor().clamp(1.0, f64::from(MAX_CAPACITY)) as u32
 }
+
+/// The most streams a measured capacity declares: far above what one device sustains (an H100 measured 447 audio
+/// seconds per second, 267 streams), so that what is declared is the measure, never this bound. (It was 256, which
+/// a GPU's measure, taken on a repeated shape, used to hit.)
+pub const MAX_CAPACITY: u32 = 1024;
 
 /// Share of the measured concurrent throughput admission plans to use.
 pub const UTILIZATION: f64 = 0.6;
@@ -259,7 +359,9 @@ impl ChunkPolicy {
     /// spread over the threads, `(streams - 1) * c / threads`, then computes for `c`: it is ready before the buffer
     /// runs dry when `c <= slack * threads / (streams - 1 + threads)`. A stream with 200 ms buffered gets a short
     /// chunk, one with seconds a long one (up to [`ChunkPolicy::max_pass`]); as a stream gets ahead, its chunks
-    /// grow back to whole sentences.
+    /// grow back to whole sentences. On a batched pool (a GPU), `threads` counts a full batch per thread
+    /// ([`crate::ModelPool::pass_slots`]): a batch's pass costs about one chunk's, so the chunks wait for each other's
+    /// passes spread over that many slots.
     pub fn compute_budget(&self, slack: Duration, streams: usize, threads: usize) -> Duration {
         let threads = threads.max(1) as f64;
         let fair = threads / (streams.max(1) as f64 - 1.0 + threads);
@@ -432,6 +534,49 @@ mod tests {
     }
 
     #[test]
+    fn a_choosy_pop_takes_the_most_urgent_eligible_items_and_waits_for_one() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let q = std::sync::Arc::new(ChunkQueue::new(16));
+        q.push(("long", false), at(0)).unwrap();
+        q.push(("short", true), at(10)).unwrap();
+        q.push(("long2", false), at(5)).unwrap();
+        q.push(("short2", true), at(20)).unwrap();
+        let batch = q.pop_batch_where(|i| i.1, 4, |_, _| true).unwrap();
+        assert_eq!(batch.iter().map(|i| i.0).collect::<Vec<_>>(), ["short", "short2"]);
+        let rest: Vec<_> = std::iter::from_fn(|| q.try_pop()).map(|i| i.0).collect();
+        assert_eq!(rest, ["long", "long2"], "the others keep their order");
+        // A choosy waiter and a plain one: each push reaches the thread that takes it.
+        let spawn = |choosy: bool| {
+            let q = std::sync::Arc::clone(&q);
+            std::thread::spawn(move || {
+                let batch = if choosy {
+                    q.pop_batch_where(|i| i.1, 1, |_, _| true)
+                } else {
+                    q.pop_batch(1, |_, _| true)
+                };
+                batch.map(|b| b[0].0)
+            })
+        };
+        let (choosy, plain) = (spawn(true), spawn(false));
+        let t = Instant::now();
+        while {
+            let s = q.lock();
+            s.choosy + s.idle < 2
+        } {
+            assert!(t.elapsed() < Duration::from_secs(5), "the waiters never blocked");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        q.push(("plain item", false), at(0)).unwrap();
+        assert_eq!(plain.join().unwrap(), Some("plain item"));
+        q.push(("opening", true), at(0)).unwrap();
+        assert_eq!(choosy.join().unwrap(), Some("opening"));
+        q.push(("left", false), at(0)).unwrap();
+        q.close();
+        assert_eq!(q.pop_batch_where(|i| i.1, 1, |_, _| true), None, "closed with nothing eligible");
+    }
+
+    #[test]
     fn earliest_deadline_first_then_arrival_order() {
         let t0 = Instant::now();
         let q = ChunkQueue::new(16);
@@ -466,6 +611,14 @@ mod tests {
         assert_eq!(q.push(3, t0), Err(PushError::Closed));
         assert_eq!(q.pop(), Some(1), "what was queued is still served");
         assert_eq!(q.pop(), None);
+    }
+
+    #[test]
+    fn a_gpu_sized_throughput_is_declared_as_measured() {
+        // 447 audio seconds per second (an H100 at 64 streams): 267 streams, not a clamp.
+        assert_eq!(capacity_from_throughput(446.6), 267);
+        assert_eq!(capacity_from_throughput(1e6), MAX_CAPACITY);
+        assert_eq!(capacity_from_throughput(f64::NAN), 1);
     }
 
     #[test]
