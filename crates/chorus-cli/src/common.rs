@@ -10,8 +10,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use chorus_api::{ApiConfig, ApiKeys, AppState, ModelEntry};
 use chorus_bus::{Bus, ModelLoad};
-use chorus_engine::{Engine, EngineWorker, WorkerConfig};
+use chorus_engine::Engine;
 use chorus_proto::metrics as names;
+use chorus_worker::{EngineWorker, WorkerConfig};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::paths::PathArgs;

@@ -8,12 +8,10 @@
 mod engine;
 mod error;
 mod model;
-pub mod model_store;
 mod piper;
 mod pool;
 mod runtime;
 pub mod scheduler;
-mod worker;
 
 pub use engine::{AudioChunk, Engine, EngineConfig, Playback, SpeedCurve, Synthesis, SynthesisRequest};
 pub use error::EngineError;
@@ -21,4 +19,3 @@ pub use model::{Interrupt, Model, ModelOutput, Scales};
 pub use piper::{PIPER_HOP_LENGTH, PiperModel, PiperVoice};
 pub use pool::{CostModel, ModelPool, Throughput};
 pub use runtime::{ConvSearch, Device, discover_library, environment};
-pub use worker::{EngineWorker, WorkerConfig, WorkerCounters};
