@@ -27,10 +27,9 @@ use axum::middleware::Next;
 use axum::response::Response;
 use chorus_proto::ErrorCode;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, error_response};
 use crate::license::{Caller, TenantCheck};
 use crate::middleware::{RequestId, query_param};
-use crate::routes::error_response;
 use crate::state::AppState;
 use crate::token::Credential;
 use chorus_proto::token::looks_like_token;

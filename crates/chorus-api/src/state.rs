@@ -5,12 +5,12 @@ use std::sync::Arc;
 use chorus_bus::Bus;
 use chorus_proto::{ErrorCode, OutputFormat, SynthesisJob, SynthesisParams};
 
-use crate::artifacts::Artifacts;
 use crate::catalogue::Catalogue;
+use crate::documents::{DictCache, VoiceCache};
 use crate::error::{ApiError, echo};
 use crate::license::{Caller, LicenseGate, UsageMeter};
+use crate::persistence::Artifacts;
 use crate::request::TtsRequest;
-use crate::store::{DictStore, VoiceStore};
 
 /// API keys; never printed.
 #[derive(Clone, Default)]
@@ -82,8 +82,8 @@ impl Default for ApiConfig {
 pub struct AppState {
     pub bus: Arc<dyn Bus>,
     pub config: Arc<ApiConfig>,
-    pub voices: Arc<VoiceStore>,
-    pub dicts: Arc<DictStore>,
+    pub voices: Arc<VoiceCache>,
+    pub dicts: Arc<DictCache>,
     /// Where voices and dictionaries are stored (in memory unless [`AppState::with_artifact_store`]).
     pub artifacts: Arc<Artifacts>,
     /// Entitlement, tenant keys and usage metering (open, with no license proxy, unless set by
@@ -117,11 +117,11 @@ pub struct Prepared {
 
 impl AppState {
     pub fn new(bus: Arc<dyn Bus>, config: ApiConfig) -> Self {
-        let voices = Arc::new(VoiceStore::default());
+        let voices = Arc::new(VoiceCache::default());
         // The models served at start stay listed through a worker restart; models added later (hot-added from
         // the artifact store) are listed while announced.
         voices.pin_builtin(&bus.models());
-        let dicts = Arc::new(DictStore::default());
+        let dicts = Arc::new(DictCache::default());
         let artifacts = Arc::new(Artifacts::new(
             chorus_artifacts::ArtifactStore::in_memory(),
             Arc::clone(&voices),
@@ -138,7 +138,7 @@ impl AppState {
     }
 
     /// Keeps voices and dictionaries in `store` (a directory or bucket shared with other API servers). Call
-    /// [`Artifacts::sync`] to load it, [`crate::artifacts::spawn_reloader`] to follow it.
+    /// [`Artifacts::sync`] to load it, [`crate::persistence::spawn_reloader`] to follow it.
     pub fn with_artifact_store(mut self, store: chorus_artifacts::ArtifactStore) -> Self {
         self.artifacts = Arc::new(Artifacts::new(store, Arc::clone(&self.voices), Arc::clone(&self.dicts)));
         self
@@ -246,9 +246,4 @@ impl AppState {
         job.max_buffer_delay_ms = req.max_buffer_delay_ms.unwrap_or(3000);
         Ok(Prepared { job, format })
     }
-}
-
-/// A fresh request id (UUID v4).
-pub fn new_request_id() -> String {
-    uuid::Uuid::new_v4().to_string()
 }

@@ -304,7 +304,7 @@ pub async fn start_artifacts(
     if !hot {
         tracing::info!("Hot reload is off: the artifact store is read at start only.");
     }
-    chorus_api::artifacts::spawn_reloader(std::sync::Arc::clone(&state.artifacts), interval, hot, stop);
+    chorus_api::persistence::spawn_reloader(std::sync::Arc::clone(&state.artifacts), interval, hot, stop);
     Ok(())
 }
 

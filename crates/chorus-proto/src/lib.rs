@@ -12,8 +12,8 @@ pub mod token;
 
 pub use format::{Container, Encoding, FormatError, MP3_BIT_RATES, OutputFormat, SUPPORTED_SAMPLE_RATES};
 pub use job::{
-    AudioEvent, ContextInput, ErrorCode, JobError, JobEvent, PROTOCOL_VERSION, PronunciationItem,
-    SynthesisJob,
+    AudioEvent, ContextInput, ErrorCode, ErrorRow, JobError, JobEvent, PROTOCOL_VERSION, PronunciationItem,
+    SynthesisJob, internal_error_message,
 };
 pub use timestamps::{PhonemeTimestamps, WordTimestamps};
 
