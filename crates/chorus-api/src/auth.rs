@@ -91,7 +91,7 @@ pub async fn require_api_key(State(state): State<AppState>, mut req: Request, ne
                 Err(why) => return unauthorized(why),
             },
             Some(key) if !keys.is_open() && keys.accepts(&key) => {
-                credential = Credential::Static { sha256: crate::license::hash_key(&key) };
+                credential = Credential::Static { sha256: chorus_proto::secret::hash_key(&key) };
             }
             None if keys.is_open() && gate.awaiting() => return not_yet(),
             None => {

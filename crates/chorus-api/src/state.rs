@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use chorus_bus::Bus;
+use chorus_proto::secret::{constant_time_eq, hash_key};
 use chorus_proto::{ErrorCode, OutputFormat, SynthesisJob, SynthesisParams};
 
 use crate::catalogue::Catalogue;
@@ -28,14 +29,12 @@ impl ApiKeys {
 
     /// Constant-time comparison against every configured key.
     pub fn accepts(&self, candidate: &str) -> bool {
-        self.0.iter().fold(false, |found, key| found | constant_time_eq(key.as_bytes(), candidate.as_bytes()))
+        self.0.iter().fold(false, |found, key| found | constant_time_eq(key, candidate))
     }
 
     /// True when a configured key has this SHA-256 (lowercase hex): an access token minted with it.
     pub fn accepts_hash(&self, sha256: &str) -> bool {
-        self.0.iter().fold(false, |found, key| {
-            found | constant_time_eq(crate::license::hash_key(key).as_bytes(), sha256.as_bytes())
-        })
+        self.0.iter().fold(false, |found, key| found | constant_time_eq(hash_key(key), sha256))
     }
 }
 
@@ -43,13 +42,6 @@ impl std::fmt::Debug for ApiKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "ApiKeys([{} redacted])", self.0.len())
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Settings of the API role.

@@ -7,6 +7,7 @@ mod format;
 mod job;
 pub mod license;
 pub mod metrics;
+pub mod secret;
 mod timestamps;
 pub mod token;
 
