@@ -148,6 +148,14 @@ fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// Why an access token could not be minted ([`LicenseGate::mint_token`]).
+#[derive(Debug)]
+pub enum MintError {
+    /// No license proxy: nothing can sign.
+    NoProxy,
+    Failed(String),
+}
+
 impl LicenseGate {
     /// No license proxy: open mode, no tenants, no metering.
     pub fn open() -> Self {
@@ -208,12 +216,9 @@ impl LicenseGate {
     }
 
     /// Has the proxy sign an access token.
-    pub async fn mint_token(
-        &self,
-        claims: chorus_proto::token::AccessClaims,
-    ) -> Result<String, crate::token::MintError> {
-        let Some(link) = &self.link else { return Err(crate::token::MintError::NoProxy) };
-        link.mint_token(claims).await.map_err(|e| crate::token::MintError::Failed(e.to_string()))
+    pub async fn mint_token(&self, claims: chorus_proto::token::AccessClaims) -> Result<String, MintError> {
+        let Some(link) = &self.link else { return Err(MintError::NoProxy) };
+        link.mint_token(claims).await.map_err(|e| MintError::Failed(e.to_string()))
     }
 
     /// The other API servers' use of `key` and of the license's streams.

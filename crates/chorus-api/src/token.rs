@@ -29,7 +29,7 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use crate::error::ApiError;
 use chorus_proto::secret::hash_key;
 
-use crate::license::LicenseGate;
+use crate::license::{LicenseGate, MintError};
 use crate::middleware::RequestId;
 use crate::state::{ApiKeys, AppState};
 
@@ -147,14 +147,6 @@ async fn mint_inner(
             )
         }
     })
-}
-
-/// Why a token could not be minted.
-#[derive(Debug)]
-pub enum MintError {
-    /// No license proxy: nothing can sign.
-    NoProxy,
-    Failed(String),
 }
 
 /// What a verified token stands for.
