@@ -16,13 +16,11 @@ use chorus_proto::ErrorCode;
 
 use crate::auth::require_api_key;
 use crate::error::ApiError;
+use crate::error::error_response;
+use crate::middleware::MAX_BODY_BYTES;
 use crate::middleware::{RequestId, cartesia_version, count_requests, refuse_large_bodies, request_id};
-use crate::routes::{dicts, error_response, openai, status, tts, voices};
+use crate::routes::{dicts, openai, status, tts, voices};
 use crate::state::AppState;
-
-/// Largest request body accepted (1 MiB): far above the 50,000-character transcript limit (at most 200 kB of
-/// UTF-8), so an over-long transcript gets its own `text_too_long` error, not a 413.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// How long [`serve`] waits, once shutdown is signalled, for open responses (streams) to finish.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);

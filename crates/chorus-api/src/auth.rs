@@ -27,10 +27,9 @@ use axum::middleware::Next;
 use axum::response::Response;
 use chorus_proto::ErrorCode;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, error_response};
 use crate::license::{Caller, TenantCheck};
 use crate::middleware::{RequestId, query_param};
-use crate::routes::error_response;
 use crate::state::AppState;
 use crate::token::Credential;
 use chorus_proto::token::looks_like_token;
@@ -92,7 +91,7 @@ pub async fn require_api_key(State(state): State<AppState>, mut req: Request, ne
                 Err(why) => return unauthorized(why),
             },
             Some(key) if !keys.is_open() && keys.accepts(&key) => {
-                credential = Credential::Static { sha256: crate::license::hash_key(&key) };
+                credential = Credential::Static { sha256: chorus_proto::secret::hash_key(&key) };
             }
             None if keys.is_open() && gate.awaiting() => return not_yet(),
             None => {

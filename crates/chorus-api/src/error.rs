@@ -1,8 +1,10 @@
 //! The one error type of the API: every failure becomes the Cartesia error JSON with the right status.
 
+use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chorus_proto::ErrorCode;
+use serde_json::json;
 
 /// The longest `message` sent to a client, in characters: messages quote client input (ids, paths, parse
 /// errors), and a client must not get its own megabyte back.
@@ -47,30 +49,15 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let retry_after = match code {
-            ErrorCode::ConcurrencyLimited | ErrorCode::Unserviceable | ErrorCode::RateLimited => Some(1),
-            ErrorCode::LicenseInactive => None,
-            ErrorCode::InvalidRequest
-            | ErrorCode::ModelNotFound
-            | ErrorCode::VoiceNotFound
-            | ErrorCode::TextTooLong
-            | ErrorCode::EmptyTranscript
-            | ErrorCode::Unauthorized
-            | ErrorCode::NotFound
-            | ErrorCode::WorkerLost
-            | ErrorCode::InferenceFailed
-            | ErrorCode::Internal
-            | ErrorCode::Conflict
-            | ErrorCode::Timeout => None,
-        };
+        let row = code.row();
+        let status = StatusCode::from_u16(row.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         Self {
             status,
             code,
-            title: title_for(code).to_owned(),
+            title: row.title.to_owned(),
             message: message.into(),
             request_id: String::new(),
-            retry_after,
+            retry_after: row.retry_after,
         }
     }
 
@@ -98,22 +85,43 @@ impl ApiError {
         ErrorBody {
             error_code: Some(self.code.as_str().to_owned()),
             title: self.title.clone(),
-            message: cut(&self.message, MAX_MESSAGE_CHARS).into_owned(),
+            message: self.public_message().into_owned(),
             request_id: self.request_id.clone(),
+        }
+    }
+
+    /// The message a client is shown: for a 500 (a failure inside the server) only the request id, under which
+    /// the server logs the internal text ([`ApiError::log_internal`]); otherwise the message, cut to
+    /// [`MAX_MESSAGE_CHARS`].
+    pub fn public_message(&self) -> std::borrow::Cow<'_, str> {
+        if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+            chorus_proto::internal_error_message(&self.request_id).into()
+        } else {
+            cut(&self.message, MAX_MESSAGE_CHARS)
+        }
+    }
+
+    /// Logs the internal text of a 500 with its request id (what [`ApiError::public_message`] keeps from the
+    /// client).
+    pub fn log_internal(&self) {
+        if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(request_id = %self.request_id, code = self.code.as_str(), error = %self.message, "Request failed.");
         }
     }
 
     /// The same fields as an SSE/WebSocket `error` event.
     pub fn event_json(&self, context_id: Option<&str>) -> serde_json::Value {
+        self.log_internal();
+        let message = self.public_message();
         let mut v = serde_json::json!({
             "type": "error",
             "done": true,
             "status_code": self.status.as_u16(),
             "error_code": self.code.as_str(),
             "title": self.title,
-            "message": cut(&self.message, MAX_MESSAGE_CHARS),
+            "message": message,
             "request_id": self.request_id,
-            "error": format!("{}: {}", self.title, cut(&self.message, MAX_MESSAGE_CHARS)),
+            "error": format!("{}: {message}", self.title),
         });
         if let (Some(ctx), Some(obj)) = (context_id, v.as_object_mut()) {
             obj.insert("context_id".into(), cut(ctx, MAX_CONTEXT_ID_ECHO).into());
@@ -125,29 +133,9 @@ impl ApiError {
 /// The longest `context_id` an error event carries (longer ids are refused, and quoted cut).
 const MAX_CONTEXT_ID_ECHO: usize = 1024;
 
-fn title_for(code: ErrorCode) -> &'static str {
-    match code {
-        ErrorCode::InvalidRequest => "Invalid request",
-        ErrorCode::ModelNotFound => "Model not found",
-        ErrorCode::VoiceNotFound => "Voice not found",
-        ErrorCode::TextTooLong => "Transcript too long",
-        ErrorCode::EmptyTranscript => "Empty transcript",
-        ErrorCode::Unauthorized => "Unauthorized",
-        ErrorCode::NotFound => "Not found",
-        ErrorCode::ConcurrencyLimited => "Too many concurrent requests",
-        ErrorCode::RateLimited => "Rate limit exceeded",
-        ErrorCode::LicenseInactive => "License inactive",
-        ErrorCode::Unserviceable => "No worker available",
-        ErrorCode::WorkerLost => "Worker lost",
-        ErrorCode::InferenceFailed => "Synthesis failed",
-        ErrorCode::Internal => "Internal error",
-        ErrorCode::Conflict => "Conflict",
-        ErrorCode::Timeout => "Timeout",
-    }
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        self.log_internal();
         let mut response = (self.status, axum::Json(self.body())).into_response();
         let headers = response.headers_mut();
         if let Some(secs) = self.retry_after {
@@ -161,6 +149,55 @@ impl IntoResponse for ApiError {
         {
             headers.insert("x-request-id", v);
         }
+        response
+    }
+}
+
+/// An error response in the shape the path's clients expect: OpenAI's under `/v1/`, Cartesia's elsewhere.
+pub fn error_response(path: &str, error: ApiError) -> Response {
+    if is_openai_path(path) { OpenAiError::from(error).into_response() } else { error.into_response() }
+}
+
+/// True for the paths whose errors take OpenAI's shape.
+pub fn is_openai_path(path: &str) -> bool {
+    path == "/v1" || path.starts_with("/v1/")
+}
+
+/// An error in OpenAI's shape. `param` names the offending request field when known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenAiError {
+    pub error: ApiError,
+    pub param: Option<&'static str>,
+}
+
+impl From<ApiError> for OpenAiError {
+    fn from(error: ApiError) -> Self {
+        let param = error.code.row().openai_param;
+        Self { error, param }
+    }
+}
+
+impl OpenAiError {
+    pub fn with_param(error: ApiError, param: &'static str) -> Self {
+        Self { error, param: Some(param) }
+    }
+}
+
+impl IntoResponse for OpenAiError {
+    fn into_response(self) -> Response {
+        let code = self.error.code.as_str();
+        let (kind, code) = match self.error.status.as_u16() {
+            401 => ("invalid_request_error", "invalid_api_key"),
+            429 => ("rate_limit_error", code),
+            500..=599 => ("server_error", code),
+            _ => ("invalid_request_error", code),
+        };
+        let body = json!({
+            "error": { "message": self.error.public_message(), "type": kind, "param": self.param, "code": code }
+        });
+        // The Cartesia response carries the status and headers (x-request-id, retry-after, x-should-retry).
+        let mut response = self.error.into_response();
+        *response.body_mut() = Body::from(body.to_string());
         response
     }
 }
@@ -222,5 +259,27 @@ mod tests {
         assert!(error.body().message.chars().count() <= MAX_MESSAGE_CHARS);
         let event = error.event_json(Some(&long));
         assert!(event.to_string().len() < 4 * 1024, "{}", event.to_string().len());
+    }
+
+    #[test]
+    fn a_500_shows_its_request_id_never_the_internal_text() {
+        let internal = "ort error: /srv/models/en.onnx: bad tensor shape".to_owned();
+        for code in [ErrorCode::Internal, ErrorCode::InferenceFailed, ErrorCode::WorkerLost] {
+            let error = ApiError::new(code, internal.clone()).with_request_id("req-1");
+            let body = error.body();
+            assert!(body.message.contains("req-1") && !body.message.contains("ort error"), "{body:?}");
+            assert_eq!(
+                (body.error_code.as_deref(), body.request_id.as_str()),
+                (Some(code.as_str()), "req-1")
+            );
+            let event = error.event_json(None).to_string();
+            assert!(event.contains("req-1") && !event.contains("ort error"), "{event}");
+            let openai = OpenAiError::from(error);
+            assert!(!openai.error.public_message().contains("ort error"));
+        }
+        // A client's error keeps its message: it tells the client what to fix.
+        let error =
+            ApiError::new(ErrorCode::VoiceNotFound, "voice 'x' does not exist").with_request_id("req-2");
+        assert_eq!(error.body().message, "voice 'x' does not exist");
     }
 }

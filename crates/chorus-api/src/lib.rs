@@ -5,21 +5,21 @@
 //! and encode the workers' audio for the client.
 
 pub mod app;
-pub mod artifacts;
 pub mod auth;
 pub mod catalogue;
 pub mod cors;
+pub mod documents;
 mod encode;
 pub mod error;
 mod job_stream;
 pub mod license;
 pub mod middleware;
+pub mod persistence;
 pub mod request;
 pub mod routes;
 pub mod serve;
 pub mod sse;
 pub mod state;
-pub mod store;
 pub mod tls;
 pub mod token;
 pub mod ws;

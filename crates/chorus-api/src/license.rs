@@ -27,7 +27,7 @@ use chorus_bus::{LIMITS_INTERVAL, LicenseLink, UsageReporter};
 use chorus_proto::ErrorCode;
 use chorus_proto::license::{KeyUse, LicenseState, LimitsReport, TenantKey, UsageRecord, Verdict};
 use chorus_proto::metrics as names;
-use sha2::{Digest, Sha256};
+use chorus_proto::secret::{constant_time_eq, hash_key};
 use tokio::sync::watch;
 
 use crate::error::ApiError;
@@ -148,17 +148,12 @@ fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// Lowercase hex SHA-256 of a presented key (what tenant keys are stored as).
-pub fn hash_key(key: &str) -> String {
-    use std::fmt::Write as _;
-    Sha256::digest(key.trim().as_bytes()).iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
-fn ct_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Why an access token could not be minted ([`LicenseGate::mint_token`]).
+#[derive(Debug)]
+pub enum MintError {
+    /// No license proxy: nothing can sign.
+    NoProxy,
+    Failed(String),
 }
 
 impl LicenseGate {
@@ -217,16 +212,13 @@ impl LicenseGate {
     /// The tenant key with this SHA-256, revoked or not.
     pub fn tenant_by_hash(&self, sha256: &str) -> Option<TenantKey> {
         let guard = self.state.as_ref()?.borrow();
-        guard.as_ref()?.keys.iter().find(|k| ct_eq(&k.sha256, sha256)).cloned()
+        guard.as_ref()?.keys.iter().find(|k| constant_time_eq(&k.sha256, sha256)).cloned()
     }
 
     /// Has the proxy sign an access token.
-    pub async fn mint_token(
-        &self,
-        claims: chorus_proto::token::AccessClaims,
-    ) -> Result<String, crate::token::MintError> {
-        let Some(link) = &self.link else { return Err(crate::token::MintError::NoProxy) };
-        link.mint_token(claims).await.map_err(|e| crate::token::MintError::Failed(e.to_string()))
+    pub async fn mint_token(&self, claims: chorus_proto::token::AccessClaims) -> Result<String, MintError> {
+        let Some(link) = &self.link else { return Err(MintError::NoProxy) };
+        link.mint_token(claims).await.map_err(|e| MintError::Failed(e.to_string()))
     }
 
     /// The other API servers' use of `key` and of the license's streams.
@@ -278,7 +270,7 @@ impl LicenseGate {
         let Some(rx) = &self.state else { return TenantCheck::Unknown };
         let guard = rx.borrow();
         let Some(state) = guard.as_ref() else { return TenantCheck::NotYetKnown };
-        match state.keys.iter().find(|k| ct_eq(&k.sha256, hash)) {
+        match state.keys.iter().find(|k| constant_time_eq(&k.sha256, hash)) {
             Some(k) if k.revoked => TenantCheck::Revoked,
             Some(k) => TenantCheck::Known(k.clone()),
             None => TenantCheck::Unknown,

@@ -11,7 +11,14 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
-use crate::state::new_request_id;
+/// Largest request body accepted (1 MiB): far above the 50,000-character transcript limit (at most 200 kB of
+/// UTF-8), so an over-long transcript gets its own `text_too_long` error, not a 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// A fresh request id (UUID v4).
+pub fn new_request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
 
 /// The header carrying the request id, both ways.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -96,7 +103,7 @@ pub async fn cartesia_version(req: Request, next: Next) -> Response {
     response
 }
 
-/// Answers 413 at once to a request whose `Content-Length` is over [`crate::app::MAX_BODY_BYTES`], without
+/// Answers 413 at once to a request whose `Content-Length` is over [`MAX_BODY_BYTES`], without
 /// reading (or waiting for) its body.
 pub async fn refuse_large_bodies(req: Request, next: Next) -> Response {
     let declared = req
@@ -105,7 +112,7 @@ pub async fn refuse_large_bodies(req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if let Some(len) = declared
-        && len > crate::app::MAX_BODY_BYTES as u64
+        && len > MAX_BODY_BYTES as u64
     {
         let request_id = RequestId::from_extensions(req.extensions());
         let error = crate::ApiError {
@@ -113,11 +120,11 @@ pub async fn refuse_large_bodies(req: Request, next: Next) -> Response {
             title: "Request body too large".into(),
             ..crate::ApiError::invalid(format!(
                 "the request body is {len} bytes; the limit is {} bytes",
-                crate::app::MAX_BODY_BYTES
+                MAX_BODY_BYTES
             ))
         };
         let mut response =
-            crate::routes::error_response(req.uri().path(), error.with_request_id(request_id.as_str()));
+            crate::error::error_response(req.uri().path(), error.with_request_id(request_id.as_str()));
         // The body was not read: the connection cannot be reused.
         response.headers_mut().insert(axum::http::header::CONNECTION, HeaderValue::from_static("close"));
         return response;

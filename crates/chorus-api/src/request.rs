@@ -211,7 +211,10 @@ where
                 ApiError {
                     status,
                     title: "Request body too large".into(),
-                    message: format!("the request body is larger than {} bytes", crate::app::MAX_BODY_BYTES),
+                    message: format!(
+                        "the request body is larger than {} bytes",
+                        crate::middleware::MAX_BODY_BYTES
+                    ),
                     ..error
                 }
             } else {

@@ -3,14 +3,15 @@
 use std::sync::Arc;
 
 use chorus_bus::Bus;
+use chorus_proto::secret::{constant_time_eq, hash_key};
 use chorus_proto::{ErrorCode, OutputFormat, SynthesisJob, SynthesisParams};
 
-use crate::artifacts::Artifacts;
 use crate::catalogue::Catalogue;
+use crate::documents::{DictCache, VoiceCache};
 use crate::error::{ApiError, echo};
 use crate::license::{Caller, LicenseGate, UsageMeter};
+use crate::persistence::Artifacts;
 use crate::request::TtsRequest;
-use crate::store::{DictStore, VoiceStore};
 
 /// API keys; never printed.
 #[derive(Clone, Default)]
@@ -28,14 +29,12 @@ impl ApiKeys {
 
     /// Constant-time comparison against every configured key.
     pub fn accepts(&self, candidate: &str) -> bool {
-        self.0.iter().fold(false, |found, key| found | constant_time_eq(key.as_bytes(), candidate.as_bytes()))
+        self.0.iter().fold(false, |found, key| found | constant_time_eq(key, candidate))
     }
 
     /// True when a configured key has this SHA-256 (lowercase hex): an access token minted with it.
     pub fn accepts_hash(&self, sha256: &str) -> bool {
-        self.0.iter().fold(false, |found, key| {
-            found | constant_time_eq(crate::license::hash_key(key).as_bytes(), sha256.as_bytes())
-        })
+        self.0.iter().fold(false, |found, key| found | constant_time_eq(hash_key(key), sha256))
     }
 }
 
@@ -43,13 +42,6 @@ impl std::fmt::Debug for ApiKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "ApiKeys([{} redacted])", self.0.len())
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Settings of the API role.
@@ -82,8 +74,8 @@ impl Default for ApiConfig {
 pub struct AppState {
     pub bus: Arc<dyn Bus>,
     pub config: Arc<ApiConfig>,
-    pub voices: Arc<VoiceStore>,
-    pub dicts: Arc<DictStore>,
+    pub voices: Arc<VoiceCache>,
+    pub dicts: Arc<DictCache>,
     /// Where voices and dictionaries are stored (in memory unless [`AppState::with_artifact_store`]).
     pub artifacts: Arc<Artifacts>,
     /// Entitlement, tenant keys and usage metering (open, with no license proxy, unless set by
@@ -117,11 +109,11 @@ pub struct Prepared {
 
 impl AppState {
     pub fn new(bus: Arc<dyn Bus>, config: ApiConfig) -> Self {
-        let voices = Arc::new(VoiceStore::default());
+        let voices = Arc::new(VoiceCache::default());
         // The models served at start stay listed through a worker restart; models added later (hot-added from
         // the artifact store) are listed while announced.
         voices.pin_builtin(&bus.models());
-        let dicts = Arc::new(DictStore::default());
+        let dicts = Arc::new(DictCache::default());
         let artifacts = Arc::new(Artifacts::new(
             chorus_artifacts::ArtifactStore::in_memory(),
             Arc::clone(&voices),
@@ -138,7 +130,7 @@ impl AppState {
     }
 
     /// Keeps voices and dictionaries in `store` (a directory or bucket shared with other API servers). Call
-    /// [`Artifacts::sync`] to load it, [`crate::artifacts::spawn_reloader`] to follow it.
+    /// [`Artifacts::sync`] to load it, [`crate::persistence::spawn_reloader`] to follow it.
     pub fn with_artifact_store(mut self, store: chorus_artifacts::ArtifactStore) -> Self {
         self.artifacts = Arc::new(Artifacts::new(store, Arc::clone(&self.voices), Arc::clone(&self.dicts)));
         self
@@ -246,9 +238,4 @@ impl AppState {
         job.max_buffer_delay_ms = req.max_buffer_delay_ms.unwrap_or(3000);
         Ok(Prepared { job, format })
     }
-}
-
-/// A fresh request id (UUID v4).
-pub fn new_request_id() -> String {
-    uuid::Uuid::new_v4().to_string()
 }

@@ -27,7 +27,9 @@ use chorus_proto::token::{self, AccessClaims, Grants, ISSUER, MAX_TOKEN_SECONDS,
 use ed25519_dalek::{Signature, VerifyingKey};
 
 use crate::error::ApiError;
-use crate::license::{LicenseGate, hash_key};
+use chorus_proto::secret::hash_key;
+
+use crate::license::{LicenseGate, MintError};
 use crate::middleware::RequestId;
 use crate::state::{ApiKeys, AppState};
 
@@ -145,14 +147,6 @@ async fn mint_inner(
             )
         }
     })
-}
-
-/// Why a token could not be minted.
-#[derive(Debug)]
-pub enum MintError {
-    /// No license proxy: nothing can sign.
-    NoProxy,
-    Failed(String),
 }
 
 /// What a verified token stands for.

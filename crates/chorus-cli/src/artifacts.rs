@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use chorus_api::artifacts::{Artifacts, Record};
+use chorus_api::persistence::{Artifacts, Record};
 use chorus_artifacts::ArtifactStore;
 
 use crate::common::{self, ConfigFile};

@@ -10,8 +10,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use chorus_api::{ApiConfig, ApiKeys, AppState, ModelEntry};
 use chorus_bus::{Bus, ModelLoad};
-use chorus_engine::{Engine, EngineWorker, WorkerConfig};
+use chorus_engine::Engine;
 use chorus_proto::metrics as names;
+use chorus_worker::{EngineWorker, WorkerConfig};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::paths::PathArgs;
@@ -315,7 +316,7 @@ pub async fn start_artifacts(
     if !hot {
         tracing::info!("Hot reload is off: the artifact store is read at start only.");
     }
-    chorus_api::artifacts::spawn_reloader(std::sync::Arc::clone(&state.artifacts), interval, hot, stop);
+    chorus_api::persistence::spawn_reloader(std::sync::Arc::clone(&state.artifacts), interval, hot, stop);
     Ok(())
 }
 

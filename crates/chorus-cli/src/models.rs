@@ -1,13 +1,13 @@
 //! Voice models hot-added from the artifact store (`chorus serve`, `chorus worker`): the flags and the watcher's
-//! start. The watcher itself is `chorus_engine::model_store`.
+//! start. The watcher itself is `chorus_worker::model_store`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use chorus_engine::EngineWorker;
-use chorus_engine::model_store::{ModelStoreConfig, ModelWatcher};
+use chorus_worker::EngineWorker;
+use chorus_worker::model_store::{ModelStoreConfig, ModelWatcher};
 use object_store::ObjectStore;
 
 use crate::common::{ArtifactArgs, ConfigFile};

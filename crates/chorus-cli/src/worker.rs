@@ -52,7 +52,7 @@ pub fn run(paths: &PathArgs, args: WorkerArgs) -> Result<()> {
     let worker_id = args.worker_id.clone().unwrap_or_else(common::default_worker_id);
 
     // /metrics and /ready answer while the model loads (capacity 0, not ready), like the system we reproduce.
-    let slot: Arc<std::sync::OnceLock<Arc<chorus_engine::EngineWorker>>> =
+    let slot: Arc<std::sync::OnceLock<Arc<chorus_worker::EngineWorker>>> =
         Arc::new(std::sync::OnceLock::new());
     let refresh = {
         let slot = Arc::clone(&slot);

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use chorus_bus::{LicenseLink, NatsLicenseLink};
 use chorus_proto::license::UsageRecord;
-use cluster_support::{Cluster, free_port, loopback, poll, request, serial};
+use cluster_support::{Cluster, free_port, loopback, poll, request, request_with, serial};
 
 const RECORDS: usize = 10_000;
 const BATCH: usize = 50;
@@ -455,4 +455,41 @@ fn tenant_key_limits_hold_across_two_api_servers() {
     std::thread::sleep(Duration::from_millis(1500));
     let (status, body) = call(a, &three);
     assert_eq!(status, 429, "A counts B's request too: {body}");
+}
+
+/// One hash of a tenant key, defined once (`chorus_proto::secret::hash_key`): `chorus keys add` stores the key
+/// under it, the proxy announces it, and `chorus api` hashes the key a client presents with the same function to
+/// find the tenant. The key is accepted; the stored hash itself, a near miss and no key are not.
+#[test]
+fn a_key_added_with_chorus_keys_add_is_accepted_by_chorus_api_through_the_shared_hash() {
+    let _serial = serial();
+    let mut cluster = Cluster::new();
+    let data = cluster.dir().join("license-data");
+    let key = keys(&["add", "shared-hash"], &data).trim().to_owned();
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("keys.json")).unwrap()).unwrap();
+    let stored = file["keys"].as_array().unwrap().iter().find(|k| k["name"] == "shared-hash").unwrap();
+    let hash = chorus_proto::secret::hash_key(&key);
+    assert_eq!(stored["sha256"].as_str(), Some(hash.as_str()), "keys.json holds the shared hash of the key");
+
+    let listen = loopback(free_port());
+    let _proxy = cluster.spawn_license_proxy("proxy", listen, &data, &["--admin-key", ADMIN]);
+    let api = cluster.start_api_with(&["--license-proxy"]);
+    let addr = cluster.apis[api].addr;
+    let status = |headers: &[(&str, &str)]| {
+        let mut r = request_with(addr, "GET", "/voices", headers, None).unwrap();
+        let _ = r.read_all();
+        r.status
+    };
+    let bearer = format!("Bearer {key}");
+    let accepted =
+        poll(Duration::from_secs(10), || (status(&[("Authorization", &bearer)]) == 200).then_some(()));
+    assert!(accepted.is_some(), "the key is accepted once the API has the proxy's tenant keys");
+    assert_eq!(status(&[("X-API-Key", &key)]), 200, "the same key as X-API-Key");
+    assert_eq!(status(&[]), 401, "no key");
+    assert_eq!(status(&[("X-API-Key", &hash)]), 401, "the stored hash is not a key");
+    let mut near = key.clone();
+    near.pop();
+    near.push(if key.ends_with('A') { 'B' } else { 'A' });
+    assert_eq!(status(&[("X-API-Key", &near)]), 401, "one character off");
 }

@@ -21,31 +21,3 @@ pub enum EngineError {
     #[error("the request was cancelled")]
     Cancelled,
 }
-
-impl EngineError {
-    /// A stable, low-cardinality name for metrics and error JSON.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            EngineError::Text(e) => e.kind(),
-            EngineError::UnknownVoice(_) => "voice_not_found",
-            EngineError::InvalidParams(_) => "invalid_parameter",
-            EngineError::Runtime(_) => "runtime_unavailable",
-            EngineError::VoiceLoad { .. } => "voice_load_failed",
-            EngineError::Inference(_) => "inference_failed",
-            EngineError::Shutdown => "shutting_down",
-            EngineError::Cancelled => "cancelled",
-        }
-    }
-
-    /// True when the request is at fault (a 4xx), false for a server-side failure.
-    pub fn is_client_error(&self) -> bool {
-        match self {
-            EngineError::Text(e) => e.is_client_error(),
-            EngineError::UnknownVoice(_) | EngineError::InvalidParams(_) | EngineError::Cancelled => true,
-            EngineError::Runtime(_)
-            | EngineError::VoiceLoad { .. }
-            | EngineError::Inference(_)
-            | EngineError::Shutdown => false,
-        }
-    }
-}

@@ -10,12 +10,10 @@ pub mod buckets;
 mod engine;
 mod error;
 mod model;
-pub mod model_store;
 mod piper;
 mod pool;
 mod runtime;
 pub mod scheduler;
-mod worker;
 
 pub use bucketed::BucketedPiper;
 pub use buckets::ShapeBuckets;
@@ -25,4 +23,3 @@ pub use model::{Interrupt, Model, ModelOutput, Scales};
 pub use piper::{PIPER_HOP_LENGTH, PiperModel, PiperVoice, SplitGraph};
 pub use pool::{CostModel, ModelPool, Throughput};
 pub use runtime::{ConvSearch, Device, discover_library, environment};
-pub use worker::{EngineWorker, WorkerConfig, WorkerCounters};

@@ -12,7 +12,9 @@
 
 use std::io::{Read as _, Write as _};
 
-use crate::ledger::{Head, Snapshot, sha256_hex, verify_chain};
+use chorus_proto::secret::sha256_hex;
+
+use crate::ledger::{Head, Snapshot, verify_chain};
 use crate::license::{KeyPair, format_time, now_secs, verify_signature};
 
 pub const MANIFEST: &str = "manifest.json";

@@ -1,7 +1,8 @@
 //! The proxy's HTTP server (port 8080 by default): `POST /license`, `GET /license`, `GET /audit` (admin key),
 //! `GET /healthz`, `GET /metrics`.
 //!
-//! Errors are JSON: `{"error_code": …, "title": …, "message": …}`.
+//! Errors are JSON: `{"error_code": …, "title": …, "message": …, "request_id": …}`, with the status and title of
+//! the error table ([`ErrorCode::row`]); a 500 carries its request id, under which the internal text is logged.
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use chorus_proto::ErrorCode;
 
 use crate::license::{LicenseError, format_time};
 use crate::proxy::LicenseProxy;
@@ -38,16 +40,36 @@ pub fn router(proxy: Arc<LicenseProxy>, metrics: Option<MetricsRender>) -> Route
         .route("/audit", get(audit))
         .route("/healthz", get(|| async { "ok" }));
     if standalone {
-        router = router.route("/metrics", get(render_metrics)).fallback(|| async {
-            error(StatusCode::NOT_FOUND, "not_found", "Not found", "no such route".into())
-        });
+        router = router
+            .route("/metrics", get(render_metrics))
+            .fallback(|| async { error(ErrorCode::NotFound, "no such route".into()) });
     }
     router.layer(DefaultBodyLimit::max(MAX_LICENSE_BYTES)).with_state(AppState { proxy, metrics })
 }
 
-fn error(status: StatusCode, code: &str, title: &str, message: String) -> Response {
-    let body = serde_json::json!({ "error_code": code, "title": title, "message": message });
+/// An error of the error table's row for `code`.
+fn error(code: ErrorCode, message: String) -> Response {
+    let row = code.row();
+    let status = StatusCode::from_u16(row.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    error_body(status, row.name, row.title, message, new_request_id())
+}
+
+/// A 500: the client gets a request id, the log gets the internal text under it.
+fn internal(what: &str, e: &dyn std::fmt::Display) -> Response {
+    let request_id = new_request_id();
+    tracing::error!(%request_id, error = %e, "{what}");
+    let row = ErrorCode::Internal.row();
+    let message = chorus_proto::internal_error_message(&request_id);
+    error_body(StatusCode::INTERNAL_SERVER_ERROR, row.name, row.title, message, request_id)
+}
+
+fn error_body(status: StatusCode, code: &str, title: &str, message: String, request_id: String) -> Response {
+    let body = serde_json::json!({ "error_code": code, "title": title, "message": message, "request_id": request_id });
     (status, axum::Json(body)).into_response()
+}
+
+fn new_request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
 async fn post_license(State(app): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
@@ -60,7 +82,8 @@ async fn post_license(State(app): State<AppState>, body: Result<Bytes, BytesReje
             } else {
                 rejection.body_text()
             };
-            return error(status, "invalid_request", "Invalid request", message);
+            let row = ErrorCode::InvalidRequest.row();
+            return error_body(status, row.name, row.title, message, new_request_id());
         }
     };
     let proxy = Arc::clone(&app.proxy);
@@ -85,13 +108,10 @@ async fn post_license(State(app): State<AppState>, body: Result<Bytes, BytesReje
                 LicenseError::Expired(_) => StatusCode::UNPROCESSABLE_ENTITY,
             };
             tracing::info!(code = e.code(), "License refused.");
-            error(status, e.code(), "License refused", e.to_string())
+            error_body(status, e.code(), "License refused", e.to_string(), new_request_id())
         }
-        Ok(Err(AcceptError::Io(e))) => {
-            tracing::error!(error = %e, "Cannot store a license.");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error", e.to_string())
-        }
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error", e.to_string()),
+        Ok(Err(AcceptError::Io(e))) => internal("Cannot store a license.", &e),
+        Err(e) => internal("The license check did not finish.", &e),
     }
 }
 
@@ -137,9 +157,7 @@ async fn audit(State(app): State<AppState>, headers: HeaderMap) -> Response {
         Some(key) if app.proxy.is_admin(&key) => {}
         Some(_) | None => {
             let mut r = error(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "Unauthorized",
+                ErrorCode::Unauthorized,
                 "GET /audit needs an admin key ('Authorization: Bearer <key>')".into(),
             );
             r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -148,14 +166,7 @@ async fn audit(State(app): State<AppState>, headers: HeaderMap) -> Response {
     }
     let snapshot = match app.proxy.ledger().snapshot().await {
         Ok(s) => s,
-        Err(e) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                "Internal error",
-                e.to_string(),
-            );
-        }
+        Err(e) => return internal("Cannot read the ledger for an audit export.", &e),
     };
     let key = app.proxy.deployment_key().clone();
     let licensee = app.proxy.active().map(|v| v.license.licensee);
@@ -171,10 +182,8 @@ async fn audit(State(app): State<AppState>, headers: HeaderMap) -> Response {
             );
             r
         }
-        Ok(Err(e)) => {
-            error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error", e.to_string())
-        }
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error", e.to_string()),
+        Ok(Err(e)) => internal("Cannot build an audit export.", &e),
+        Err(e) => internal("The audit export did not finish.", &e),
     }
 }
 
@@ -183,5 +192,25 @@ async fn render_metrics(State(app): State<AppState>) -> Response {
     match &app.metrics {
         Some(render) => render().into_response(),
         None => String::new().into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_500_carries_a_request_id_not_the_internal_text() {
+        use http_body_util::BodyExt as _;
+        let response = internal("Cannot store a license.", &"/var/lib/chorus/licenses: permission denied");
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let bytes = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        assert_eq!(body["error_code"], "internal_error");
+        assert_eq!(body["title"], ErrorCode::Internal.title());
+        let request_id = body["request_id"].as_str().unwrap_or_default();
+        assert!(!request_id.is_empty(), "{body}");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(message.contains(request_id) && !message.contains("permission denied"), "{body}");
     }
 }

@@ -10,7 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chorus_proto::license::TenantKey;
 
-use crate::ledger::sha256_hex;
+use chorus_proto::secret::hash_key;
 
 /// A key as stored.
 #[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -72,11 +72,6 @@ pub enum KeyError {
     Unknown(String),
     #[error("cannot generate a key: {0}")]
     Random(String),
-}
-
-/// The SHA-256 (hex) under which a key is stored.
-pub fn hash_key(key: &str) -> String {
-    sha256_hex(key.trim().as_bytes())
 }
 
 /// A new high-entropy key (`chk_` and 256 random bits).

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use chorus_proto::license::UsageRecord;
 use chorus_proto::metrics as names;
-use sha2::{Digest, Sha256};
+use chorus_proto::secret::sha256_hex;
 use tokio::sync::oneshot;
 
 /// The `prev` of the first entry.
@@ -84,19 +84,6 @@ impl std::fmt::Debug for Command {
             Command::Snapshot(_) => write!(f, "Snapshot"),
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
-/// Lowercase hex SHA-256.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
 }
 
 fn segment_name(n: u64) -> String {

@@ -11,7 +11,9 @@ use chorus_proto::metrics as names;
 use chorus_proto::token::AccessClaims;
 use tokio::sync::watch;
 
-use crate::keys::{KeyStore, StoredKey, hash_key, merge};
+use chorus_proto::secret::{constant_time_eq, hash_key};
+
+use crate::keys::{KeyStore, StoredKey, merge};
 use crate::ledger::{Ledger, LedgerError};
 use crate::license::{KeyPair, LicenseError, TrustedKeys, Verified, format_time, now_secs};
 use crate::store::{AcceptError, GraceClock, LicenseStore, deployment_key};
@@ -392,12 +394,12 @@ impl LicenseProxy {
     /// True when `key` may download the audit.
     pub fn is_admin(&self, key: &str) -> bool {
         let hash = hash_key(key);
-        if self.admin_hashes.iter().any(|h| ct_eq(h, &hash)) {
+        if self.admin_hashes.iter().any(|h| constant_time_eq(h, &hash)) {
             return true;
         }
         self.inner
             .lock()
-            .map(|i| i.keys.iter().any(|k| k.admin && !k.revoked && ct_eq(&k.sha256, &hash)))
+            .map(|i| i.keys.iter().any(|k| k.admin && !k.revoked && constant_time_eq(&k.sha256, &hash)))
             .unwrap_or(false)
     }
 
@@ -551,10 +553,6 @@ fn record_metrics(state: &LicenseState, now: u64) {
         Verdict::Refusing => 2.0,
     };
     metrics::gauge!(names::LICENSE_GRACE_STATE).set(grace);
-}
-
-fn ct_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl LicenseProxy {

@@ -11,7 +11,8 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::ledger::sha256_hex;
+use chorus_proto::secret::sha256_hex;
+
 use crate::license::{KeyPair, LicenseError, TrustedKeys, Verified};
 
 /// Writes `bytes` to `path` through a temporary file and a rename, fsync'd.

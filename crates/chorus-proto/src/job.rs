@@ -107,44 +107,98 @@ pub enum ErrorCode {
     Timeout,
 }
 
+/// Everything a transport needs to send an [`ErrorCode`]: one row of the error table ([`ErrorCode::row`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorRow {
+    /// The wire name (`error_code` in the Cartesia error JSON, `code` in OpenAI's).
+    pub name: &'static str,
+    /// The HTTP status.
+    pub status: u16,
+    /// The human title (`title` in the Cartesia error JSON).
+    pub title: &'static str,
+    /// Seconds a client should wait before retrying (the `Retry-After` header), where waiting helps.
+    pub retry_after: Option<u32>,
+    /// The request field an OpenAI client is told is at fault (`param`), when the code names one.
+    pub openai_param: Option<&'static str>,
+}
+
+impl ErrorRow {
+    const fn new(name: &'static str, status: u16, title: &'static str) -> Self {
+        Self { name, status, title, retry_after: None, openai_param: None }
+    }
+
+    const fn retry_after(self, seconds: u32) -> Self {
+        Self { retry_after: Some(seconds), ..self }
+    }
+
+    const fn openai_param(self, param: &'static str) -> Self {
+        Self { openai_param: Some(param), ..self }
+    }
+}
+
 impl ErrorCode {
-    pub fn as_str(self) -> &'static str {
+    /// The error table: one row a code, in one exhaustive match (the API, its OpenAI routes and the license
+    /// proxy all send errors from it).
+    pub const fn row(self) -> ErrorRow {
         match self {
-            ErrorCode::InvalidRequest => "invalid_request",
-            ErrorCode::ModelNotFound => "model_not_found",
-            ErrorCode::VoiceNotFound => "voice_not_found",
-            ErrorCode::TextTooLong => "text_too_long",
-            ErrorCode::EmptyTranscript => "empty_transcript",
-            ErrorCode::Unauthorized => "unauthorized",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::ConcurrencyLimited => "concurrency_limited",
-            ErrorCode::RateLimited => "rate_limited",
-            ErrorCode::LicenseInactive => "license_inactive",
-            ErrorCode::Unserviceable => "unserviceable",
-            ErrorCode::WorkerLost => "worker_lost",
-            ErrorCode::InferenceFailed => "inference_failed",
-            ErrorCode::Internal => "internal_error",
-            ErrorCode::Conflict => "conflict",
-            ErrorCode::Timeout => "timeout",
+            ErrorCode::InvalidRequest => ErrorRow::new("invalid_request", 400, "Invalid request"),
+            ErrorCode::ModelNotFound => {
+                ErrorRow::new("model_not_found", 400, "Model not found").openai_param("model")
+            }
+            ErrorCode::VoiceNotFound => {
+                ErrorRow::new("voice_not_found", 404, "Voice not found").openai_param("voice")
+            }
+            ErrorCode::TextTooLong => {
+                ErrorRow::new("text_too_long", 400, "Transcript too long").openai_param("input")
+            }
+            ErrorCode::EmptyTranscript => {
+                ErrorRow::new("empty_transcript", 400, "Empty transcript").openai_param("input")
+            }
+            ErrorCode::Unauthorized => ErrorRow::new("unauthorized", 401, "Unauthorized"),
+            ErrorCode::NotFound => ErrorRow::new("not_found", 404, "Not found"),
+            ErrorCode::ConcurrencyLimited => {
+                ErrorRow::new("concurrency_limited", 429, "Too many concurrent requests").retry_after(1)
+            }
+            ErrorCode::RateLimited => {
+                ErrorRow::new("rate_limited", 429, "Rate limit exceeded").retry_after(1)
+            }
+            ErrorCode::LicenseInactive => ErrorRow::new("license_inactive", 403, "License inactive"),
+            ErrorCode::Unserviceable => {
+                ErrorRow::new("unserviceable", 503, "No worker available").retry_after(1)
+            }
+            ErrorCode::WorkerLost => ErrorRow::new("worker_lost", 500, "Worker lost"),
+            ErrorCode::InferenceFailed => ErrorRow::new("inference_failed", 500, "Synthesis failed"),
+            ErrorCode::Internal => ErrorRow::new("internal_error", 500, "Internal error"),
+            ErrorCode::Conflict => ErrorRow::new("conflict", 409, "Conflict"),
+            ErrorCode::Timeout => ErrorRow::new("timeout", 408, "Timeout"),
         }
     }
 
+    /// The wire name.
+    pub const fn as_str(self) -> &'static str {
+        self.row().name
+    }
+
     /// The HTTP status this error maps to.
-    pub fn http_status(self) -> u16 {
-        match self {
-            ErrorCode::InvalidRequest
-            | ErrorCode::ModelNotFound
-            | ErrorCode::TextTooLong
-            | ErrorCode::EmptyTranscript => 400,
-            ErrorCode::Unauthorized => 401,
-            ErrorCode::VoiceNotFound | ErrorCode::NotFound => 404,
-            ErrorCode::Conflict => 409,
-            ErrorCode::Timeout => 408,
-            ErrorCode::ConcurrencyLimited | ErrorCode::RateLimited => 429,
-            ErrorCode::LicenseInactive => 403,
-            ErrorCode::Unserviceable => 503,
-            ErrorCode::WorkerLost | ErrorCode::InferenceFailed | ErrorCode::Internal => 500,
-        }
+    pub const fn http_status(self) -> u16 {
+        self.row().status
+    }
+
+    /// The human title.
+    pub const fn title(self) -> &'static str {
+        self.row().title
+    }
+}
+
+/// The message of every 500 (a failure inside the server): the internal text stays in the server's log, under the
+/// request id the client is given to quote.
+pub fn internal_error_message(request_id: &str) -> String {
+    if request_id.is_empty() {
+        "the server could not complete the request; its log has the details".to_owned()
+    } else {
+        format!(
+            "the server could not complete the request; its log has the details under request id '{request_id}'"
+        )
     }
 }
 

@@ -7,13 +7,14 @@ mod format;
 mod job;
 pub mod license;
 pub mod metrics;
+pub mod secret;
 mod timestamps;
 pub mod token;
 
 pub use format::{Container, Encoding, FormatError, MP3_BIT_RATES, OutputFormat, SUPPORTED_SAMPLE_RATES};
 pub use job::{
-    AudioEvent, ContextInput, ErrorCode, JobError, JobEvent, PROTOCOL_VERSION, PronunciationItem,
-    SynthesisJob,
+    AudioEvent, ContextInput, ErrorCode, ErrorRow, JobError, JobEvent, PROTOCOL_VERSION, PronunciationItem,
+    SynthesisJob, internal_error_message,
 };
 pub use timestamps::{PhonemeTimestamps, WordTimestamps};
 

@@ -28,32 +28,3 @@ pub enum TextError {
     #[error("invalid phoneme map: {0}")]
     PhonemeMap(String),
 }
-
-impl TextError {
-    /// A stable, low-cardinality name for metrics and error JSON.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            TextError::Espeak(_) | TextError::UnknownEspeakVoice(_) | TextError::PhonemizerGone => {
-                "phonemizer"
-            }
-            TextError::Empty => "empty_text",
-            TextError::NothingToSpeak => "nothing_to_speak",
-            TextError::TooLong { .. } | TextError::TooLongExpanded { .. } => "text_too_long",
-            TextError::PhonemeMap(_) => "phoneme_map",
-        }
-    }
-
-    /// True when the caller's input is at fault (a 4xx), false for a server-side failure.
-    pub fn is_client_error(&self) -> bool {
-        match self {
-            TextError::Empty
-            | TextError::NothingToSpeak
-            | TextError::TooLong { .. }
-            | TextError::TooLongExpanded { .. } => true,
-            TextError::Espeak(_)
-            | TextError::UnknownEspeakVoice(_)
-            | TextError::PhonemizerGone
-            | TextError::PhonemeMap(_) => false,
-        }
-    }
-}

@@ -5,6 +5,7 @@
 //! original text -> normalize (offset map) -> espeak-ng clauses (one thread) -> align words -> chunks of ids
 //! ```
 
+mod cut;
 mod error;
 mod espeak;
 mod frontend;
@@ -14,6 +15,7 @@ mod pronounce;
 mod tags;
 mod words;
 
+pub use cut::{has_speech, join_message, sentence_cut, word_cut};
 pub use error::TextError;
 pub use espeak::{Clause, EspeakConfig, Phonemizer};
 pub use frontend::{

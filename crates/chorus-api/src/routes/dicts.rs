@@ -3,7 +3,7 @@
 //!
 //! An item is `{text, alias, case_sensitive?}`: `text` is matched as whole words; `alias` is replacement text, or
 //! IPA phonemes between slashes (`/təmˈɑːtoʊ/`). Both must be non-empty; a dictionary holds at most
-//! [`MAX_ITEMS`] items. `PATCH` with `items` replaces the whole list.
+//! [`crate::documents::MAX_ITEMS`] items. `PATCH` with `items` replaces the whole list.
 //!
 //! Dictionaries live in the artifact store: `GET` of one and every write answer its version in `ETag`; `PATCH`
 //! and `DELETE` honour `If-Match`; a write racing another one gets 409 `conflict`.
@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chorus_proto::PronunciationItem;
 
+use crate::documents::{OWNER_ID, PronunciationDict, check_items, rfc3339_now};
 use crate::error::ApiError;
 use crate::middleware::RequestId;
 use crate::request::ApiJson;
@@ -21,12 +22,6 @@ use crate::routes::pagination::{ListQuery, Page, paginate};
 use crate::routes::validate::{check_description, check_name};
 use crate::routes::{IdPath, if_match, with_etag};
 use crate::state::AppState;
-use crate::store::{OWNER_ID, PronunciationDict, rfc3339_now};
-
-/// Most items in one dictionary.
-pub const MAX_ITEMS: usize = 1000;
-/// Longest `text` or `alias`, in characters.
-const MAX_ITEM_CHARS: usize = 500;
 
 /// The body of `POST /pronunciation-dicts/`.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -139,63 +134,4 @@ pub async fn delete(
 
 fn dict_not_found(id: &str) -> ApiError {
     ApiError::not_found(format!("pronunciation dictionary '{}' does not exist", crate::error::echo(id)))
-}
-
-/// Non-empty `text` and `alias`, an IPA alias closed by its slash, at most [`MAX_ITEMS`] items.
-pub(crate) fn check_items(items: Vec<PronunciationItem>) -> Result<Vec<PronunciationItem>, ApiError> {
-    if items.len() > MAX_ITEMS {
-        return Err(ApiError::invalid(format!(
-            "a dictionary holds at most {MAX_ITEMS} items, got {}",
-            items.len()
-        )));
-    }
-    items
-        .into_iter()
-        .enumerate()
-        .map(|(i, mut item)| {
-            item.text = item.text.trim().to_owned();
-            item.alias = item.alias.trim().to_owned();
-            if item.text.is_empty() {
-                return Err(ApiError::invalid(format!("items[{i}].text must not be empty")));
-            }
-            if item.alias.is_empty() {
-                return Err(ApiError::invalid(format!("items[{i}].alias must not be empty")));
-            }
-            if item.text.chars().count() > MAX_ITEM_CHARS || item.alias.chars().count() > MAX_ITEM_CHARS {
-                return Err(ApiError::invalid(format!("items[{i}] is longer than {MAX_ITEM_CHARS} characters")));
-            }
-            if let Some(ipa) = item.alias.strip_prefix('/') {
-                match ipa.strip_suffix('/') {
-                    Some(phonemes) if !phonemes.trim().is_empty() && !phonemes.contains('/') => {}
-                    Some(_) | None => {
-                        return Err(ApiError::invalid(format!(
-                            "items[{i}].alias starts with '/' but is not IPA between two slashes (e.g. /təmˈɑːtoʊ/)"
-                        )));
-                    }
-                }
-            }
-            Ok(item)
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn item(text: &str, alias: &str) -> PronunciationItem {
-        PronunciationItem { text: text.into(), alias: alias.into(), case_sensitive: false }
-    }
-
-    #[test]
-    fn item_validation() {
-        assert!(check_items(vec![item("tomato", "/təmˈɑːtoʊ/"), item("SQL", "sequel")]).is_ok());
-        for (text, alias) in
-            [("", "x"), ("x", ""), ("  ", "x"), ("x", "/"), ("x", "//"), ("x", "/abc"), ("x", "/a/b/")]
-        {
-            assert!(check_items(vec![item(text, alias)]).is_err(), "{text:?} {alias:?}");
-        }
-        assert!(check_items(vec![item("a", "b"); MAX_ITEMS]).is_ok());
-        assert!(check_items(vec![item("a", "b"); MAX_ITEMS + 1]).is_err());
-    }
 }

@@ -16,15 +16,6 @@ use axum::response::{IntoResponse, Response};
 use crate::error::ApiError;
 use crate::middleware::RequestId;
 
-/// An error response in the shape the path's clients expect: OpenAI's under `/v1/`, Cartesia's elsewhere.
-pub fn error_response(path: &str, error: ApiError) -> Response {
-    if openai::is_openai_path(path) {
-        openai::OpenAiError::from(error).into_response()
-    } else {
-        error.into_response()
-    }
-}
-
 /// The `{id}` segment of a path, with a Cartesia error (not axum's plain text) if it cannot be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdPath(pub String);
@@ -44,7 +35,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
 /// `body` with an `ETag` header naming the stored version (when there is one).
 pub fn with_etag(body: impl IntoResponse, etag: Option<&str>) -> Response {
     let mut response = body.into_response();
-    if let Some(v) = etag.and_then(|e| HeaderValue::from_str(&crate::artifacts::http_etag(e)).ok()) {
+    if let Some(v) = etag.and_then(|e| HeaderValue::from_str(&crate::persistence::http_etag(e)).ok()) {
         response.headers_mut().insert(header::ETAG, v);
     }
     response

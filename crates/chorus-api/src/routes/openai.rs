@@ -20,14 +20,14 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chorus_proto::ErrorCode;
 use futures_util::stream;
 use serde_json::{Value, json};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, OpenAiError};
 use crate::job_stream::{JobStream, Piece};
 use crate::middleware::RequestId;
 use crate::request::{ApiJson, GenerationConfig, OutputFormatSpec, TtsRequest, VoiceSpecifier};
@@ -47,66 +47,6 @@ const OPENAI_SAMPLE_RATE: u32 = 24_000;
 const OPENAI_MP3_BIT_RATE: u32 = 128_000;
 /// OpenAI's accepted speed range.
 const OPENAI_SPEED: (f64, f64) = (0.25, 4.0);
-
-/// True for the paths whose errors take OpenAI's shape.
-pub fn is_openai_path(path: &str) -> bool {
-    path == "/v1" || path.starts_with("/v1/")
-}
-
-/// An error in OpenAI's shape. `param` names the offending request field when known.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpenAiError {
-    pub error: ApiError,
-    pub param: Option<&'static str>,
-}
-
-impl From<ApiError> for OpenAiError {
-    fn from(error: ApiError) -> Self {
-        let param = match error.code {
-            ErrorCode::ModelNotFound => Some("model"),
-            ErrorCode::VoiceNotFound => Some("voice"),
-            ErrorCode::TextTooLong | ErrorCode::EmptyTranscript => Some("input"),
-            ErrorCode::InvalidRequest
-            | ErrorCode::Unauthorized
-            | ErrorCode::NotFound
-            | ErrorCode::ConcurrencyLimited
-            | ErrorCode::RateLimited
-            | ErrorCode::LicenseInactive
-            | ErrorCode::Unserviceable
-            | ErrorCode::WorkerLost
-            | ErrorCode::InferenceFailed
-            | ErrorCode::Internal
-            | ErrorCode::Conflict
-            | ErrorCode::Timeout => None,
-        };
-        Self { error, param }
-    }
-}
-
-impl OpenAiError {
-    fn with_param(error: ApiError, param: &'static str) -> Self {
-        Self { error, param: Some(param) }
-    }
-}
-
-impl IntoResponse for OpenAiError {
-    fn into_response(self) -> Response {
-        let code = self.error.code.as_str();
-        let (kind, code) = match self.error.status.as_u16() {
-            401 => ("invalid_request_error", "invalid_api_key"),
-            429 => ("rate_limit_error", code),
-            500..=599 => ("server_error", code),
-            _ => ("invalid_request_error", code),
-        };
-        let body = json!({
-            "error": { "message": self.error.message, "type": kind, "param": self.param, "code": code }
-        });
-        // The Cartesia response carries the status and headers (x-request-id, retry-after, x-should-retry).
-        let mut response = self.error.into_response();
-        *response.body_mut() = Body::from(body.to_string());
-        response
-    }
-}
 
 /// The body of `POST /v1/audio/speech`.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -286,10 +226,10 @@ fn sse_body(job: JobStream, request_id: RequestId) -> Body {
                 }
                 Err(e) => {
                     tracing::warn!(request_id = request_id.as_str(), error = %e, "Synthesis failed mid-stream.");
-                    let error = OpenAiError::from(e);
+                    let error = e.with_request_id(request_id.as_str());
                     let body = json!({"type": "error", "error": {
-                        "message": error.error.message, "type": "server_error", "param": null,
-                        "code": error.error.code.as_str(),
+                        "message": error.public_message(), "type": "server_error", "param": null,
+                        "code": error.code.as_str(),
                     }});
                     return Some((Ok(data_frame(&body)), None));
                 }

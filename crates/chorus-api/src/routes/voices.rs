@@ -23,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 use chorus_proto::{ErrorCode, SynthesisParams};
 use serde_json::Value;
 
+use crate::documents::{Voice, VoiceParams, rfc3339_now};
 use crate::error::ApiError;
 use crate::middleware::RequestId;
 use crate::request::ApiJson;
@@ -30,7 +31,6 @@ use crate::routes::pagination::{ListQuery, Page, paginate};
 use crate::routes::validate::{check_description, check_name};
 use crate::routes::{IdPath, if_match, with_etag};
 use crate::state::AppState;
-use crate::store::{Voice, VoiceParams, rfc3339_now};
 
 /// Gender presentations the API accepts (Cartesia's enum).
 pub const GENDERS: [&str; 3] = ["masculine", "feminine", "gender_neutral"];

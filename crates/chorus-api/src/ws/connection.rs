@@ -33,8 +33,9 @@ use super::frames::{self, BadMessage, ClientMessage, Generate};
 use super::{WsConfig, close_code};
 use crate::error::ApiError;
 use crate::license::{CANCELLED, CLIENT_CLOSED, TenantCheck};
+use crate::middleware::new_request_id;
 use crate::request::TtsRequest;
-use crate::state::{AppState, Prepared, Route, new_request_id};
+use crate::state::{AppState, Prepared, Route};
 
 /// Frames queued toward the writer. Small: the socket is the real buffer, and a full queue is what slows the
 /// context tasks (and through them the workers) down to the client's pace.

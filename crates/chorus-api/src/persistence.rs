@@ -1,6 +1,6 @@
 //! Voices and pronunciation dictionaries in the artifact store: writes through the API, hot reload, migrations.
 //!
-//! The API serves from an in-memory cache ([`VoiceStore`], [`DictStore`]); every write goes to the store first,
+//! The API serves from an in-memory cache ([`VoiceCache`], [`DictCache`]); every write goes to the store first,
 //! conditionally (create-if-absent, update-if-the-version-read-is-still-current), then into the cache. Another
 //! API server sharing the store sees the change at its next [`Artifacts::sync`]: the reloader
 //! ([`spawn_reloader`]) runs one on every file-system notification (a directory) and every reload interval (a
@@ -28,9 +28,8 @@ use chorus_proto::metrics as names;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::documents::{DictCache, PronunciationDict, Voice, VoiceCache, check_items, rfc3339_now};
 use crate::error::ApiError;
-use crate::routes::dicts::check_items;
-use crate::store::{DictStore, PronunciationDict, Voice, VoiceStore, rfc3339_now};
 
 /// How long a migration file in a directory must be unchanged before it is applied (it may still be copied in).
 pub const MIGRATION_SETTLE: Duration = Duration::from_secs(2);
@@ -150,8 +149,8 @@ pub enum Upsert {
 #[derive(Debug)]
 pub struct Artifacts {
     pub store: ArtifactStore,
-    voices: Arc<VoiceStore>,
-    dicts: Arc<DictStore>,
+    voices: Arc<VoiceCache>,
+    dicts: Arc<DictCache>,
     /// Versions found malformed, by kind and id: not read again until they change.
     invalid: Mutex<HashMap<(DocKind, String), String>>,
     /// Migrations known to be claimed.
@@ -200,7 +199,7 @@ pub fn http_etag(etag: &str) -> String {
 }
 
 impl Artifacts {
-    pub fn new(store: ArtifactStore, voices: Arc<VoiceStore>, dicts: Arc<DictStore>) -> Self {
+    pub fn new(store: ArtifactStore, voices: Arc<VoiceCache>, dicts: Arc<DictCache>) -> Self {
         let server = format!(
             "{}-{}",
             std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default(),

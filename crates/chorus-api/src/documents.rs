@@ -1,5 +1,5 @@
 //! Voices and pronunciation dictionaries as the API serves them: an in-memory cache of the artifact store
-//! ([`crate::artifacts`]), with the entity tag of each stored version, plus the built-in model voices (learned from
+//! ([`crate::persistence`]), with the entity tag of each stored version, plus the built-in model voices (learned from
 //! the workers' heartbeats, never stored).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -8,6 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use chorus_bus::ModelInfo;
 use chorus_proto::PronunciationItem;
+
+use crate::error::ApiError;
 
 /// Synthesis settings a voice preset carries on top of its model voice.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -70,9 +72,52 @@ fn default_owner() -> String {
     OWNER_ID.into()
 }
 
+/// Most items in one dictionary.
+pub const MAX_ITEMS: usize = 1000;
+/// Longest `text` or `alias`, in characters.
+const MAX_ITEM_CHARS: usize = 500;
+
+/// Non-empty `text` and `alias`, an IPA alias closed by its slash, at most [`MAX_ITEMS`] items.
+pub fn check_items(items: Vec<PronunciationItem>) -> Result<Vec<PronunciationItem>, ApiError> {
+    if items.len() > MAX_ITEMS {
+        return Err(ApiError::invalid(format!(
+            "a dictionary holds at most {MAX_ITEMS} items, got {}",
+            items.len()
+        )));
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut item)| {
+            item.text = item.text.trim().to_owned();
+            item.alias = item.alias.trim().to_owned();
+            if item.text.is_empty() {
+                return Err(ApiError::invalid(format!("items[{i}].text must not be empty")));
+            }
+            if item.alias.is_empty() {
+                return Err(ApiError::invalid(format!("items[{i}].alias must not be empty")));
+            }
+            if item.text.chars().count() > MAX_ITEM_CHARS || item.alias.chars().count() > MAX_ITEM_CHARS {
+                return Err(ApiError::invalid(format!("items[{i}] is longer than {MAX_ITEM_CHARS} characters")));
+            }
+            if let Some(ipa) = item.alias.strip_prefix('/') {
+                match ipa.strip_suffix('/') {
+                    Some(phonemes) if !phonemes.trim().is_empty() && !phonemes.contains('/') => {}
+                    Some(_) | None => {
+                        return Err(ApiError::invalid(format!(
+                            "items[{i}].alias starts with '/' but is not IPA between two slashes (e.g. /təmˈɑːtoʊ/)"
+                        )));
+                    }
+                }
+            }
+            Ok(item)
+        })
+        .collect()
+}
+
 /// Voices by id, ordered (cursor pagination walks ids in order).
 #[derive(Debug, Default)]
-pub struct VoiceStore {
+pub struct VoiceCache {
     voices: RwLock<BTreeMap<String, Voice>>,
     /// Models whose built-in voice stays listed while no worker announces them (installed beside the API, or
     /// served when it started): their requests wait for a worker instead of failing.
@@ -83,7 +128,7 @@ pub struct VoiceStore {
 
 /// Dictionaries by id, ordered.
 #[derive(Debug, Default)]
-pub struct DictStore {
+pub struct DictCache {
     dicts: RwLock<BTreeMap<String, PronunciationDict>>,
     etags: RwLock<BTreeMap<String, String>>,
 }
@@ -96,11 +141,17 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-impl VoiceStore {
+impl VoiceCache {
     /// Adds a built-in voice for every model voice not listed yet (id = the model voice's id), and drops the
     /// built-in voices of models no worker announces any more (a model removed from the artifact store), unless
-    /// pinned ([`VoiceStore::pin_builtin`]).
+    /// pinned ([`VoiceCache::pin_builtin`]).
+    ///
+    /// Called on every request that resolves a voice: it only reads unless the announced models changed, so
+    /// requests do not queue on the write lock.
     pub fn sync_builtin(&self, models: &[ModelInfo]) {
+        if !self.builtin_stale(models) {
+            return;
+        }
         let pinned = read(&self.pinned);
         let mut voices = write(&self.voices);
         voices
@@ -126,6 +177,17 @@ impl VoiceStore {
                 },
             );
         }
+    }
+
+    /// Whether [`VoiceCache::sync_builtin`] would change anything: a built-in voice to drop (neither pinned nor
+    /// announced), or an announced model without its built-in voice.
+    fn builtin_stale(&self, models: &[ModelInfo]) -> bool {
+        let pinned = read(&self.pinned);
+        let voices = read(&self.voices);
+        voices
+            .values()
+            .any(|v| v.builtin && !pinned.contains(&v.model) && !models.iter().any(|m| m.id == v.model))
+            || models.iter().any(|m| !voices.get(&m.id).is_some_and(|v| v.builtin))
     }
 
     /// Adds built-in voices for `models` that stay listed even while no worker announces them.
@@ -179,7 +241,7 @@ impl VoiceStore {
     }
 }
 
-impl DictStore {
+impl DictCache {
     pub fn get(&self, id: &str) -> Option<PronunciationDict> {
         read(&self.dicts).get(id).cloned()
     }
@@ -265,7 +327,7 @@ mod tests {
     #[test]
     #[allow(clippy::unwrap_used)]
     fn builtin_voices_follow_the_announced_models() {
-        let store = VoiceStore::default();
+        let store = VoiceCache::default();
         store.pin_builtin(&[model("installed")]);
         store.sync_builtin(&[model("installed"), model("hot")]);
         assert!(store.get("hot").is_some_and(|v| v.builtin));
@@ -282,5 +344,21 @@ mod tests {
         // Announced again: listed again.
         store.sync_builtin(&[model("hot")]);
         assert!(store.get("hot").is_some());
+    }
+
+    fn item(text: &str, alias: &str) -> PronunciationItem {
+        PronunciationItem { text: text.into(), alias: alias.into(), case_sensitive: false }
+    }
+
+    #[test]
+    fn item_validation() {
+        assert!(check_items(vec![item("tomato", "/təmˈɑːtoʊ/"), item("SQL", "sequel")]).is_ok());
+        for (text, alias) in
+            [("", "x"), ("x", ""), ("  ", "x"), ("x", "/"), ("x", "//"), ("x", "/abc"), ("x", "/a/b/")]
+        {
+            assert!(check_items(vec![item(text, alias)]).is_err(), "{text:?} {alias:?}");
+        }
+        assert!(check_items(vec![item("a", "b"); MAX_ITEMS]).is_ok());
+        assert!(check_items(vec![item("a", "b"); MAX_ITEMS + 1]).is_err());
     }
 }

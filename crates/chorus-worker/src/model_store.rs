@@ -29,7 +29,9 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::sync::mpsc;
 
-use crate::{EngineWorker, PiperVoice};
+use chorus_engine::PiperVoice;
+
+use crate::EngineWorker;
 
 /// The store prefix of the model directories.
 pub const MODELS_PREFIX: &str = "models";
