@@ -3,22 +3,13 @@
 
 mod api;
 mod artifacts;
-mod bench;
-mod bench_load;
-mod bench_plot;
-mod bench_proto;
-mod bench_stats;
-mod bench_texts;
-mod bench_url;
 mod common;
-mod golive;
 mod license;
 mod models;
 mod paths;
 mod probe;
 mod say;
 mod serve;
-mod smoke;
 mod web;
 mod worker;
 
@@ -59,7 +50,7 @@ enum Command {
     Probe(probe::ProbeArgs),
     /// Smoke-test a running deployment: status, voices, a WAV, a WebSocket round trip, the metric names; with
     /// --golive NODE_TYPE also a short load benchmark judged against the node type's documented figures.
-    Smoke(smoke::SmokeArgs),
+    Smoke(chorus_bench::smoke::SmokeArgs),
     /// Speak a text into an audio file (or stdout), chunk by chunk as it is synthesized.
     Say(say::SayArgs),
     /// Run the license proxy: entitlement, tenant keys, the usage ledger, /license and /audit (port 8080).
@@ -75,7 +66,7 @@ enum Command {
     License(license::LicenseCommand),
     /// Measure model load time, time to first audio and real-time factor, against the Python Piper peer; or load a
     /// running server with `--url` (TTFA, RTF, throughput and underruns per concurrency level).
-    Bench(bench::BenchArgs),
+    Bench(chorus_bench::engine::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -114,9 +105,9 @@ fn main() -> ExitCode {
         Command::Worker(args) => worker::run(&cli.paths, args),
         Command::Artifacts(cmd) => artifacts::run(cmd),
         Command::Probe(args) => probe::run(args),
-        Command::Smoke(args) => smoke::run(args),
+        Command::Smoke(args) => chorus_bench::smoke::run(args),
         Command::Say(args) => say::run(&cli.paths, args),
-        Command::Bench(args) => bench::run(&cli.paths, args),
+        Command::Bench(args) => chorus_bench::engine::run(&cli.paths.engine_config(), args),
         Command::LicenseProxy(args) => license::run_proxy(args),
         Command::Keys(cmd) => license::run_keys(cmd),
         Command::Audit(cmd) => license::run_audit(cmd),
