@@ -3,14 +3,17 @@
 
 mod api;
 mod artifacts;
-mod common;
+mod engine;
 mod license;
+mod metrics;
 mod models;
 mod paths;
 mod probe;
+mod process;
 mod say;
 mod serve;
-mod web;
+mod settings;
+mod state;
 mod worker;
 
 use std::process::ExitCode;
@@ -37,11 +40,11 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the Cartesia-compatible API (and the OpenAI speech endpoint) with the installed voices, in one process.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Run the API server alone, reaching workers over NATS (cluster mode).
-    Api(api::ApiRoleArgs),
+    Api(Box<api::ApiRoleArgs>),
     /// Run one model's worker, serving jobs from NATS (cluster mode).
-    Worker(worker::WorkerArgs),
+    Worker(Box<worker::WorkerArgs>),
     /// Move voices and pronunciation dictionaries between artifact stores (JSON lines), e.g. from staging to
     /// production.
     #[command(subcommand)]
@@ -54,7 +57,7 @@ enum Command {
     /// Speak a text into an audio file (or stdout), chunk by chunk as it is synthesized.
     Say(say::SayArgs),
     /// Run the license proxy: entitlement, tenant keys, the usage ledger, /license and /audit (port 8080).
-    LicenseProxy(license::ProxyArgs),
+    LicenseProxy(Box<license::ProxyArgs>),
     /// Manage tenant API keys in the license proxy's data directory.
     #[command(subcommand)]
     Keys(license::KeysCommand),
@@ -100,15 +103,15 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| EnvFilter::new(default_level));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(&cli.paths, args),
-        Command::Api(args) => api::run(&cli.paths, args),
-        Command::Worker(args) => worker::run(&cli.paths, args),
+        Command::Serve(args) => serve::run(&cli.paths, *args),
+        Command::Api(args) => api::run(&cli.paths, *args),
+        Command::Worker(args) => worker::run(&cli.paths, *args),
         Command::Artifacts(cmd) => artifacts::run(cmd),
         Command::Probe(args) => probe::run(args),
         Command::Smoke(args) => chorus_bench::smoke::run(args),
         Command::Say(args) => say::run(&cli.paths, args),
         Command::Bench(args) => chorus_bench::engine::run(&cli.paths.engine_config(), args),
-        Command::LicenseProxy(args) => license::run_proxy(args),
+        Command::LicenseProxy(args) => license::run_proxy(*args),
         Command::Keys(cmd) => license::run_keys(cmd),
         Command::Audit(cmd) => license::run_audit(cmd),
         Command::License(cmd) => license::run_license(cmd),
