@@ -123,7 +123,7 @@ pub fn run(paths: &PathArgs, args: ApiRoleArgs) -> Result<()> {
         let bus =
             NatsBus::start(client.clone(), config).await.context("cannot follow the workers on NATS")?;
         let bus_dyn = Arc::new(bus.clone()) as Arc<dyn Bus>;
-        let mut state = state::api_state(&s.api, bus_dyn)?;
+        let mut state = state::api_state(&s.api, bus_dyn, s.api.license_proxy)?;
         if s.api.license_proxy {
             let link = chorus_bus::NatsLicenseLink::start(client.clone())
                 .await

@@ -86,7 +86,7 @@ pub fn run(paths: &PathArgs, args: ServeArgs) -> Result<()> {
         LocalBus::new(LocalBusConfig { max_queue: s.api.max_queue, queue_timeout: s.api.queue_timeout });
     bus.register(Arc::clone(&worker) as Arc<dyn chorus_bus::Worker>);
     metrics::register_api_metrics();
-    let state = state::api_state(&s.api, Arc::new(bus.clone()))?;
+    let state = state::api_state(&s.api, Arc::new(bus.clone()), false)?;
     let mut state =
         state::with_artifacts(state, &s.api.artifacts, Some(chorus_artifacts::DEFAULT_LOCAL_STORE))?;
 

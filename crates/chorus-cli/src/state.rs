@@ -9,12 +9,12 @@ use chorus_bus::Bus;
 
 use crate::settings::roles::{ApiSettings, ArtifactSettings};
 
-/// Checks the keys against the listen address and builds the API state over `bus`. With a license proxy
-/// (`api.license_proxy`), an API with no key of its own on a public address is allowed: it takes tenant keys from
-/// the proxy and refuses every request while there is none (see [`license_gate`]).
-pub fn api_state(api: &ApiSettings, bus: Arc<dyn Bus>) -> Result<AppState> {
+/// Checks the keys against the listen address and builds the API state over `bus`. With `tenant_keys` (`chorus
+/// api` following a license proxy on the bus), an API with no key of its own on a public address is allowed: it
+/// takes tenant keys from the proxy and refuses every request while there is none (see [`license_gate`]).
+pub fn api_state(api: &ApiSettings, bus: Arc<dyn Bus>, tenant_keys: bool) -> Result<AppState> {
     let keys = ApiKeys::new(api.api_keys.clone());
-    if keys.is_open() && api.license_proxy && !api.listen.ip().is_loopback() && !api.allow_open {
+    if keys.is_open() && tenant_keys && !api.listen.ip().is_loopback() && !api.allow_open {
         tracing::info!(listen = %api.listen, "No static API key: requests need a tenant key from the license proxy.");
     } else if keys.is_open() {
         if !api.listen.ip().is_loopback() && !api.allow_open {
