@@ -127,10 +127,10 @@ impl Layers {
     pub fn file(path: Option<&Path>) -> Result<Self> {
         let Some(path) = path else { return Ok(Self::default()) };
         let raw = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        // Parsed as settings first, so that an error points at its line.
+        toml::from_str::<FileSettings>(&raw).with_context(|| format!("invalid config {}", path.display()))?;
         let table: Table =
             toml::from_str(&raw).with_context(|| format!("invalid config {}", path.display()))?;
-        Table::try_into::<FileSettings>(table.clone())
-            .with_context(|| format!("invalid config {}", path.display()))?;
         Ok(Self { table })
     }
 
