@@ -36,12 +36,7 @@ pub struct ApiRoleArgs {
 
 /// The settings of `chorus api`: defaults, the config file, the environment and the flags.
 pub fn settings(args: &ApiRoleArgs) -> Result<settings::file::FileSettings> {
-    let mut layers = Layers::file(args.config.config.as_deref())?
-        .flags(&args.api)?
-        .flags(&args.api.artifacts)?
-        .flags(&args.api.conn)?
-        .flags(&args.api.ws)?
-        .flags(&args.api.tls)?;
+    let mut layers = args.api.over(Layers::file(args.config.config.as_deref())?)?;
     if let Some(nats) = &args.nats {
         layers = layers.set(None, "nats", nats.as_str());
     }
@@ -101,8 +96,7 @@ fn installed_models(dir: &Path) -> Vec<ModelInfo> {
 pub fn run(paths: &PathArgs, args: ApiRoleArgs) -> Result<()> {
     let merged = settings(&args)?;
     let s = ApiRoleSettings::resolve(&merged)?;
-    if args.config.print_config {
-        print!("{}", settings::print(&merged)?);
+    if settings::printed(&args.config, &merged)? {
         return Ok(());
     }
     let installed = installed_models(&paths.models_dir());

@@ -68,8 +68,7 @@ pub fn metrics_render(
 pub fn run_proxy(args: ProxyArgs) -> Result<()> {
     let merged = settings(&args)?;
     let s = ProxySettings::resolve(&merged)?;
-    if args.config.print_config {
-        print!("{}", settings::print(&merged)?);
+    if settings::printed(&args.config, &merged)? {
         return Ok(());
     }
     let serve_config = s.server.port("license")?;

@@ -36,12 +36,9 @@ pub struct ServeArgs {
 
 /// The settings of `chorus serve`: defaults, the config file, the environment and the flags.
 pub fn settings(args: &ServeArgs) -> Result<settings::file::FileSettings> {
-    let mut layers = Layers::file(args.config.config.as_deref())?
-        .flags(&args.api)?
-        .flags(&args.api.artifacts)?
-        .flags(&args.api.conn)?
-        .flags(&args.api.ws)?
-        .flags(&args.api.tls)?
+    let mut layers = args
+        .api
+        .over(Layers::file(args.config.config.as_deref())?)?
         .flags(&args.engine)?
         .flags(&args.models)?
         .flags(&args.license.data)?
@@ -61,8 +58,7 @@ pub fn settings(args: &ServeArgs) -> Result<settings::file::FileSettings> {
 pub fn run(paths: &PathArgs, args: ServeArgs) -> Result<()> {
     let merged = settings(&args)?;
     let s = ServeSettings::resolve(&merged)?;
-    if args.config.print_config {
-        print!("{}", settings::print(&merged)?);
+    if settings::printed(&args.config, &merged)? {
         return Ok(());
     }
     let api_serve = s.server.port("api")?;

@@ -64,8 +64,7 @@ pub fn settings(args: &WorkerArgs) -> Result<settings::file::FileSettings> {
 pub fn run(paths: &PathArgs, args: WorkerArgs) -> Result<()> {
     let merged = settings(&args)?;
     let s = WorkerSettings::resolve(&merged)?;
-    if args.config.print_config {
-        print!("{}", settings::print(&merged)?);
+    if settings::printed(&args.config, &merged)? {
         return Ok(());
     }
     let internal_serve = s.server.port("internal")?;

@@ -143,6 +143,13 @@ pub struct ApiArgs {
 
 impl Layer for ApiArgs {}
 
+impl ApiArgs {
+    /// These flags, and the groups inside them, over `layers`.
+    pub fn over(&self, layers: chorus_settings::Layers) -> chorus_settings::Result<chorus_settings::Layers> {
+        layers.flags(self)?.flags(&self.artifacts)?.flags(&self.conn)?.flags(&self.ws)?.flags(&self.tls)
+    }
+}
+
 /// Artifact store flags (`serve`, `api`, `worker`).
 #[derive(Debug, Clone, Default, clap::Args, Serialize)]
 pub struct ArtifactArgs {
