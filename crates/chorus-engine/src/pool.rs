@@ -423,7 +423,7 @@ impl ModelPool {
         let (ids, audio) = *self.reference.lock().unwrap_or_else(PoisonError::into_inner);
         let pass = self.cost.expected(ids).as_secs_f64().max(1e-9);
         let estimate =
-            crate::scheduler::capacity_from_throughput((self.threads * self.max_batch) as f64 * audio / pass);
+            crate::scheduler::tracking_capacity((self.threads * self.max_batch) as f64 * audio / pass);
         self.control().current(Instant::now(), estimate)
     }
 

@@ -222,6 +222,18 @@ pub fn capacity_from_throughput(audio_seconds_per_second: f64) -> u32 {
 /// Share of the measured concurrent throughput admission plans to use.
 pub const UTILIZATION: f64 = 0.6;
 
+/// The capacity that the model threads' current speed sustains while serving (the cost model's running estimate of
+/// the throughput): [`capacity_from_throughput`] with a tolerance of [`ESTIMATE_TOLERANCE`], so that an estimate
+/// drifting by a few percent around a whole number does not move the declared capacity up and down between
+/// requests (a level held at the capacity would then queue a client now and then for a whole stream's length). A
+/// real slowdown lowers it; a stream close to running dry lowers it at once through [`CapacityControl`].
+pub fn tracking_capacity(audio_seconds_per_second: f64) -> u32 {
+    capacity_from_throughput(audio_seconds_per_second * ESTIMATE_TOLERANCE)
+}
+
+/// How far the running throughput estimate may fall below the one that justifies a capacity before it lowers it.
+pub const ESTIMATE_TOLERANCE: f64 = 1.1;
+
 /// How chunks are sized and how long a forward pass may hold a thread.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ChunkPolicy {
@@ -387,6 +399,19 @@ mod sim;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_running_estimate_does_not_flap_around_a_whole_number_but_follows_a_real_slowdown() {
+        // Warm-up measured 16.7 audio seconds per second: capacity 10.
+        assert_eq!(capacity_from_throughput(16.7), 10);
+        // The cost model drifting a few percent below it (16.2, 15.6) keeps 10: without the tolerance it read 9.
+        assert_eq!(capacity_from_throughput(16.2), 9);
+        assert_eq!(tracking_capacity(16.2), 10);
+        assert_eq!(tracking_capacity(15.6), 10);
+        // A slowdown of a fifth or more lowers it, a threefold one to a third.
+        assert_eq!(tracking_capacity(13.4), 8);
+        assert_eq!(tracking_capacity(16.7 / 3.0), 3);
+    }
 
     #[test]
     fn a_batch_takes_the_most_urgent_compatible_items_and_leaves_the_rest_in_order() {

@@ -7,7 +7,10 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::{CapacityControl, ChunkPolicy, ChunkQueue, RunningPass, capacity_from_throughput, latest_start};
+use super::{
+    CapacityControl, ChunkPolicy, ChunkQueue, RunningPass, capacity_from_throughput, latest_start,
+    tracking_capacity,
+};
 use crate::Playback;
 use crate::pool::CostModel;
 
@@ -219,7 +222,7 @@ pub fn run(config: &Config, load: &Load) -> Outcome {
         // New arrivals right now (closed loop) are admitted in this same step.
         arrive(now, &mut arrivals, &mut streams, &mut waiting);
         // Admission.
-        let estimate = capacity_from_throughput(
+        let estimate = tracking_capacity(
             config.threads as f64 * 4.0 / cost.expected((4.0 * IDS_PER_SECOND) as usize).as_secs_f64(),
         );
         let capacity = config.capacity.unwrap_or_else(|| control.current(at(now), estimate)) as usize;
