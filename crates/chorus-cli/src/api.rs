@@ -1,7 +1,7 @@
 //! `chorus api`: the API server alone, reaching workers over NATS.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,26 +10,43 @@ use chorus_api::AppState;
 use chorus_bus::{Bus, ModelInfo, NatsBus, NatsBusConfig};
 use tokio::task::JoinHandle;
 
-use crate::common::{self, ApiArgs, ConfigFile};
 use crate::paths::PathArgs;
+use crate::settings::args::{ApiArgs, ConfigArgs};
+use crate::settings::roles::{ApiRoleSettings, Role, defaults};
+use crate::settings::{self, Layers};
+use crate::{metrics, process, state};
 
 #[derive(Debug, clap::Args)]
 pub struct ApiRoleArgs {
     #[command(flatten)]
     pub api: ApiArgs,
-    /// NATS server URL.
-    #[arg(long = "nats", env = "CHORUS_NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats: String,
-    /// Address of /metrics and /ready (keep it internal).
-    #[arg(long, env = "CHORUS_METRICS_LISTEN", default_value = "127.0.0.1:8080")]
-    pub metrics_listen: SocketAddr,
-    /// A TOML config file (model catalogue, limits); flags override it.
-    #[arg(long, env = "CHORUS_CONFIG")]
-    pub config: Option<PathBuf>,
+    /// NATS server URL (default nats://127.0.0.1:4222).
+    #[arg(long = "nats", env = "CHORUS_NATS_URL")]
+    pub nats: Option<String>,
+    /// Address of /metrics and /ready (keep it internal; default 127.0.0.1:8080).
+    #[arg(long, env = "CHORUS_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
     /// A license proxy (`chorus license-proxy`) is on the bus: apply its entitlement and tenant keys, and report
     /// usage to it. Without it the API runs as an open deployment (static --api-key keys only).
     #[arg(long, env = "CHORUS_LICENSE_PROXY")]
     pub license_proxy: bool,
+}
+
+/// The settings of `chorus api`: defaults, the config file, the environment and the flags.
+pub fn settings(args: &ApiRoleArgs) -> Result<settings::file::FileSettings> {
+    let mut layers = args.api.over(Layers::file(args.config.config.as_deref())?)?;
+    if let Some(nats) = &args.nats {
+        layers = layers.set(None, "nats", nats.as_str());
+    }
+    if let Some(addr) = args.metrics_listen {
+        layers = layers.set(None, "metrics_listen", addr.to_string());
+    }
+    if args.license_proxy {
+        layers = layers.set(None, "license_proxy", true);
+    }
+    Ok(layers.resolve(&defaults(Role::Api))?)
 }
 
 /// Starts the API on `listener` with the connection policy `serve` and the WebSocket settings `ws`; returns the
@@ -77,71 +94,75 @@ fn installed_models(dir: &Path) -> Vec<ModelInfo> {
 }
 
 pub fn run(paths: &PathArgs, args: ApiRoleArgs) -> Result<()> {
+    let merged = settings(&args)?;
+    let s = ApiRoleSettings::resolve(&merged)?;
+    if settings::printed(&args.config, &merged)? {
+        return Ok(());
+    }
     let installed = installed_models(&paths.models_dir());
-    let file = ConfigFile::load(args.config.as_deref())?;
-    let api_serve = args.api.conn.serve_config(&file, "api")?;
-    let internal_serve = args.api.conn.serve_config(&file, "internal")?;
-    let ws = args.api.ws.ws_config(&file)?;
-    common::warn_public_metrics(args.metrics_listen);
-    let metrics = common::install_metrics()?;
-    common::register_api_metrics();
-    let runtime = common::runtime()?;
+    let api_serve = s.server.port("api")?;
+    let internal_serve = s.server.port("internal")?;
+    let ws = s.server.ws.clone();
+    metrics::warn_public_metrics(s.metrics_listen);
+    let handle = metrics::install_metrics()?;
+    metrics::register_api_metrics();
+    let runtime = process::runtime()?;
     runtime.block_on(async move {
-        let client = common::connect_nats(&args.nats, "chorus-api").await?;
+        let client = process::connect_nats(&s.nats, "chorus-api").await?;
         let config = NatsBusConfig {
-            max_queue: file.max_queue.unwrap_or(256),
-            queue_timeout: Duration::from_secs(file.queue_timeout_seconds.unwrap_or(30)),
+            max_queue: s.api.max_queue,
+            queue_timeout: s.api.queue_timeout,
             ..NatsBusConfig::default()
         };
         let bus =
             NatsBus::start(client.clone(), config).await.context("cannot follow the workers on NATS")?;
         let bus_dyn = Arc::new(bus.clone()) as Arc<dyn Bus>;
-        let mut state = common::api_state_opts(&args.api, &file, bus_dyn, args.license_proxy)?;
-        if args.license_proxy {
+        let mut state = state::api_state(&s.api, bus_dyn, s.api.license_proxy)?;
+        if s.api.license_proxy {
             let link = chorus_bus::NatsLicenseLink::start(client.clone())
                 .await
                 .context("cannot follow the license proxy on NATS")?;
-            state = state.with_license(common::license_gate(&args.api, Arc::new(link)));
+            state = state.with_license(state::license_gate(&s.api, Arc::new(link)));
             tracing::info!("Following the license proxy on the bus.");
         }
-        let state = common::with_artifacts(state, &args.api.artifacts, &file, None)?;
+        let state = state::with_artifacts(state, &s.api.artifacts, None)?;
         // Installed voices are known before any worker of theirs joins (a fresh API, a pool scaled to zero):
         // their requests wait as unserviceable, which wakes the pool, instead of failing as unknown voices.
         state.voices.pin_builtin(&installed);
-        let listener = tokio::net::TcpListener::bind(args.api.listen)
+        let listener = tokio::net::TcpListener::bind(s.api.listen)
             .await
-            .with_context(|| format!("cannot listen on {}", args.api.listen))?;
+            .with_context(|| format!("cannot listen on {}", s.api.listen))?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        common::start_artifacts(&state, &args.api.artifacts, &file, stop_rx.clone()).await?;
+        state::start_artifacts(&state, &s.api.artifacts, stop_rx.clone()).await?;
         let refresh = {
             let (bus, gate) = (bus.clone(), Arc::clone(&state.license));
             Arc::new(move || {
-                common::record_api(&bus.model_loads());
-                common::record_usage(&gate);
+                metrics::record_api(&bus.model_loads());
+                metrics::record_usage(&gate);
             })
         };
         // The API is ready as soon as it listens: requests for models no worker serves yet wait (unserviceable).
         let ready = Arc::new(|| true);
-        common::serve_internal(
-            args.metrics_listen,
-            common::internal_router(metrics, refresh, ready),
+        metrics::serve_internal(
+            s.metrics_listen,
+            metrics::internal_router(handle, refresh, ready),
             internal_serve,
             stop_rx.clone(),
         )
         .await?;
-        tracing::info!(api = %args.api.listen, nats = %args.nats, "Chorus API is serving.");
+        tracing::info!(api = %s.api.listen, nats = %s.nats, "Chorus API is serving.");
         let gate = Arc::clone(&state.license);
-        let tls = args.api.web.tls_acceptor(&file)?;
+        let tls = state::tls_acceptor(&s.api)?;
         let ws_wait = ws_shutdown_wait(&ws);
         let (server, ws_shutdown) = spawn_api(listener, state, api_serve, ws, tls, stop_rx);
-        common::shutdown_signal().await;
+        process::shutdown_signal().await;
         tracing::info!("Shutting down the API.");
         let deadline = tokio::time::Instant::now() + ws_wait;
         ws_shutdown.trigger();
         let _ = stop_tx.send(true);
         let _ = tokio::time::timeout_at(deadline, server).await;
         let _ = tokio::time::timeout_at(deadline, ws_shutdown.wait_closed()).await;
-        common::flush_usage(&gate, crate::license::USAGE_FLUSH).await;
+        process::flush_usage(&gate, process::USAGE_FLUSH).await;
         Ok(())
     })
 }

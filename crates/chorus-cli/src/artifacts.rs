@@ -9,7 +9,8 @@ use anyhow::{Context, Result};
 use chorus_api::persistence::{Artifacts, Record};
 use chorus_artifacts::ArtifactStore;
 
-use crate::common::{self, ConfigFile};
+use crate::settings::Layers;
+use crate::settings::file::FileSettings;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ArtifactsCommand {
@@ -55,7 +56,7 @@ pub struct ImportArgs {
 }
 
 fn open(args: &StoreArgs) -> Result<Artifacts> {
-    let file = ConfigFile::load(args.config.as_deref())?;
+    let file = Layers::file(args.config.as_deref())?.resolve(&FileSettings::default())?;
     let location = args
         .artifacts
         .clone()
@@ -66,7 +67,7 @@ fn open(args: &StoreArgs) -> Result<Artifacts> {
 }
 
 pub fn run(cmd: ArtifactsCommand) -> Result<()> {
-    let runtime = common::runtime()?;
+    let runtime = crate::process::runtime()?;
     match cmd {
         ArtifactsCommand::Export(args) => runtime.block_on(export(args)),
         ArtifactsCommand::Import(args) => runtime.block_on(import(args)),

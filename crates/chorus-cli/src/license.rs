@@ -4,184 +4,58 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use chorus_license::keys::{KeyStore, StoredKey, merge};
+use chorus_license::LicenseProxy;
+use chorus_license::keys::{KeyStore, merge};
 use chorus_license::license::{KeyPair, License, format_time, now_secs};
-use chorus_license::proxy::{DEFAULT_GRACE, DEFAULT_SEGMENT_BYTES};
-use chorus_license::{LicenseProxy, ProxyConfig};
-use chorus_proto::license::LicenseMode;
 
-use crate::common::{self, ConfigFile};
-
-/// The `[license]` table of the config file (`chorus serve` and `chorus license-proxy`).
-#[derive(Debug, Default, Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LicenseSection {
-    /// `open`, `connected` or `air-gapped`.
-    pub mode: Option<String>,
-    /// Grace period, e.g. `7d` or `36h`.
-    pub grace: Option<String>,
-    /// Base64 Ed25519 public keys trusted to sign licenses.
-    #[serde(default)]
-    pub trusted_keys: Vec<String>,
-    pub seed_license: Option<PathBuf>,
-    pub segment_bytes: Option<u64>,
-    /// Connected mode: the upstream license server (`https://…`).
-    pub upstream: Option<String>,
-    /// Connected mode: how often to contact it, e.g. `1h`.
-    pub refresh: Option<String>,
-    /// Tenant keys (hashes), overridden by name by the data directory's keys.json.
-    #[serde(default)]
-    pub keys: Vec<StoredKey>,
-}
+use crate::settings::args::{ConfigArgs, ConnArgs, DataArgs, LicenseArgs};
+use crate::settings::roles::{ProxySettings, Role, defaults};
+use crate::settings::{self, Layers};
+use crate::{metrics, process};
 
 /// Flags of `chorus license-proxy`.
 #[derive(Debug, clap::Args)]
 pub struct ProxyArgs {
-    /// Address of /license, /audit, /healthz and /metrics.
-    #[arg(long, env = "CHORUS_LICENSE_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
+    /// Address of /license, /audit, /healthz and /metrics (default 127.0.0.1:8080).
+    #[arg(long, env = "CHORUS_LICENSE_LISTEN")]
+    pub listen: Option<SocketAddr>,
     #[command(flatten)]
-    pub data: DataArgs,
-    /// open (no license needed), connected, or air-gapped (a valid license needed). Default: open.
-    #[arg(long, env = "CHORUS_LICENSE_MODE")]
-    pub mode: Option<String>,
-    /// Shorthand for --mode air-gapped (the Helm chart sets it from infra.authenticate).
-    #[arg(long, env = "CHORUS_AIR_GAPPED")]
-    pub air_gapped: bool,
-    /// How long an expired or missing license still serves, e.g. 7d or 36h (default 7d).
-    #[arg(long, env = "CHORUS_LICENSE_GRACE")]
-    pub grace: Option<String>,
-    /// A base64 Ed25519 public key trusted to sign licenses; repeat for several.
-    #[arg(long = "trust-key", env = "CHORUS_LICENSE_TRUSTED_KEYS", value_delimiter = ',')]
-    pub trust_keys: Vec<String>,
-    /// A license file used only when no license is stored yet.
-    #[arg(long, env = "CHORUS_SEED_LICENSE")]
-    pub seed_license: Option<PathBuf>,
-    /// A key allowed to download GET /audit (besides tenant keys added with --admin); comma-separated in the env.
-    #[arg(long = "admin-key", env = "CHORUS_ADMIN_KEYS", value_delimiter = ',', hide_env_values = true)]
-    pub admin_keys: Vec<Secret>,
-    /// Connected mode: the upstream license server (https://…) the license is refreshed from and usage reported to.
-    #[arg(long, env = "CHORUS_LICENSE_UPSTREAM")]
-    pub upstream: Option<String>,
-    /// Connected mode: a bearer token for the upstream server.
-    #[arg(long, env = "CHORUS_LICENSE_UPSTREAM_TOKEN", hide_env_values = true)]
-    pub upstream_token: Option<Secret>,
-    /// Connected mode: how often to contact the upstream server, e.g. 1h (default) or 10m.
-    #[arg(long, env = "CHORUS_LICENSE_REFRESH")]
-    pub refresh: Option<String>,
-    /// NATS server URL, where API servers reach the proxy. Empty: HTTP only.
-    #[arg(long = "nats", env = "CHORUS_NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats: String,
-    /// A TOML config file (its [license] table, and [server]).
-    #[arg(long, env = "CHORUS_CONFIG")]
-    pub config: Option<PathBuf>,
+    pub license: LicenseArgs,
+    /// NATS server URL, where API servers reach the proxy (default nats://127.0.0.1:4222). Empty: HTTP only.
+    #[arg(long = "nats", env = "CHORUS_NATS_URL")]
+    pub nats: Option<String>,
     #[command(flatten)]
-    pub conn: crate::common::ConnArgs,
+    pub config: ConfigArgs,
+    #[command(flatten)]
+    pub conn: ConnArgs,
 }
 
-/// A secret flag value (a key, a token): never shown by `Debug`.
-#[derive(Clone)]
-pub struct Secret(pub String);
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self(s.to_owned()))
+/// The settings of `chorus license-proxy`: defaults, the config file, the environment and the flags.
+pub fn settings(args: &ProxyArgs) -> Result<settings::file::FileSettings> {
+    let mut layers = Layers::file(args.config.config.as_deref())?
+        .flags(&args.license.data)?
+        .flags(&args.license)?
+        .flags(&args.conn)?;
+    if let Some(addr) = args.listen {
+        layers = layers.set(Some("license"), "listen", addr.to_string());
     }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(redacted)")
+    if let Some(nats) = &args.nats {
+        layers = layers.set(None, "nats", nats.as_str());
     }
-}
-
-/// The data directory flag.
-#[derive(Debug, Clone, clap::Args)]
-pub struct DataArgs {
-    /// The proxy's data directory: licenses, keys, the usage ledger, the deployment key (default:
-    /// $XDG_DATA_HOME/chorus/license, or ~/.local/share/chorus/license).
-    #[arg(long = "data", alias = "data-dir", env = "CHORUS_LICENSE_DATA")]
-    pub dir: Option<PathBuf>,
-}
-
-impl DataArgs {
-    pub fn dir(&self) -> PathBuf {
-        self.dir.clone().unwrap_or_else(default_data_dir)
+    if args.license.air_gapped {
+        layers = layers.set(Some("license"), "mode", "air-gapped");
     }
+    Ok(layers.resolve(&defaults(Role::LicenseProxy))?)
 }
 
-/// `$XDG_DATA_HOME/chorus/license`, else `~/.local/share/chorus/license`, else `./chorus-license`.
-pub fn default_data_dir() -> PathBuf {
-    let nonempty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    if let Some(xdg) = nonempty("XDG_DATA_HOME") {
-        return xdg.join("chorus").join("license");
-    }
-    if let Some(home) = nonempty("HOME") {
-        return home.join(".local").join("share").join("chorus").join("license");
-    }
-    PathBuf::from("chorus-license")
-}
-
-/// Everything that configures a proxy, however it is run (holds secrets: no `Debug`).
-#[derive(Default)]
-pub struct ProxyOptions {
-    pub data_dir: PathBuf,
-    pub mode: Option<String>,
-    pub air_gapped: bool,
-    pub grace: Option<String>,
-    pub trust_keys: Vec<String>,
-    pub seed_license: Option<PathBuf>,
-    pub admin_keys: Vec<String>,
-    pub upstream: Option<String>,
-    pub upstream_token: Option<String>,
-    pub refresh: Option<String>,
-}
-
-pub fn parse_mode(text: &str) -> Result<LicenseMode> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "open" => Ok(LicenseMode::Open),
-        "connected" => Ok(LicenseMode::Connected),
-        "air-gapped" | "airgapped" | "air_gapped" => Ok(LicenseMode::AirGapped),
-        other => bail!("unknown license mode '{other}' (open, connected or air-gapped)"),
-    }
-}
-
-/// Flags over the config file over defaults.
-pub fn proxy_config(opts: ProxyOptions, file: &ConfigFile) -> Result<ProxyConfig> {
-    let section = file.license.clone().unwrap_or_default();
-    let mode = if opts.air_gapped {
-        LicenseMode::AirGapped
-    } else {
-        match opts.mode.as_deref().or(section.mode.as_deref()) {
-            Some(m) => parse_mode(m)?,
-            None => LicenseMode::Open,
-        }
-    };
-    let grace = match opts.grace.as_deref().or(section.grace.as_deref()) {
-        Some(g) => humantime::parse_duration(g).with_context(|| format!("invalid grace period '{g}'"))?,
-        None => DEFAULT_GRACE,
-    };
-    let mut trusted = section.trusted_keys.clone();
-    trusted.extend(opts.trust_keys.into_iter().filter(|k| !k.trim().is_empty()));
-    let mut config = ProxyConfig::new(opts.data_dir, mode);
-    config.grace = grace;
-    config.trusted_keys = trusted;
-    config.seed_license = opts.seed_license.or(section.seed_license.clone());
-    config.config_keys = section.keys.clone();
-    config.admin_keys = opts.admin_keys.into_iter().filter(|k| !k.trim().is_empty()).collect();
-    config.max_segment_bytes = section.segment_bytes.unwrap_or(DEFAULT_SEGMENT_BYTES);
-    config.upstream = opts.upstream.or(section.upstream.clone()).filter(|u| !u.trim().is_empty());
-    config.upstream_token = opts.upstream_token.filter(|t| !t.trim().is_empty());
-    if let Some(r) = opts.refresh.as_deref().or(section.refresh.as_deref()) {
-        config.refresh =
-            humantime::parse_duration(r).with_context(|| format!("invalid refresh interval '{r}'"))?;
-    }
-    Ok(config)
+/// The data directory of `chorus keys`: its flag, else the config file's, else the default.
+fn data_dir(data: &DataArgs, config: Option<&Path>) -> Result<(PathBuf, settings::file::LicenseSection)> {
+    let merged = Layers::file(config)?.flags(data)?.resolve(&defaults(Role::LicenseProxy))?;
+    let section = merged.license.unwrap_or_default();
+    let dir = section.data.clone().context("internal: no data directory")?;
+    Ok((dir, section))
 }
 
 /// Metrics text for the proxy's /metrics.
@@ -192,32 +66,24 @@ pub fn metrics_render(
 }
 
 pub fn run_proxy(args: ProxyArgs) -> Result<()> {
-    let file = ConfigFile::load(args.config.as_deref())?;
-    let serve_config = args.conn.serve_config(&file, "license")?;
-    let metrics = common::install_metrics()?;
-    let runtime = common::runtime()?;
-    let opts = ProxyOptions {
-        data_dir: args.data.dir(),
-        mode: args.mode.clone(),
-        air_gapped: args.air_gapped,
-        grace: args.grace.clone(),
-        trust_keys: args.trust_keys.clone(),
-        seed_license: args.seed_license.clone(),
-        admin_keys: args.admin_keys.iter().map(|k| k.0.clone()).collect(),
-        upstream: args.upstream.clone(),
-        upstream_token: args.upstream_token.as_ref().map(|t| t.0.clone()),
-        refresh: args.refresh.clone(),
-    };
-    let config = proxy_config(opts, &file)?;
+    let merged = settings(&args)?;
+    let s = ProxySettings::resolve(&merged)?;
+    if settings::printed(&args.config, &merged)? {
+        return Ok(());
+    }
+    let serve_config = s.server.port("license")?;
+    let handle = metrics::install_metrics()?;
+    let runtime = process::runtime()?;
+    let data = s.proxy.data_dir.clone();
     runtime.block_on(async move {
-        let proxy = LicenseProxy::start(config).context("cannot start the license proxy")?;
-        let listener = tokio::net::TcpListener::bind(args.listen)
+        let proxy = LicenseProxy::start(s.proxy).context("cannot start the license proxy")?;
+        let listener = tokio::net::TcpListener::bind(s.listen)
             .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
-        let _host = if args.nats.trim().is_empty() {
+            .with_context(|| format!("cannot listen on {}", s.listen))?;
+        let _host = if s.nats.trim().is_empty() {
             None
         } else {
-            let client = common::connect_nats(&args.nats, "chorus-license-proxy").await?;
+            let client = process::connect_nats(&s.nats, "chorus-license-proxy").await?;
             let host = chorus_bus::NatsLicenseHost::start(client, Arc::clone(&proxy) as _)
                 .await
                 .context("cannot serve the license proxy on NATS")?;
@@ -225,14 +91,14 @@ pub fn run_proxy(args: ProxyArgs) -> Result<()> {
         };
         let state = proxy.current();
         tracing::info!(
-            listen = %args.listen,
+            listen = %s.listen,
             mode = state.mode.as_str(),
             verdict = ?state.verdict,
-            data = %args.data.dir().display(),
+            data = %data.display(),
             "License proxy serving."
         );
-        let app = chorus_license::http::router(Arc::clone(&proxy), Some(metrics_render(metrics)));
-        chorus_api::serve::serve(listener, app, serve_config, common::shutdown_signal())
+        let app = chorus_license::http::router(Arc::clone(&proxy), Some(metrics_render(handle)));
+        chorus_api::serve::serve(listener, app, serve_config, process::shutdown_signal())
             .await
             .context("license proxy server")?;
         Ok(())
@@ -283,15 +149,15 @@ pub fn run_keys(cmd: KeysCommand) -> Result<()> {
             if name.trim().is_empty() {
                 bail!("the key name is empty");
             }
-            let key = KeyStore::new(&data.dir()).add(name.trim(), max_concurrent, rpm, admin)?;
+            let (dir, _) = data_dir(&data, None)?;
+            let key = KeyStore::new(&dir).add(name.trim(), max_concurrent, rpm, admin)?;
             eprintln!("Key '{}' added. It is shown once; store it now:", name.trim());
             println!("{key}");
             Ok(())
         }
         KeysCommand::List { data, config } => {
-            let file = ConfigFile::load(config.as_deref())?;
-            let section = file.license.unwrap_or_default();
-            let keys = merge(&section.keys, &KeyStore::new(&data.dir()).load()?);
+            let (dir, section) = data_dir(&data, config.as_deref())?;
+            let keys = merge(&section.keys.unwrap_or_default(), &KeyStore::new(&dir).load()?);
             println!("{:<24} {:>14} {:>8} {:>6} {:>8}", "NAME", "MAX_CONCURRENT", "RPM", "ADMIN", "REVOKED");
             let dash = |v: Option<u32>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
             for k in keys {
@@ -307,9 +173,8 @@ pub fn run_keys(cmd: KeysCommand) -> Result<()> {
             Ok(())
         }
         KeysCommand::Revoke { name, data, config } => {
-            let file = ConfigFile::load(config.as_deref())?;
-            let section = file.license.unwrap_or_default();
-            KeyStore::new(&data.dir()).revoke(&name, &section.keys)?;
+            let (dir, section) = data_dir(&data, config.as_deref())?;
+            KeyStore::new(&dir).revoke(&name, &section.keys.unwrap_or_default())?;
             eprintln!("Key '{name}' revoked.");
             Ok(())
         }
@@ -442,6 +307,3 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
     f.sync_all()?;
     Ok(())
 }
-
-/// How long `chorus serve` waits for usage records to be acknowledged at shutdown.
-pub const USAGE_FLUSH: Duration = Duration::from_secs(5);

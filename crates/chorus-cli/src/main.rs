@@ -3,23 +3,17 @@
 
 mod api;
 mod artifacts;
-mod bench;
-mod bench_load;
-mod bench_plot;
-mod bench_proto;
-mod bench_stats;
-mod bench_texts;
-mod bench_url;
-mod common;
-mod golive;
+mod engine;
 mod license;
+mod metrics;
 mod models;
 mod paths;
 mod probe;
+mod process;
 mod say;
 mod serve;
-mod smoke;
-mod web;
+mod settings;
+mod state;
 mod worker;
 
 use std::process::ExitCode;
@@ -46,11 +40,11 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the Cartesia-compatible API (and the OpenAI speech endpoint) with the installed voices, in one process.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Run the API server alone, reaching workers over NATS (cluster mode).
-    Api(api::ApiRoleArgs),
+    Api(Box<api::ApiRoleArgs>),
     /// Run one model's worker, serving jobs from NATS (cluster mode).
-    Worker(worker::WorkerArgs),
+    Worker(Box<worker::WorkerArgs>),
     /// Move voices and pronunciation dictionaries between artifact stores (JSON lines), e.g. from staging to
     /// production.
     #[command(subcommand)]
@@ -59,11 +53,11 @@ enum Command {
     Probe(probe::ProbeArgs),
     /// Smoke-test a running deployment: status, voices, a WAV, a WebSocket round trip, the metric names; with
     /// --golive NODE_TYPE also a short load benchmark judged against the node type's documented figures.
-    Smoke(smoke::SmokeArgs),
+    Smoke(chorus_bench::smoke::SmokeArgs),
     /// Speak a text into an audio file (or stdout), chunk by chunk as it is synthesized.
     Say(say::SayArgs),
     /// Run the license proxy: entitlement, tenant keys, the usage ledger, /license and /audit (port 8080).
-    LicenseProxy(license::ProxyArgs),
+    LicenseProxy(Box<license::ProxyArgs>),
     /// Manage tenant API keys in the license proxy's data directory.
     #[command(subcommand)]
     Keys(license::KeysCommand),
@@ -75,7 +69,7 @@ enum Command {
     License(license::LicenseCommand),
     /// Measure model load time, time to first audio and real-time factor, against the Python Piper peer; or load a
     /// running server with `--url` (TTFA, RTF, throughput and underruns per concurrency level).
-    Bench(bench::BenchArgs),
+    Bench(chorus_bench::engine::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -109,15 +103,15 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| EnvFilter::new(default_level));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(&cli.paths, args),
-        Command::Api(args) => api::run(&cli.paths, args),
-        Command::Worker(args) => worker::run(&cli.paths, args),
+        Command::Serve(args) => serve::run(&cli.paths, *args),
+        Command::Api(args) => api::run(&cli.paths, *args),
+        Command::Worker(args) => worker::run(&cli.paths, *args),
         Command::Artifacts(cmd) => artifacts::run(cmd),
         Command::Probe(args) => probe::run(args),
-        Command::Smoke(args) => smoke::run(args),
+        Command::Smoke(args) => chorus_bench::smoke::run(args),
         Command::Say(args) => say::run(&cli.paths, args),
-        Command::Bench(args) => bench::run(&cli.paths, args),
-        Command::LicenseProxy(args) => license::run_proxy(args),
+        Command::Bench(args) => chorus_bench::engine::run(&cli.paths.engine_config(), args),
+        Command::LicenseProxy(args) => license::run_proxy(*args),
         Command::Keys(cmd) => license::run_keys(cmd),
         Command::Audit(cmd) => license::run_audit(cmd),
         Command::License(cmd) => license::run_license(cmd),

@@ -12,7 +12,7 @@ use chorus_proto::{Container, Encoding, OutputFormat, PhonemeTimestamps, Synthes
 use crate::paths::PathArgs;
 
 /// The voice `scripts/setup` installs.
-pub const DEFAULT_VOICE: &str = "en_US-joe-medium";
+use chorus_bench::DEFAULT_VOICE;
 
 #[derive(Debug, clap::Args)]
 pub struct SayArgs {

@@ -94,3 +94,93 @@ pub const CONNECTION_TIMEOUTS_TOTAL: &str = "chorus_connection_timeouts_total";
 /// Counter, label `reason` (`idle`, `revoked`, `limit`): WebSocket contexts ended by the server for a reason of
 /// its own (not an input error).
 pub const WS_CONTEXTS_CLOSED_TOTAL: &str = "chorus_websocket_contexts_closed_total";
+
+/// A metric's type (its `# TYPE` line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Every metric a process describes (`# HELP`): its name, its type, whether it is in seconds, and its help.
+pub const DESCRIPTIONS: [(&str, Kind, bool, &str); 33] = [
+    (WORKER_CAPACITY, Kind::Gauge, false, "Streams the worker accepts at once."),
+    (WORKER_LOAD, Kind::Gauge, false, "Streams in flight on the worker."),
+    (WORKER_TTFA, Kind::Histogram, true, "Time from acceptance to first audio."),
+    (WORKER_RTF, Kind::Histogram, false, "Compute time over audio duration, per job."),
+    (ENGINE_BATCH_SIZE, Kind::Histogram, false, "Chunks per forward pass."),
+    (
+        STREAM_MARGIN,
+        Kind::Histogram,
+        true,
+        "How long before its listener needed it a chunk's audio was ready (negative: a gap).",
+    ),
+    (
+        STREAM_UNDERRUNS_TOTAL,
+        Kind::Counter,
+        false,
+        "Chunks ready after their stream's listener ran dry (gaps the caller hears).",
+    ),
+    (
+        CAPACITY_DECREASES_TOTAL,
+        Kind::Counter,
+        false,
+        "Times the worker lowered its capacity because a stream came close to running dry.",
+    ),
+    (API_QUEUE_SIZE, Kind::Gauge, false, "Requests waiting for a free stream, per model."),
+    (API_UNSERVICEABLE, Kind::Gauge, false, "Requests waiting because no worker serves their model."),
+    (REQUESTS_TOTAL, Kind::Counter, false, "API responses, by route and HTTP status."),
+    (
+        API_TTFA,
+        Kind::Histogram,
+        true,
+        "Synthesis requests: from admission on the API server to the first audio, by route.",
+    ),
+    (REQUEST_DURATION, Kind::Histogram, true, "Synthesis requests: from admission to the end, by route."),
+    (JOBS_TOTAL, Kind::Counter, false, "Jobs finished by the worker, by outcome."),
+    (CONNECTIONS_OPEN, Kind::Gauge, false, "Connections open on a listening port, by server."),
+    (
+        CONNECTIONS_REFUSED_TOTAL,
+        Kind::Counter,
+        false,
+        "Connections refused at accept because a connection limit was reached, by server and reason.",
+    ),
+    (
+        CONNECTION_TIMEOUTS_TOTAL,
+        Kind::Counter,
+        false,
+        "Connections closed by a timeout (header, body, idle, write_stall), by server.",
+    ),
+    (
+        WS_CONTEXTS_CLOSED_TOTAL,
+        Kind::Counter,
+        false,
+        "WebSocket contexts ended by the server (idle, revoked), by reason.",
+    ),
+    (AUDIO_SECONDS_TOTAL, Kind::Counter, true, "Audio produced."),
+    (CHARACTERS_TOTAL, Kind::Counter, false, "Characters synthesized."),
+    (ARTIFACTS_RELOAD_TOTAL, Kind::Counter, false, "Artifact store reloads, by kind and result."),
+    (ARTIFACTS_LOADED, Kind::Gauge, false, "Documents loaded from the artifact store, by kind."),
+    (
+        ARTIFACTS_LAST_SYNC,
+        Kind::Gauge,
+        true,
+        "When the artifact store was last listed successfully (seconds since the epoch).",
+    ),
+    (ARTIFACTS_MODELS_LOADED, Kind::Gauge, false, "Voice models the worker serves (announces)."),
+    (LICENSE_DAYS_TO_EXPIRY, Kind::Gauge, false, "Days until the active license expires."),
+    (LICENSE_MODE, Kind::Gauge, false, "1 for the license proxy's mode."),
+    (LICENSE_GRACE_STATE, Kind::Gauge, false, "0 serving, 1 in grace, 2 refusing new requests."),
+    (LICENSE_USAGE_RECORDS_TOTAL, Kind::Counter, false, "Usage records written to the ledger."),
+    (LICENSE_USAGE_CHARACTERS_TOTAL, Kind::Counter, false, "Characters accounted in the ledger."),
+    (
+        LICENSE_USAGE_AUDIO_SECONDS_TOTAL,
+        Kind::Counter,
+        true,
+        "Audio accounted in the ledger (whole seconds per record, rounded).",
+    ),
+    (LICENSE_USAGE_DUPLICATES_TOTAL, Kind::Counter, false, "Usage records received twice, stored once."),
+    (LICENSE_USAGE_PENDING, Kind::Gauge, false, "Usage records not yet acknowledged by the proxy."),
+    (LICENSE_USAGE_DROPPED_TOTAL, Kind::Counter, false, "Usage records dropped: the queue was full."),
+];

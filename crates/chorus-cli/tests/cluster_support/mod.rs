@@ -5,13 +5,13 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use chorus_bench::blocking::Timeouts;
 use serde_json::Value;
 
 /// The voice every worker serves.
@@ -466,25 +466,10 @@ impl Metrics {
 // ---------------------------------------------------------------------------------------------------------------
 // HTTP
 
-const IO_TIMEOUT: Duration = Duration::from_secs(60);
+pub use chorus_bench::blocking::Response;
 
-/// A response whose body is read piece by piece, so that a clean end (the last chunk of a chunked body, or the
-/// full `Content-Length`) can be told from an aborted transfer.
-#[derive(Debug)]
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    reader: BufReader<TcpStream>,
-    framing: Framing,
-    finished: bool,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Framing {
-    Chunked,
-    Length(usize),
-    Eof,
-}
+/// Connect within 5 s; each read or write within a minute.
+const TIMEOUTS: Timeouts = Timeouts { connect: Duration::from_secs(5), io: Duration::from_secs(60) };
 
 /// Sends one request (`Connection: close`) and reads the status line and headers.
 pub fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> std::io::Result<Response> {
@@ -514,134 +499,7 @@ pub fn request_with(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> std::io::Result<Response> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    let body = body.unwrap_or("");
-    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nCartesia-Version: 2025-04-16\r\n\
-         {extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    stream.flush()?;
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("not an HTTP status line: {line:?}")))?;
-    let mut headers = Vec::new();
-    loop {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 {
-            return Err(std::io::Error::other("connection closed in the headers"));
-        }
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = l.split_once(':') {
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
-        }
-    }
-    let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    let framing = if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        Framing::Chunked
-    } else if let Some(n) = header("content-length").and_then(|v| v.parse().ok()) {
-        Framing::Length(n)
-    } else {
-        Framing::Eof
-    };
-    Ok(Response { status, headers, reader, framing, finished: false })
-}
-
-impl Response {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-    }
-
-    /// The next piece of the body: `Ok(None)` at a clean end, `Err` when the transfer broke off (the connection
-    /// closed or was reset before the end, or a read timed out).
-    pub fn next_piece(&mut self) -> Result<Option<Vec<u8>>, String> {
-        if self.finished {
-            return Ok(None);
-        }
-        match self.framing {
-            Framing::Chunked => {
-                let mut line = String::new();
-                let n = self.reader.read_line(&mut line).map_err(|e| format!("reading a chunk size: {e}"))?;
-                if n == 0 {
-                    return Err("the connection closed before the last chunk".into());
-                }
-                let size_text = line.trim_end().split(';').next().unwrap_or("");
-                let size = usize::from_str_radix(size_text, 16)
-                    .map_err(|_| format!("invalid chunk size line {line:?}"))?;
-                if size == 0 {
-                    // Trailers, then the blank line.
-                    loop {
-                        line.clear();
-                        let n =
-                            self.reader.read_line(&mut line).map_err(|e| format!("reading trailers: {e}"))?;
-                        if n == 0 {
-                            return Err("the connection closed in the trailers".into());
-                        }
-                        if line.trim_end().is_empty() {
-                            break;
-                        }
-                    }
-                    self.finished = true;
-                    return Ok(None);
-                }
-                let mut data = vec![0u8; size + 2];
-                self.reader.read_exact(&mut data).map_err(|e| format!("reading a chunk: {e}"))?;
-                if &data[size..] != b"\r\n" {
-                    return Err("a chunk does not end in CRLF".into());
-                }
-                data.truncate(size);
-                Ok(Some(data))
-            }
-            Framing::Length(remaining) => {
-                if remaining == 0 {
-                    self.finished = true;
-                    return Ok(None);
-                }
-                let mut data = vec![0u8; remaining.min(64 * 1024)];
-                let n = self.reader.read(&mut data).map_err(|e| format!("reading the body: {e}"))?;
-                if n == 0 {
-                    return Err(format!("the connection closed {remaining} bytes before the end"));
-                }
-                data.truncate(n);
-                self.framing = Framing::Length(remaining - n);
-                Ok(Some(data))
-            }
-            Framing::Eof => {
-                let mut data = vec![0u8; 64 * 1024];
-                let n = self.reader.read(&mut data).map_err(|e| format!("reading the body: {e}"))?;
-                if n == 0 {
-                    self.finished = true;
-                    return Ok(None);
-                }
-                data.truncate(n);
-                Ok(Some(data))
-            }
-        }
-    }
-
-    /// The whole body, or why it broke off (with what had arrived).
-    pub fn read_all(&mut self) -> Result<Vec<u8>, (String, Vec<u8>)> {
-        let mut all = Vec::new();
-        loop {
-            match self.next_piece() {
-                Ok(Some(p)) => all.extend_from_slice(&p),
-                Ok(None) => return Ok(all),
-                Err(e) => return Err((e, all)),
-            }
-        }
-    }
+    chorus_bench::blocking::request(addr, method, path, headers, body, TIMEOUTS)
 }
 
 /// `GET path`: status and body.
@@ -736,17 +594,13 @@ pub fn tts_bytes(api: SocketAddr, transcript: &str) -> BytesOutcome {
 }
 
 /// One server-sent event.
-#[derive(Debug, Clone)]
-pub struct SseEvent {
-    pub event: String,
-    pub data: Value,
-}
+pub use chorus_bench::client::SseMessage as SseEvent;
 
 /// A `/tts/sse` stream, event by event.
 #[derive(Debug)]
 pub struct Sse {
     pub response: Response,
-    buffer: Vec<u8>,
+    parser: chorus_bench::client::SseParser,
     pending: VecDeque<SseEvent>,
 }
 
@@ -754,7 +608,7 @@ pub struct Sse {
 pub fn tts_sse(api: SocketAddr, transcript: &str) -> Sse {
     let response = request(api, "POST", "/tts/sse", Some(&tts_body(transcript, true)))
         .unwrap_or_else(|e| panic!("POST /tts/sse to {api}: {e}"));
-    Sse { response, buffer: Vec::new(), pending: VecDeque::new() }
+    Sse { response, parser: chorus_bench::client::SseParser::default(), pending: VecDeque::new() }
 }
 
 impl Sse {
@@ -766,26 +620,8 @@ impl Sse {
             }
             match self.response.next_piece()? {
                 Some(piece) => {
-                    self.buffer.extend_from_slice(&piece);
-                    while let Some(at) = self.buffer.windows(2).position(|w| w == b"\n\n") {
-                        let frame: Vec<u8> = self.buffer.drain(..at + 2).collect();
-                        let text = String::from_utf8_lossy(&frame).into_owned();
-                        let mut event = String::from("message");
-                        let mut data = String::new();
-                        for line in text.lines() {
-                            if let Some(v) = line.strip_prefix("event:") {
-                                event = v.trim().to_owned();
-                            } else if let Some(v) = line.strip_prefix("data:") {
-                                data.push_str(v.trim_start());
-                            }
-                        }
-                        if data.is_empty() {
-                            continue;
-                        }
-                        let data = serde_json::from_str(&data)
-                            .map_err(|e| format!("an event's data is not JSON ({e}): {data}"))?;
-                        self.pending.push_back(SseEvent { event, data });
-                    }
+                    let events = self.parser.push_messages(&piece).map_err(|e| format!("{e:#}"))?;
+                    self.pending.extend(events);
                 }
                 None => return Ok(None),
             }

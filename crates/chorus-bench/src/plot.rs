@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::bench_stats::LevelSummary;
+use crate::stats::LevelSummary;
 
 const WIDTH: f64 = 1000.0;
 const HEIGHT: f64 = 470.0;
@@ -244,7 +244,7 @@ pub fn svg(series: &[(String, Vec<LevelSummary>)]) -> String {
                 out,
                 "<text x=\"{px:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"10\" fill=\"{fill}\">{}</text>",
                 py - 6.0 - 11.0 * i as f64,
-                crate::bench_stats::gap_free_percent(l.gap_free_rate)
+                crate::stats::gap_free_percent(l.gap_free_rate)
             );
         }
     }

@@ -26,13 +26,13 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::bench_stats::Arrival;
+use crate::stats::Arrival;
 
 /// Raw pcm_s16le at 22050 Hz: bytes per second of audio.
 pub const PCM_BYTES_PER_S: f64 = 44100.0;
 const SAMPLE_RATE: u32 = 22050;
 /// The Cartesia API version sent (Cartesia requires one; Chorus echoes it).
-const CARTESIA_VERSION: &str = "2025-04-16";
+pub const CARTESIA_VERSION: &str = "2025-04-16";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Protocol {
@@ -132,6 +132,32 @@ pub fn http_client() -> HttpClient {
     Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(connector)
 }
 
+/// One whole request: `GET` (no `json`) or `POST` a JSON body, with the API key as a bearer token; the status
+/// and the whole body.
+pub async fn call(
+    client: &HttpClient,
+    url: &str,
+    api_key: Option<&str>,
+    json: Option<&serde_json::Value>,
+) -> Result<(u16, Bytes)> {
+    let mut req = match json {
+        Some(_) => hyper::Request::post(url).header("content-type", "application/json"),
+        None => hyper::Request::get(url),
+    };
+    if let Some(key) = api_key {
+        req = req.header("authorization", format!("Bearer {key}"));
+    }
+    let body = json.map(serde_json::to_vec).transpose()?.unwrap_or_default();
+    let response = client
+        .request(req.body(Full::new(Bytes::from(body)))?)
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
+    let status = response.status().as_u16();
+    let body =
+        response.into_body().collect().await.with_context(|| format!("{url}: body failed"))?.to_bytes();
+    Ok((status, body))
+}
+
 fn cartesia_body(target: &Target, text: &str) -> serde_json::Value {
     serde_json::json!({
         "model_id": target.model_id,
@@ -200,10 +226,17 @@ async fn bytes_request(client: &HttpClient, target: &Target, text: &str) -> Resu
     finish(t0, arrivals, PCM_BYTES_PER_S)
 }
 
-/// Server-sent events, parsed as they arrive.
+/// Server-sent events, parsed as they arrive (`chorus bench`, `chorus smoke` and the cluster tests).
 #[derive(Debug, Default)]
 pub struct SseParser {
     buffer: Vec<u8>,
+}
+
+/// One server-sent event: its `event:` name (`message` when it has none) and its `data:` lines, parsed as JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SseMessage {
+    pub event: String,
+    pub data: serde_json::Value,
 }
 
 /// What one SSE event meant for the benchmark.
@@ -218,27 +251,36 @@ pub enum SseEvent {
 }
 
 impl SseParser {
-    /// Feeds received bytes; returns the events completed by them.
-    pub fn push(&mut self, data: &[u8]) -> Result<Vec<SseEvent>> {
+    /// Feeds received bytes; returns the events completed by them (events without data are skipped).
+    pub fn push_messages(&mut self, data: &[u8]) -> Result<Vec<SseMessage>> {
         self.buffer.extend_from_slice(data);
         let mut events = Vec::new();
         while let Some(end) = find_event_end(&self.buffer) {
             let event: Vec<u8> = self.buffer.drain(..end.0 + end.1).collect();
             let text = std::str::from_utf8(&event[..end.0]).context("an SSE event is not UTF-8")?;
-            let data: String = text
-                .lines()
-                .filter_map(|l| l.strip_prefix("data:"))
-                .map(|d| d.strip_prefix(' ').unwrap_or(d))
-                .collect::<Vec<_>>()
-                .join("\n");
+            let mut name = String::from("message");
+            let mut lines = Vec::new();
+            for line in text.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    v.trim().clone_into(&mut name);
+                } else if let Some(d) = line.strip_prefix("data:") {
+                    lines.push(d.strip_prefix(' ').unwrap_or(d));
+                }
+            }
+            let data = lines.join("\n");
             if data.is_empty() {
                 continue;
             }
-            let v: serde_json::Value =
-                serde_json::from_str(&data).context("an SSE event's data is not JSON")?;
-            events.push(classify_event(&v)?);
+            let data: serde_json::Value = serde_json::from_str(&data)
+                .with_context(|| format!("an SSE event's data is not JSON: {data}"))?;
+            events.push(SseMessage { event: name, data });
         }
         Ok(events)
+    }
+
+    /// [`Self::push_messages`], each event classified by its `type`.
+    pub fn push(&mut self, data: &[u8]) -> Result<Vec<SseEvent>> {
+        self.push_messages(data)?.iter().map(|m| classify_event(&m.data)).collect()
     }
 }
 

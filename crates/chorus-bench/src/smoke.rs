@@ -5,9 +5,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 
-use crate::bench_proto::{self, Connection, HttpClient, Protocol, Target};
+use crate::client::{self, Connection, HttpClient, Protocol, Target};
 
 /// Metric names a deployment must export (cartesia-spec 1.3): checked across every `--metrics-url`.
 const REQUIRED_METRICS: [&str; 9] = [
@@ -48,7 +47,7 @@ pub struct SmokeArgs {
     #[arg(long, default_value_t = 20.0)]
     pub golive_seconds: f64,
     /// Go-live: the voice the benchmark asks for.
-    #[arg(long, default_value = crate::say::DEFAULT_VOICE)]
+    #[arg(long, default_value = crate::DEFAULT_VOICE)]
     pub golive_voice: String,
 }
 
@@ -88,7 +87,7 @@ pub fn run(args: SmokeArgs) -> Result<()> {
 fn checks(args: &SmokeArgs) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
-        let http = bench_proto::http_client();
+        let http = client::http_client();
         let base = args.url.trim_end_matches('/').to_owned();
         let timeout = Duration::from_secs(args.timeout);
         let mut failures = 0;
@@ -149,18 +148,7 @@ fn bail_timeout() -> Result<String> {
 }
 
 async fn get(http: &HttpClient, url: &str, api_key: Option<&str>) -> Result<(u16, Bytes)> {
-    let mut req = hyper::Request::get(url);
-    if let Some(key) = api_key {
-        req = req.header("authorization", format!("Bearer {key}"));
-    }
-    let response = http
-        .request(req.body(Full::new(Bytes::new()))?)
-        .await
-        .with_context(|| format!("cannot reach {url}"))?;
-    let status = response.status().as_u16();
-    let body =
-        response.into_body().collect().await.with_context(|| format!("{url}: body failed"))?.to_bytes();
-    Ok((status, body))
+    client::call(http, url, api_key, None).await
 }
 
 async fn status(http: &HttpClient, base: &str) -> Result<String> {
@@ -186,16 +174,10 @@ async fn wav(http: &HttpClient, target: &Target) -> Result<String> {
         "voice": {"mode": "id", "id": target.voice},
         "output_format": {"container": "wav", "encoding": "pcm_s16le", "sample_rate": 22050},
     });
-    let mut req =
-        hyper::Request::post(format!("{}/tts/bytes", target.base)).header("content-type", "application/json");
-    if let Some(key) = &target.api_key {
-        req = req.header("authorization", format!("Bearer {key}"));
-    }
-    let response = http.request(req.body(Full::new(Bytes::from(serde_json::to_vec(&body)?)))?).await?;
-    let code = response.status().as_u16();
-    let bytes = response.into_body().collect().await.context("the audio stream failed")?.to_bytes();
+    let url = format!("{}/tts/bytes", target.base);
+    let (code, bytes) = client::call(http, &url, target.api_key.as_deref(), Some(&body)).await?;
     ensure!(code == 200, "status {code}: {}", String::from_utf8_lossy(&bytes));
-    let (_, data_len, bytes_per_s) = bench_proto::wav_layout(&bytes)?;
+    let (_, data_len, bytes_per_s) = client::wav_layout(&bytes)?;
     let seconds = data_len as f64 / bytes_per_s;
     ensure!(seconds > 1.0, "only {seconds:.2} s of audio");
     Ok(format!("{seconds:.2} s of WAV audio"))

@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use tokio::task::JoinSet;
 
-use crate::bench_proto::{Connection, Protocol, Target, WsConnection, http_client};
-use crate::bench_stats::{LevelSummary, Sample, markdown_table, simulate_playback};
-use crate::bench_texts::Texts;
+use crate::client::{Connection, Protocol, Target, WsConnection, http_client};
+use crate::stats::{LevelSummary, Sample, markdown_table, simulate_playback};
+use crate::texts::Texts;
 
 /// Flags of the load benchmark (`chorus bench --url URL ...`).
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -237,8 +237,7 @@ pub fn report(json: Option<&Path>, args: &LoadArgs) -> Result<()> {
 }
 
 fn write_plot(path: &Path, series: &[(String, Vec<LevelSummary>)]) -> Result<()> {
-    std::fs::write(path, crate::bench_plot::svg(series))
-        .with_context(|| format!("cannot write {}", path.display()))
+    std::fs::write(path, crate::plot::svg(series)).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The levels of every file, grouped by label in order of appearance (a file's stem names levels without one).
@@ -394,7 +393,7 @@ impl Run<'_> {
     async fn closed(
         &self,
         c: usize,
-        http: &crate::bench_proto::HttpClient,
+        http: &crate::client::HttpClient,
         collector: &Arc<Collector>,
     ) -> Result<()> {
         let mut conns = Vec::with_capacity(c);
@@ -441,7 +440,7 @@ impl Run<'_> {
         rate: f64,
         arrivals: Arrivals,
         seed: u64,
-        http: &crate::bench_proto::HttpClient,
+        http: &crate::client::HttpClient,
         collector: &Arc<Collector>,
     ) -> Result<()> {
         let conn = match self.target.protocol {

@@ -7,9 +7,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-use crate::bench_load::LoadArgs;
-use crate::bench_proto::Protocol;
-use crate::bench_stats::LevelSummary;
+use crate::client::Protocol;
+use crate::load::LoadArgs;
+use crate::stats::LevelSummary;
 
 /// What one worker node type must deliver in the go-live benchmark.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -132,8 +132,7 @@ pub fn bench(
         ..LoadArgs::default()
     };
     let json = std::env::temp_dir().join(format!("chorus-golive-{}.json", std::process::id()));
-    let measured =
-        crate::bench_load::run(url, api_key, voice, Some(&json), &args).and_then(|()| read_level(&json));
+    let measured = crate::load::run(url, api_key, voice, Some(&json), &args).and_then(|()| read_level(&json));
     let _ = std::fs::remove_file(&json);
     judge(figures, &measured?).map_err(|e| anyhow::anyhow!(e))
 }

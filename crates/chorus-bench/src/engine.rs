@@ -6,10 +6,9 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use chorus_engine::{Engine, SynthesisRequest};
+use chorus_engine::{Engine, EngineConfig, SynthesisRequest};
 
-use crate::paths::PathArgs;
-use crate::say::DEFAULT_VOICE;
+use crate::DEFAULT_VOICE;
 
 /// A short conversational sentence (time to first audio).
 pub const SHORT_TEXT: &str = "Hello there, how can I help you today?";
@@ -46,7 +45,7 @@ pub struct BenchArgs {
     #[arg(long, env = "CHORUS_BENCH_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
     #[command(flatten)]
-    pub load: Box<crate::bench_load::LoadArgs>,
+    pub load: Box<crate::load::LoadArgs>,
 }
 
 /// Repetitions of the in-process and interleaved benchmarks.
@@ -86,19 +85,20 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-pub fn run(paths: &PathArgs, args: BenchArgs) -> Result<()> {
+/// Runs `chorus bench`; `engine` is where the voices and run-time libraries are (the in-process measurement).
+pub fn run(engine: &EngineConfig, args: BenchArgs) -> Result<()> {
     let iterations = args.iterations();
     if iterations == 0 || args.loads == 0 || args.threads.is_empty() {
         bail!("--iterations, --loads and --threads must be positive");
     }
     match args.url.as_slice() {
         [] if !args.load.from.is_empty() => {
-            return crate::bench_load::report(args.json.as_deref(), &args.load);
+            return crate::load::report(args.json.as_deref(), &args.load);
         }
         [] if args.load.any_given() => bail!("the load benchmark needs --url (or --from files to report)"),
         [] => {}
         [url] if args.iterations.is_none() => {
-            return crate::bench_load::run(
+            return crate::load::run(
                 url,
                 args.api_key.as_deref(),
                 &args.voice,
@@ -123,11 +123,11 @@ pub fn run(paths: &PathArgs, args: BenchArgs) -> Result<()> {
             venv.is_file().then_some(venv)
         }
     };
-    let voice_dir = paths.models_dir().join(&args.voice);
+    let voice_dir = engine.models_dir.join(&args.voice);
     let mut rows = Vec::new();
     for &threads in &args.threads {
         eprintln!("measuring chorus with {threads} thread(s)...");
-        let chorus = measure_chorus(paths, &args, threads)?;
+        let chorus = measure_chorus(engine, &args, threads)?;
         let peer = match &peer_python {
             Some(python) => {
                 eprintln!("measuring piper-tts (Python) with {threads} thread(s)...");
@@ -146,7 +146,7 @@ pub fn run(paths: &PathArgs, args: BenchArgs) -> Result<()> {
 
 fn run_urls(args: &BenchArgs, iterations: usize) -> Result<()> {
     let results =
-        crate::bench_url::measure(&args.url, args.api_key.as_deref(), &args.voice, SHORT_TEXT, iterations)?;
+        crate::url::measure(&args.url, args.api_key.as_deref(), &args.voice, SHORT_TEXT, iterations)?;
     let base = results.first().map(|r| quantile(&r.ttfa_s, 0.5)).unwrap_or(f64::NAN);
     let mut s = format!(
         "POST /tts/bytes, \"{SHORT_TEXT}\", {} requests per server, interleaved, one at a time\n\n",
@@ -172,8 +172,8 @@ fn run_urls(args: &BenchArgs, iterations: usize) -> Result<()> {
     Ok(())
 }
 
-fn measure_chorus(paths: &PathArgs, args: &BenchArgs, threads: usize) -> Result<Measurement> {
-    let mut config = paths.engine_config();
+fn measure_chorus(engine: &EngineConfig, args: &BenchArgs, threads: usize) -> Result<Measurement> {
+    let mut config = engine.clone();
     config.voices = vec![args.voice.clone()];
     config.intra_threads = threads;
     config.sessions_per_voice = 1;
