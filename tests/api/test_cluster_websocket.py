@@ -87,8 +87,9 @@ def test_continue_flush_and_done_over_the_bus(cluster: str) -> None:
                 break
             else:
                 raise AssertionError(f"unexpected message {m}")
-    assert words == ["Hello", "there", "this", "is", "a", "test", "over", "the", "bus", "And", "after", "the",
-                     "flush", "more", "words"]
+    # Word timestamps name the tokens as written, punctuation attached (use_normalized_timestamps is not set).
+    assert words == ["Hello", "there,", "this", "is", "a", "test", "over", "the", "bus.", "And", "after", "the",
+                     "flush,", "more", "words."]
     assert flush_done == [1]
     assert chunk_flush_ids == sorted(chunk_flush_ids) and set(chunk_flush_ids) == {1, 2}
     assert 2.5 < audio / 44100 < 9.0, f"{audio / 44100:.2f} s of audio"
