@@ -115,22 +115,50 @@ pub fn check_items(items: Vec<PronunciationItem>) -> Result<Vec<PronunciationIte
         .collect()
 }
 
-/// Voices by id, ordered (cursor pagination walks ids in order).
-#[derive(Debug, Default)]
-pub struct VoiceCache {
-    voices: RwLock<BTreeMap<String, Voice>>,
-    /// Models whose built-in voice stays listed while no worker announces them (installed beside the API, or
-    /// served when it started): their requests wait for a worker instead of failing.
+/// A document the API caches by id: a voice or a pronunciation dictionary.
+pub trait Document: Clone {
+    fn id(&self) -> &str;
+    /// Built in (a model voice): listed but never stored, replaced or removed as a stored document.
+    fn builtin(&self) -> bool {
+        false
+    }
+}
+
+impl Document for Voice {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn builtin(&self) -> bool {
+        self.builtin
+    }
+}
+
+impl Document for PronunciationDict {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// Documents by id, ordered (cursor pagination walks ids in order), with the entity tag of each stored version.
+#[derive(Debug)]
+pub struct DocCache<T> {
+    docs: RwLock<BTreeMap<String, T>>,
+    /// Voices only: models whose built-in voice stays listed while no worker announces them (installed beside the
+    /// API, or served when it started): their requests wait for a worker instead of failing.
     pinned: RwLock<BTreeSet<String>>,
-    /// Entity tags of the stored (non built-in) voices.
+    /// Entity tags of the stored (non built-in) documents.
     etags: RwLock<BTreeMap<String, String>>,
 }
 
-/// Dictionaries by id, ordered.
-#[derive(Debug, Default)]
-pub struct DictCache {
-    dicts: RwLock<BTreeMap<String, PronunciationDict>>,
-    etags: RwLock<BTreeMap<String, String>>,
+/// Voices by id: the stored presets and the built-in model voices.
+pub type VoiceCache = DocCache<Voice>;
+/// Pronunciation dictionaries by id.
+pub type DictCache = DocCache<PronunciationDict>;
+
+impl<T> Default for DocCache<T> {
+    fn default() -> Self {
+        Self { docs: RwLock::default(), pinned: RwLock::default(), etags: RwLock::default() }
+    }
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -141,10 +169,56 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-impl VoiceCache {
+impl<T: Document> DocCache<T> {
+    pub fn get(&self, id: &str) -> Option<T> {
+        read(&self.docs).get(id).cloned()
+    }
+
+    /// Caches a stored version; refused (false) when `id` is a built-in document.
+    pub fn put_stored(&self, doc: T, etag: String) -> bool {
+        let mut docs = write(&self.docs);
+        if docs.get(doc.id()).is_some_and(Document::builtin) {
+            return false;
+        }
+        write(&self.etags).insert(doc.id().to_owned(), etag);
+        docs.insert(doc.id().to_owned(), doc);
+        true
+    }
+
+    /// Forgets a stored document (never a built-in one).
+    pub fn remove_stored(&self, id: &str) {
+        let mut docs = write(&self.docs);
+        if docs.get(id).is_some_and(|d| !d.builtin()) {
+            docs.remove(id);
+        }
+        write(&self.etags).remove(id);
+    }
+
+    /// The entity tag of a stored document's cached version.
+    pub fn etag(&self, id: &str) -> Option<String> {
+        read(&self.etags).get(id).cloned()
+    }
+
+    /// Entity tags of every cached stored document.
+    pub fn etags(&self) -> BTreeMap<String, String> {
+        read(&self.etags).clone()
+    }
+
+    /// All documents in id order.
+    pub fn list(&self) -> Vec<T> {
+        read(&self.docs).values().cloned().collect()
+    }
+
+    /// True if `id` is a built-in document (a model voice).
+    pub fn is_builtin(&self, id: &str) -> bool {
+        read(&self.docs).get(id).is_some_and(Document::builtin)
+    }
+}
+
+impl DocCache<Voice> {
     /// Adds a built-in voice for every model voice not listed yet (id = the model voice's id), and drops the
     /// built-in voices of models no worker announces any more (a model removed from the artifact store), unless
-    /// pinned ([`VoiceCache::pin_builtin`]).
+    /// pinned ([`DocCache::pin_builtin`]).
     ///
     /// Called on every request that resolves a voice: it only reads unless the announced models changed, so
     /// requests do not queue on the write lock.
@@ -153,7 +227,7 @@ impl VoiceCache {
             return;
         }
         let pinned = read(&self.pinned);
-        let mut voices = write(&self.voices);
+        let mut voices = write(&self.docs);
         voices
             .retain(|_, v| !v.builtin || pinned.contains(&v.model) || models.iter().any(|m| m.id == v.model));
         for m in models {
@@ -179,11 +253,11 @@ impl VoiceCache {
         }
     }
 
-    /// Whether [`VoiceCache::sync_builtin`] would change anything: a built-in voice to drop (neither pinned nor
+    /// Whether [`DocCache::sync_builtin`] would change anything: a built-in voice to drop (neither pinned nor
     /// announced), or an announced model without its built-in voice.
     fn builtin_stale(&self, models: &[ModelInfo]) -> bool {
         let pinned = read(&self.pinned);
-        let voices = read(&self.voices);
+        let voices = read(&self.docs);
         voices
             .values()
             .any(|v| v.builtin && !pinned.contains(&v.model) && !models.iter().any(|m| m.id == v.model))
@@ -194,81 +268,6 @@ impl VoiceCache {
     pub fn pin_builtin(&self, models: &[ModelInfo]) {
         write(&self.pinned).extend(models.iter().map(|m| m.id.clone()));
         self.sync_builtin(models);
-    }
-
-    pub fn get(&self, id: &str) -> Option<Voice> {
-        read(&self.voices).get(id).cloned()
-    }
-
-    /// True if `id` is a built-in (model) voice.
-    pub fn is_builtin(&self, id: &str) -> bool {
-        read(&self.voices).get(id).is_some_and(|v| v.builtin)
-    }
-
-    /// Caches a stored version; refused (false) when `id` is a built-in voice.
-    pub fn put_stored(&self, voice: Voice, etag: String) -> bool {
-        let mut voices = write(&self.voices);
-        if voices.get(&voice.id).is_some_and(|v| v.builtin) {
-            return false;
-        }
-        write(&self.etags).insert(voice.id.clone(), etag);
-        voices.insert(voice.id.clone(), voice);
-        true
-    }
-
-    /// Forgets a stored voice (never a built-in one).
-    pub fn remove_stored(&self, id: &str) {
-        let mut voices = write(&self.voices);
-        if voices.get(id).is_some_and(|v| !v.builtin) {
-            voices.remove(id);
-        }
-        write(&self.etags).remove(id);
-    }
-
-    /// The entity tag of a stored voice's cached version.
-    pub fn etag(&self, id: &str) -> Option<String> {
-        read(&self.etags).get(id).cloned()
-    }
-
-    /// Entity tags of every cached stored voice.
-    pub fn etags(&self) -> BTreeMap<String, String> {
-        read(&self.etags).clone()
-    }
-
-    /// All voices in id order.
-    pub fn list(&self) -> Vec<Voice> {
-        read(&self.voices).values().cloned().collect()
-    }
-}
-
-impl DictCache {
-    pub fn get(&self, id: &str) -> Option<PronunciationDict> {
-        read(&self.dicts).get(id).cloned()
-    }
-
-    /// Caches a stored version.
-    pub fn put_stored(&self, dict: PronunciationDict, etag: String) -> bool {
-        let mut dicts = write(&self.dicts);
-        write(&self.etags).insert(dict.id.clone(), etag);
-        dicts.insert(dict.id.clone(), dict);
-        true
-    }
-
-    pub fn remove_stored(&self, id: &str) {
-        write(&self.dicts).remove(id);
-        write(&self.etags).remove(id);
-    }
-
-    pub fn etag(&self, id: &str) -> Option<String> {
-        read(&self.etags).get(id).cloned()
-    }
-
-    pub fn etags(&self) -> BTreeMap<String, String> {
-        read(&self.etags).clone()
-    }
-
-    pub fn list(&self) -> Vec<PronunciationDict> {
-        read(&self.dicts).values().cloned().collect()
     }
 }
 

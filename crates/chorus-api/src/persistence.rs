@@ -17,7 +17,7 @@
 //! Migration files and `chorus artifacts export` use one record per line: a voice or a dictionary document with
 //! a `"type"` of `"voice"` or `"pronunciation_dict"` ([`Record`]). Importing is an idempotent upsert.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -28,7 +28,9 @@ use chorus_proto::metrics as names;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::documents::{DictCache, PronunciationDict, Voice, VoiceCache, check_items, rfc3339_now};
+use crate::documents::{
+    DictCache, DocCache, Document, PronunciationDict, Voice, VoiceCache, check_items, rfc3339_now,
+};
 use crate::error::ApiError;
 
 /// How long a migration file in a directory must be unchanged before it is applied (it may still be copied in).
@@ -38,15 +40,12 @@ pub const MIGRATION_SETTLE: Duration = Duration::from_secs(2);
 pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A document kind the API keeps in the store.
-pub trait Doc: Clone + PartialEq + Serialize + DeserializeOwned + Send + Sync + 'static {
+pub trait Doc: Document + PartialEq + Serialize + DeserializeOwned + Send + Sync + 'static {
     const KIND: DocKind;
-    fn id(&self) -> &str;
     /// Checks a document read from the store under `id` (fills the id when the document leaves it out).
     fn check(&mut self, id: &str) -> Result<(), String>;
-    fn put_cached(artifacts: &Artifacts, doc: Self, etag: String) -> bool;
-    fn remove_cached(artifacts: &Artifacts, id: &str);
-    fn cached_etags(artifacts: &Artifacts) -> BTreeMap<String, String>;
-    fn cached_etag(artifacts: &Artifacts, id: &str) -> Option<String>;
+    /// The cache this kind is served from.
+    fn cache(artifacts: &Artifacts) -> &DocCache<Self>;
     fn not_found(id: &str) -> ApiError;
 }
 
@@ -61,9 +60,6 @@ fn check_id(doc_id: &mut String, id: &str) -> Result<(), String> {
 
 impl Doc for Voice {
     const KIND: DocKind = DocKind::Voice;
-    fn id(&self) -> &str {
-        &self.id
-    }
     fn check(&mut self, id: &str) -> Result<(), String> {
         check_id(&mut self.id, id)?;
         self.builtin = false;
@@ -72,17 +68,8 @@ impl Doc for Voice {
         }
         Ok(())
     }
-    fn put_cached(a: &Artifacts, doc: Self, etag: String) -> bool {
-        a.voices.put_stored(doc, etag)
-    }
-    fn remove_cached(a: &Artifacts, id: &str) {
-        a.voices.remove_stored(id);
-    }
-    fn cached_etags(a: &Artifacts) -> BTreeMap<String, String> {
-        a.voices.etags()
-    }
-    fn cached_etag(a: &Artifacts, id: &str) -> Option<String> {
-        a.voices.etag(id)
+    fn cache(a: &Artifacts) -> &DocCache<Self> {
+        &a.voices
     }
     fn not_found(id: &str) -> ApiError {
         ApiError::new(ErrorCode::VoiceNotFound, format!("voice '{}' does not exist", crate::error::echo(id)))
@@ -91,9 +78,6 @@ impl Doc for Voice {
 
 impl Doc for PronunciationDict {
     const KIND: DocKind = DocKind::Dict;
-    fn id(&self) -> &str {
-        &self.id
-    }
     fn check(&mut self, id: &str) -> Result<(), String> {
         check_id(&mut self.id, id)?;
         if self.name.trim().is_empty() {
@@ -102,17 +86,8 @@ impl Doc for PronunciationDict {
         self.items = check_items(std::mem::take(&mut self.items)).map_err(|e| e.message)?;
         Ok(())
     }
-    fn put_cached(a: &Artifacts, doc: Self, etag: String) -> bool {
-        a.dicts.put_stored(doc, etag)
-    }
-    fn remove_cached(a: &Artifacts, id: &str) {
-        a.dicts.remove_stored(id);
-    }
-    fn cached_etags(a: &Artifacts) -> BTreeMap<String, String> {
-        a.dicts.etags()
-    }
-    fn cached_etag(a: &Artifacts, id: &str) -> Option<String> {
-        a.dicts.etag(id)
+    fn cache(a: &Artifacts) -> &DocCache<Self> {
+        &a.dicts
     }
     fn not_found(id: &str) -> ApiError {
         ApiError::not_found(format!("pronunciation dictionary '{}' does not exist", crate::error::echo(id)))
@@ -211,7 +186,7 @@ impl Artifacts {
     /// Writes a new document (create-if-absent) and caches it.
     pub async fn create<T: Doc>(&self, doc: T) -> Result<(T, String), ApiError> {
         let etag = self.store.create(T::KIND, doc.id(), to_bytes(&doc)).await.map_err(api_error)?;
-        T::put_cached(self, doc.clone(), etag.clone());
+        T::cache(self).put_stored(doc.clone(), etag.clone());
         Ok((doc, etag))
     }
 
@@ -224,7 +199,7 @@ impl Artifacts {
         edit: impl FnOnce(&mut T) -> Result<(), ApiError>,
     ) -> Result<(T, String), ApiError> {
         let current = self.store.get(T::KIND, id).await.map_err(api_error)?.ok_or_else(|| {
-            T::remove_cached(self, id);
+            T::cache(self).remove_stored(id);
             T::not_found(id)
         })?;
         if let Some(tag) = if_match
@@ -250,7 +225,7 @@ impl Artifacts {
             })?;
         edit(&mut doc)?;
         let etag = self.store.update(T::KIND, id, to_bytes(&doc), &current.etag).await.map_err(api_error)?;
-        T::put_cached(self, doc.clone(), etag.clone());
+        T::cache(self).put_stored(doc.clone(), etag.clone());
         Ok((doc, etag))
     }
 
@@ -276,11 +251,11 @@ impl Artifacts {
         let result = self.store.delete(T::KIND, id, expected.as_deref()).await;
         match result {
             Ok(()) => {
-                T::remove_cached(self, id);
+                T::cache(self).remove_stored(id);
                 Ok(())
             }
             Err(ArtifactError::NotFound(_)) => {
-                T::remove_cached(self, id);
+                T::cache(self).remove_stored(id);
                 Err(T::not_found(id))
             }
             Err(e) => Err(api_error(e)),
@@ -316,7 +291,7 @@ impl Artifacts {
                 return false;
             }
         };
-        let cached = T::cached_etags(self);
+        let cached = T::cache(self).etags();
         let mut ok = true;
         for entry in &listed {
             if cached.get(&entry.id) == Some(&entry.etag) {
@@ -354,14 +329,14 @@ impl Artifacts {
             }
         };
         let Some(got) = got else {
-            if T::cached_etag(self, id).is_some() {
-                T::remove_cached(self, id);
+            if T::cache(self).etag(id).is_some() {
+                T::cache(self).remove_stored(id);
                 tracing::info!(store = %self.store, %path, "Artifact removed.");
                 count("removed");
             }
             return true;
         };
-        if T::cached_etag(self, id).as_deref() == Some(got.etag.as_str()) {
+        if T::cache(self).etag(id).as_deref() == Some(got.etag.as_str()) {
             return true;
         }
         let parsed = serde_json::from_slice::<T>(&got.bytes)
@@ -369,7 +344,7 @@ impl Artifacts {
             .and_then(|mut doc| doc.check(id).map(|()| doc));
         match parsed {
             Ok(doc) => {
-                if T::put_cached(self, doc, got.etag) {
+                if T::cache(self).put_stored(doc, got.etag) {
                     tracing::info!(store = %self.store, %path, "Artifact loaded.");
                     count("loaded");
                 } else {
@@ -378,7 +353,7 @@ impl Artifacts {
                 }
             }
             Err(why) => {
-                let kept = T::cached_etag(self, id).is_some();
+                let kept = T::cache(self).etag(id).is_some();
                 tracing::warn!(
                     store = %self.store, %path, error = %why, kept_previous = kept,
                     "Malformed artifact skipped."
@@ -495,7 +470,7 @@ impl Artifacts {
                         .and_then(|mut c| c.check(&id).ok().map(|()| c))
                         .is_some_and(|c| c == doc);
                     if same {
-                        T::put_cached(self, doc.clone(), cur.etag);
+                        T::cache(self).put_stored(doc.clone(), cur.etag);
                         return Ok(Upsert::Unchanged);
                     }
                     self.store
@@ -506,7 +481,7 @@ impl Artifacts {
             };
             match result {
                 Ok((what, etag)) => {
-                    T::put_cached(self, doc.clone(), etag);
+                    T::cache(self).put_stored(doc.clone(), etag);
                     return Ok(what);
                 }
                 Err(

@@ -271,7 +271,7 @@ async fn connection<W: Wrap>(
     config: Arc<ServeConfig>,
     wrap: Arc<W>,
     router: Router,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     let stream = match tokio::time::timeout(config.header_timeout, wrap.wrap(tcp, peer)).await {
         Ok(Ok(stream)) => stream,
@@ -293,7 +293,7 @@ async fn connection<W: Wrap>(
             // An HTTP/2 CONNECT is a WebSocket (RFC 8441): its stream stays busy for the connection's life.
             let tunnel = req.method() == axum::http::Method::CONNECT;
             shared.request_started(!http_body::Body::is_end_stream(req.body()));
-            let req = req.map(|inner| Body::new(WatchedRequest { inner, shared: Arc::clone(&shared) }));
+            let req = req.map(|inner| Body::new(Watched::new(inner, Arc::clone(&shared), Shared::body_read)));
             let response = match tower::Service::call(&mut router, req).await {
                 Ok(response) => response,
                 Err(never) => match never {},
@@ -305,7 +305,7 @@ async fn connection<W: Wrap>(
             if tunnel && response.status().is_success() {
                 return Ok(response);
             }
-            Ok(response.map(|inner| Body::new(WatchedResponse { inner, shared: Some(shared) })))
+            Ok(response.map(|inner| Body::new(Watched::new(inner, shared, Shared::response_done))))
         }
     });
     if http2 {
@@ -316,19 +316,7 @@ async fn connection<W: Wrap>(
             .max_concurrent_streams(MAX_HTTP2_STREAMS)
             .enable_connect_protocol()
             .serve_connection(io, service);
-        let mut conn = std::pin::pin!(conn);
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(server = config.name, %peer, error = %e, "Connection ended with an error.");
-                }
-            }
-            () = stopping(&mut stop) => {
-                conn.as_mut().graceful_shutdown();
-                let _ = conn.await;
-            }
-        }
-        return;
+        return until_stopped(conn, |c| c.graceful_shutdown(), stop, config.name, peer).await;
     }
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
@@ -336,15 +324,27 @@ async fn connection<W: Wrap>(
         .header_read_timeout(None)
         .serve_connection(io, service)
         .with_upgrades();
+    until_stopped(conn, |c| c.graceful_shutdown(), stop, config.name, peer).await;
+}
+
+/// Serves a connection to its end, or until the server stops: then `shutdown` starts a graceful close (requests
+/// in flight finish) and the connection is served until that is done.
+async fn until_stopped<C: Future<Output = Result<(), hyper::Error>>>(
+    conn: C,
+    shutdown: impl FnOnce(Pin<&mut C>),
+    mut stop: watch::Receiver<bool>,
+    server: &'static str,
+    peer: SocketAddr,
+) {
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
         result = conn.as_mut() => {
             if let Err(e) = result {
-                tracing::debug!(server = config.name, %peer, error = %e, "Connection ended with an error.");
+                tracing::debug!(server, %peer, error = %e, "Connection ended with an error.");
             }
         }
         () = stopping(&mut stop) => {
-            conn.as_mut().graceful_shutdown();
+            shutdown(conn.as_mut());
             let _ = conn.await;
         }
     }
@@ -558,67 +558,38 @@ impl Shared {
     }
 }
 
-/// The request body, telling the connection when it has been read (or dropped).
-struct WatchedRequest {
-    inner: hyper::body::Incoming,
-    shared: Arc<Shared>,
-}
-
-impl http_body::Body for WatchedRequest {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
-        if frame.is_none() || self.inner.is_end_stream() {
-            self.shared.body_read();
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for WatchedRequest {
-    fn drop(&mut self) {
-        self.shared.body_read();
-    }
-}
-
-/// The response body, telling the connection when it has been sent (or dropped): the idle time starts then.
-struct WatchedResponse {
-    inner: Body,
+/// A request or response body that tells the connection, once, when it has ended: read or sent to the end, or
+/// dropped. For a request that ends the body timeout; for a response the idle time starts then.
+struct Watched<B> {
+    inner: B,
+    /// Taken when the body ends.
     shared: Option<Arc<Shared>>,
+    on_end: fn(&Shared),
 }
 
-impl WatchedResponse {
-    fn done(&mut self) {
+impl<B> Watched<B> {
+    fn new(inner: B, shared: Arc<Shared>, on_end: fn(&Shared)) -> Self {
+        Self { inner, shared: Some(shared), on_end }
+    }
+
+    fn end(&mut self) {
         if let Some(shared) = self.shared.take() {
-            shared.response_done();
+            (self.on_end)(&shared);
         }
     }
 }
 
-impl http_body::Body for WatchedResponse {
+impl<B: http_body::Body<Data = Bytes> + Unpin> http_body::Body for Watched<B> {
     type Data = Bytes;
-    type Error = axum::Error;
+    type Error = B::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
         if frame.is_none() || self.inner.is_end_stream() {
-            self.done();
+            self.end();
         }
         Poll::Ready(frame)
     }
@@ -632,9 +603,9 @@ impl http_body::Body for WatchedResponse {
     }
 }
 
-impl Drop for WatchedResponse {
+impl<B> Drop for Watched<B> {
     fn drop(&mut self) {
-        self.done();
+        self.end();
     }
 }
 

@@ -39,38 +39,29 @@ impl TtsEvents<'_> {
         value
     }
 
+    /// An event that carries output (`done: false`), named by its `type`.
+    fn partial(&self, kind: &str, mut data: Value) -> String {
+        if let Some(obj) = data.as_object_mut() {
+            obj.insert("type".into(), kind.into());
+            obj.insert("done".into(), false.into());
+            obj.insert("status_code".into(), PARTIAL.into());
+        }
+        frame(kind, &self.with_context(data))
+    }
+
     /// A `chunk` event: `audio` is already encoded in the requested raw format.
     pub fn chunk(&self, audio: &[u8], step_time_ms: f64) -> String {
-        let data = json!({
-            "type": "chunk",
-            "data": BASE64.encode(audio),
-            "done": false,
-            "status_code": PARTIAL,
-            "step_time": step_time_ms,
-        });
-        frame("chunk", &self.with_context(data))
+        self.partial("chunk", json!({"data": BASE64.encode(audio), "step_time": step_time_ms}))
     }
 
     /// A `timestamps` event with word timestamps.
     pub fn words(&self, words: &WordTimestamps) -> String {
-        let data = json!({
-            "type": "timestamps",
-            "done": false,
-            "status_code": PARTIAL,
-            "word_timestamps": words,
-        });
-        frame("timestamps", &self.with_context(data))
+        self.partial("timestamps", json!({"word_timestamps": words}))
     }
 
     /// A `phoneme_timestamps` event.
     pub fn phonemes(&self, phonemes: &PhonemeTimestamps) -> String {
-        let data = json!({
-            "type": "phoneme_timestamps",
-            "done": false,
-            "status_code": PARTIAL,
-            "phoneme_timestamps": phonemes,
-        });
-        frame("phoneme_timestamps", &self.with_context(data))
+        self.partial("phoneme_timestamps", json!({"phoneme_timestamps": phonemes}))
     }
 
     /// The final `done` event.

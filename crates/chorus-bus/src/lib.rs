@@ -14,6 +14,7 @@ mod wire;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use chorus_proto::{ContextInput, JobEvent, SynthesisJob};
 
@@ -100,6 +101,29 @@ fn default_protocol() -> u32 {
     chorus_proto::PROTOCOL_VERSION
 }
 
+impl WorkerStatus {
+    /// The state of a worker that serves (not draining) and speaks this release's bus protocol.
+    pub fn serving(worker_id: impl Into<String>, models: Vec<ModelInfo>, capacity: u32, load: u32) -> Self {
+        Self {
+            worker_id: worker_id.into(),
+            models,
+            capacity,
+            load,
+            draining: false,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            protocol_version: chorus_proto::PROTOCOL_VERSION,
+        }
+    }
+}
+
+/// Takes one of `capacity` slots counted by `load`, which never goes over it even for a moment; `Full` when none
+/// is free. The worker gives the slot back by decrementing `load` when the job ends.
+pub fn reserve_slot(load: &AtomicU32, capacity: u32) -> Result<(), Refusal> {
+    load.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < capacity).then_some(n + 1))
+        .map(drop)
+        .map_err(|_| Refusal::Full)
+}
+
 /// The API side of a running job.
 #[derive(Debug)]
 pub struct JobHandle {
@@ -135,14 +159,29 @@ pub enum Refusal {
 /// A worker reachable in-process.
 pub trait Worker: Send + Sync + 'static {
     fn status(&self) -> WorkerStatus;
-    /// Takes the job or refuses it at once. On acceptance the worker owns `slot` until the job is over (dropping it
-    /// tells the bus a slot is free), reads `inputs`, and sends events until `Done`/`Error`; if `events` is closed
-    /// (the client went away) it stops work at once.
-    fn accept(
-        &self,
-        job: SynthesisJob,
-        inputs: crossbeam_channel::Receiver<ContextInput>,
-        events: tokio::sync::mpsc::Sender<JobEvent>,
-        slot: SlotGuard,
-    ) -> Result<(), Refusal>;
+    /// Takes the job or refuses it at once. On acceptance the worker owns the offer's `slot` until the job is over
+    /// (dropping it tells the bus a slot is free), reads `inputs`, and sends events until `Done`/`Error`; if
+    /// `events` is closed (the client went away) it stops work at once.
+    fn accept(&self, offer: Offer) -> Result<(), Refusal>;
+}
+
+/// A job offered to a worker, with what it runs on once accepted.
+#[derive(Debug)]
+pub struct Offer {
+    pub job: SynthesisJob,
+    /// Continuations, flushes and cancel, in order.
+    pub inputs: crossbeam_channel::Receiver<ContextInput>,
+    /// Where the job's events go.
+    pub events: tokio::sync::mpsc::Sender<JobEvent>,
+    /// Held until the job is over.
+    pub slot: SlotGuard,
+}
+
+impl Offer {
+    /// An offer of `job` on fresh bounded channels, and the handle of their other ends.
+    pub fn new(job: SynthesisJob, slot: SlotGuard) -> (Self, JobHandle) {
+        let (input_tx, inputs) = crossbeam_channel::bounded(INPUT_BUFFER);
+        let (event_tx, events) = tokio::sync::mpsc::channel(EVENT_BUFFER);
+        (Self { job, inputs, events: event_tx, slot }, JobHandle { inputs: input_tx, events })
+    }
 }

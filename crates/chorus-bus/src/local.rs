@@ -7,9 +7,7 @@ use std::time::Duration;
 use chorus_proto::SynthesisJob;
 use tokio::sync::Notify;
 
-use crate::{
-    BoxFuture, Bus, BusError, EVENT_BUFFER, INPUT_BUFFER, JobHandle, ModelInfo, Refusal, Worker, WorkerStatus,
-};
+use crate::{BoxFuture, Bus, BusError, JobHandle, ModelInfo, Offer, Refusal, Worker, WorkerStatus};
 
 /// How often a queued request looks again for a free slot when none was freed.
 const CAPACITY_POLL: Duration = Duration::from_millis(100);
@@ -112,11 +110,9 @@ impl LocalBus {
             if status.load >= status.capacity {
                 continue;
             }
-            let (input_tx, input_rx) = crossbeam_channel::bounded(INPUT_BUFFER);
-            let (event_tx, event_rx) = tokio::sync::mpsc::channel(EVENT_BUFFER);
-            let slot = SlotGuard { freed: Arc::clone(&self.freed) };
-            match worker.accept(job.clone(), input_rx, event_tx, slot) {
-                Ok(()) => return Ok(JobHandle { inputs: input_tx, events: event_rx }),
+            let (offer, handle) = Offer::new(job.clone(), SlotGuard { freed: Arc::clone(&self.freed) });
+            match worker.accept(offer) {
+                Ok(()) => return Ok(handle),
                 Err(Refusal::Full | Refusal::Draining) => continue,
                 Err(e @ (Refusal::UnknownModel(_) | Refusal::Version(_))) => {
                     return Err(BusError::Refused(e.to_string()));

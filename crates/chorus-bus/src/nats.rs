@@ -29,7 +29,7 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::wire::{self, Flow, Inbound, JobReply, JobRequest};
 use crate::{
-    BoxFuture, Bus, BusError, EVENT_BUFFER, INPUT_BUFFER, JobHandle, ModelInfo, Refusal, SlotGuard, Worker,
+    BoxFuture, Bus, BusError, INPUT_BUFFER, JobHandle, ModelInfo, Offer, Refusal, SlotGuard, Worker,
     WorkerStatus,
 };
 
@@ -667,10 +667,10 @@ impl NatsWorkerHost {
                 return;
             }
         };
-        let (input_tx, input_rx) = crossbeam_channel::bounded(INPUT_BUFFER);
-        let (event_tx, event_rx) = mpsc::channel(EVENT_BUFFER);
         let request_id = request.job.request_id.clone();
-        match self.worker.accept(request.job, input_rx, event_tx, SlotGuard::detached()) {
+        let (offer, JobHandle { inputs: input_tx, events: event_rx }) =
+            Offer::new(request.job, SlotGuard::detached());
+        match self.worker.accept(offer) {
             Ok(()) => {
                 reply(JobReply { accepted: true, refusal: None, detail: None, flow: request.flow.is_some() })
                     .await;

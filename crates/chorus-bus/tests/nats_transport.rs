@@ -12,9 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chorus_bus::{
-    Bus, ModelInfo, NatsBus, NatsBusConfig, NatsWorkerHost, Refusal, SlotGuard, Worker, WorkerStatus,
+    Bus, ModelInfo, NatsBus, NatsBusConfig, NatsWorkerHost, Offer, Refusal, Worker, WorkerStatus,
+    reserve_slot,
 };
-use chorus_proto::{AudioEvent, ContextInput, JobEvent, SynthesisJob};
+use chorus_proto::{AudioEvent, JobEvent, SynthesisJob};
 
 const MODEL: &str = "scripted-voice";
 
@@ -62,31 +63,16 @@ struct Scripted {
 
 impl Worker for Scripted {
     fn status(&self) -> WorkerStatus {
-        WorkerStatus {
-            worker_id: "scripted-1".into(),
-            models: vec![ModelInfo { id: MODEL.into(), language: "en".into(), sample_rate: 22050 }],
-            capacity: self.capacity,
-            load: self.load.load(Ordering::SeqCst),
-            draining: false,
-            version: "test".into(),
-            protocol_version: chorus_proto::PROTOCOL_VERSION,
-        }
+        let models = vec![ModelInfo { id: MODEL.into(), language: "en".into(), sample_rate: 22050 }];
+        WorkerStatus::serving("scripted-1", models, self.capacity, self.load.load(Ordering::SeqCst))
     }
 
-    fn accept(
-        &self,
-        job: SynthesisJob,
-        _inputs: crossbeam_channel::Receiver<ContextInput>,
-        events: tokio::sync::mpsc::Sender<JobEvent>,
-        slot: SlotGuard,
-    ) -> Result<(), Refusal> {
+    fn accept(&self, offer: Offer) -> Result<(), Refusal> {
+        let Offer { job, events, slot, .. } = offer;
         if job.model != MODEL {
             return Err(Refusal::UnknownModel(job.model));
         }
-        if self.load.fetch_add(1, Ordering::SeqCst) >= self.capacity {
-            self.load.fetch_sub(1, Ordering::SeqCst);
-            return Err(Refusal::Full);
-        }
+        reserve_slot(&self.load, self.capacity)?;
         self.seen_request_ids.lock().unwrap().push(job.request_id.clone());
         let (load, chunks, pace, saw_close) =
             (Arc::clone(&self.load), self.chunks, self.pace, Arc::clone(&self.saw_close));

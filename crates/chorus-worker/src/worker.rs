@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use chorus_bus::{ModelInfo, Refusal, SlotGuard, Worker, WorkerStatus};
+use chorus_bus::{ModelInfo, Offer, Refusal, SlotGuard, Worker, WorkerStatus, reserve_slot};
 use chorus_proto::{
     AudioEvent, ContextInput, ErrorCode, JobError, JobEvent, PROTOCOL_VERSION, SynthesisJob, SynthesisParams,
 };
@@ -163,24 +163,20 @@ impl EngineWorker {
 
 impl Worker for EngineWorker {
     fn status(&self) -> WorkerStatus {
+        let models = read(&self.served).values().filter(|s| !s.retiring).map(|s| s.info.clone()).collect();
         WorkerStatus {
-            worker_id: self.config.worker_id.clone(),
-            models: read(&self.served).values().filter(|s| !s.retiring).map(|s| s.info.clone()).collect(),
-            capacity: self.capacity(),
-            load: self.counters.load.load(Ordering::Acquire),
             draining: self.draining.load(Ordering::Acquire),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            protocol_version: PROTOCOL_VERSION,
+            ..WorkerStatus::serving(
+                &self.config.worker_id,
+                models,
+                self.capacity(),
+                self.counters.load.load(Ordering::Acquire),
+            )
         }
     }
 
-    fn accept(
-        &self,
-        job: SynthesisJob,
-        inputs: Receiver<ContextInput>,
-        events: Sender<JobEvent>,
-        slot: SlotGuard,
-    ) -> Result<(), Refusal> {
+    fn accept(&self, offer: Offer) -> Result<(), Refusal> {
+        let Offer { job, inputs, events, slot } = offer;
         if self.draining.load(Ordering::Acquire) {
             return Err(Refusal::Draining);
         }
@@ -190,19 +186,8 @@ impl Worker for EngineWorker {
         if read(&self.served).get(&job.model).is_none_or(|s| s.retiring) {
             return Err(Refusal::UnknownModel(job.model));
         }
-        // Reserve a slot.
         let load = &self.counters.load;
-        let capacity = self.capacity();
-        let mut current = load.load(Ordering::Acquire);
-        loop {
-            if current >= capacity {
-                return Err(Refusal::Full);
-            }
-            match load.compare_exchange(current, current + 1, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => break,
-                Err(now) => current = now,
-            }
-        }
+        reserve_slot(load, self.capacity())?;
         // Count the job against its model, under the lock a retirement takes: a model being drained is never
         // unloaded under a job it accepted.
         let lease = {

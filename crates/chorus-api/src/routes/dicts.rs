@@ -20,7 +20,7 @@ use crate::middleware::RequestId;
 use crate::request::ApiJson;
 use crate::routes::pagination::{ListQuery, Page, paginate};
 use crate::routes::validate::{check_description, check_name};
-use crate::routes::{IdPath, if_match, with_etag};
+use crate::routes::{IdPath, if_match, patch, with_etag};
 use crate::state::AppState;
 
 /// The body of `POST /pronunciation-dicts/`.
@@ -100,15 +100,9 @@ pub async fn update(
     let (dict, etag) = state
         .artifacts
         .update::<PronunciationDict>(&id, if_match(&headers), |dict| {
-            if let Some(name) = name {
-                dict.name = name;
-            }
-            if let Some(description) = description {
-                dict.description = description;
-            }
-            if let Some(items) = items {
-                dict.items = items;
-            }
+            patch(&mut dict.name, name);
+            patch(&mut dict.description, description);
+            patch(&mut dict.items, items);
             Ok(())
         })
         .await

@@ -32,6 +32,13 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
     }
 }
 
+/// A PATCH body's field applied: the stored value is replaced only when the field was given.
+pub fn patch<T>(field: &mut T, given: Option<T>) {
+    if let Some(value) = given {
+        *field = value;
+    }
+}
+
 /// `body` with an `ETag` header naming the stored version (when there is one).
 pub fn with_etag(body: impl IntoResponse, etag: Option<&str>) -> Response {
     let mut response = body.into_response();

@@ -31,9 +31,9 @@ use crate::error::{ApiError, OpenAiError};
 use crate::job_stream::{JobStream, Piece};
 use crate::middleware::RequestId;
 use crate::request::{ApiJson, GenerationConfig, OutputFormatSpec, TtsRequest, VoiceSpecifier};
-use crate::routes::tts::{audio_body, sse_headers};
+use crate::routes::tts::{Started, audio_body, sse_headers, start};
 use crate::sse::data_frame;
-use crate::state::{AppState, Prepared, Route};
+use crate::state::{AppState, Route};
 
 /// OpenAI's voice names; each maps to the default voice.
 pub const OPENAI_VOICES: [&str; 13] = [
@@ -116,10 +116,8 @@ pub async fn speech(
         flush: None,
         max_buffer_delay_ms: None,
     };
-    let Prepared { job, format } = state.prepare(&tts, rid, Route::Bytes)?;
-    tracing::info!(model = %job.model, chars = job.transcript.chars().count(), sse, "Synthesis requested (openai).");
-    let meter = Some(state.meter(&caller, "openai_speech", &tts, &job));
-    let stream = JobStream::start(&state, job, format, meter).await?;
+    let Started { stream, format, .. } =
+        start(&state, &caller, &tts, rid, Route::Bytes, "openai_speech").await?;
     if sse {
         let mut response = Response::new(sse_body(stream, request_id));
         sse_headers(&mut response);

@@ -14,6 +14,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
+use chorus_proto::OutputFormat;
 use futures_util::stream;
 
 use crate::error::ApiError;
@@ -37,10 +38,8 @@ pub async fn bytes(
     caller: Caller,
     ApiJson(req): ApiJson<TtsRequest>,
 ) -> Result<Response, ApiError> {
-    let Prepared { job, format } = state.prepare(&req, request_id.as_str(), Route::Bytes)?;
-    tracing::info!(model = %job.model, chars = job.transcript.chars().count(), "Synthesis requested (bytes).");
-    let meter = Some(state.meter(&caller, "bytes", &req, &job));
-    let stream = JobStream::start(&state, job, format, meter).await?;
+    let Started { stream, format, .. } =
+        start(&state, &caller, &req, request_id.as_str(), Route::Bytes, "bytes").await?;
     let mut response = Response::new(audio_body(stream, request_id));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(chorus_audio::content_type(&format)));
@@ -84,11 +83,8 @@ pub async fn sse(
     caller: Caller,
     ApiJson(req): ApiJson<TtsRequest>,
 ) -> Result<Response, ApiError> {
-    let Prepared { job, format } = state.prepare(&req, request_id.as_str(), Route::Sse)?;
-    tracing::info!(model = %job.model, chars = job.transcript.chars().count(), "Synthesis requested (sse).");
-    let wants = Wants { words: job.word_timestamps, phonemes: job.phoneme_timestamps };
-    let meter = Some(state.meter(&caller, "sse", &req, &job));
-    let stream = JobStream::start(&state, job, format, meter).await?;
+    let Started { stream, wants, .. } =
+        start(&state, &caller, &req, request_id.as_str(), Route::Sse, "sse").await?;
     let mut response = Response::new(sse_body(stream, req.context_id, wants, request_id));
     sse_headers(&mut response);
     Ok(response)
@@ -100,6 +96,30 @@ pub(crate) fn sse_headers(response: &mut Response) {
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(sse::CONTENT_TYPE));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+}
+
+/// A job started for an HTTP route: its stream, its output format and the timestamps asked for.
+pub(crate) struct Started {
+    pub stream: JobStream,
+    pub format: OutputFormat,
+    wants: Wants,
+}
+
+/// Validates a request ([`AppState::prepare`]), logs and meters it (as `endpoint`), and starts its job.
+pub(crate) async fn start(
+    state: &AppState,
+    caller: &Caller,
+    req: &TtsRequest,
+    request_id: &str,
+    route: Route,
+    endpoint: &'static str,
+) -> Result<Started, ApiError> {
+    let Prepared { job, format } = state.prepare(req, request_id, route)?;
+    tracing::info!(model = %job.model, chars = job.transcript.chars().count(), endpoint, "Synthesis requested.");
+    let wants = Wants { words: job.word_timestamps, phonemes: job.phoneme_timestamps };
+    let meter = Some(state.meter(caller, endpoint, req, &job));
+    let stream = JobStream::start(state, job, format, meter).await?;
+    Ok(Started { stream, format, wants })
 }
 
 /// Which timestamp events the client asked for.

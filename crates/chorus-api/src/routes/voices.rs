@@ -29,7 +29,7 @@ use crate::middleware::RequestId;
 use crate::request::ApiJson;
 use crate::routes::pagination::{ListQuery, Page, paginate};
 use crate::routes::validate::{check_description, check_name};
-use crate::routes::{IdPath, if_match, with_etag};
+use crate::routes::{IdPath, if_match, patch, with_etag};
 use crate::state::AppState;
 
 /// Gender presentations the API accepts (Cartesia's enum).
@@ -153,12 +153,9 @@ pub struct CreateVoice {
     pub language: Option<String>,
     #[serde(default)]
     pub gender: Option<String>,
-    #[serde(default)]
-    pub speed: Option<f32>,
-    #[serde(default)]
-    pub noise_scale: Option<f32>,
-    #[serde(default)]
-    pub noise_w: Option<f32>,
+    /// `speed`, `noise_scale`, `noise_w`.
+    #[serde(flatten)]
+    pub params: VoiceParams,
     /// The legacy create-from-embedding form: refused.
     #[serde(default)]
     pub embedding: Option<Value>,
@@ -195,8 +192,7 @@ fn new_voice(state: &AppState, body: CreateVoice) -> Result<Voice, ApiError> {
             )));
         }
     }
-    let asked = VoiceParams { speed: body.speed, noise_scale: body.noise_scale, noise_w: body.noise_w };
-    let params = params_over(asked, base.params)?;
+    let params = params_over(body.params, base.params)?;
     let voice = Voice {
         id: uuid::Uuid::new_v4().to_string(),
         name: check_name(&body.name)?,
@@ -220,12 +216,9 @@ pub struct UpdateVoice {
     pub description: Option<String>,
     #[serde(default, deserialize_with = "present")]
     pub gender: Option<Option<String>>,
-    #[serde(default)]
-    pub speed: Option<f32>,
-    #[serde(default)]
-    pub noise_scale: Option<f32>,
-    #[serde(default)]
-    pub noise_w: Option<f32>,
+    /// `speed`, `noise_scale`, `noise_w`.
+    #[serde(flatten)]
+    pub params: VoiceParams,
 }
 
 /// Tells an explicit `null` (`Some(None)`) from an absent field (`None`, the default).
@@ -249,20 +242,14 @@ pub async fn update(
     let name = body.name.as_deref().map(check_name).transpose().map_err(with_id)?;
     let description = body.description.map(check_description).transpose().map_err(with_id)?;
     let gender = body.gender.map(|g| g.map(check_gender).transpose()).transpose().map_err(with_id)?;
-    let asked = VoiceParams { speed: body.speed, noise_scale: body.noise_scale, noise_w: body.noise_w };
+    let asked = body.params;
     let (voice, etag) = state
         .artifacts
         .update::<Voice>(&id, if_match(&headers), |voice| {
             voice.params = params_over(asked, voice.params)?;
-            if let Some(name) = name {
-                voice.name = name;
-            }
-            if let Some(description) = description {
-                voice.description = description;
-            }
-            if let Some(gender) = gender {
-                voice.gender = gender;
-            }
+            patch(&mut voice.name, name);
+            patch(&mut voice.description, description);
+            patch(&mut voice.gender, gender);
             Ok(())
         })
         .await

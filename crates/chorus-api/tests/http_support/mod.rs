@@ -12,9 +12,9 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use axum::response::Response;
 use chorus_api::{ApiConfig, ApiKeys, AppState, router};
-use chorus_bus::{LocalBus, LocalBusConfig, ModelInfo, Refusal, SlotGuard, Worker, WorkerStatus};
+use chorus_bus::{LocalBus, LocalBusConfig, ModelInfo, Offer, Refusal, Worker, WorkerStatus, reserve_slot};
 use chorus_proto::{
-    AudioEvent, ContextInput, ErrorCode, JobError, JobEvent, PhonemeTimestamps, SynthesisJob, WordTimestamps,
+    AudioEvent, ErrorCode, JobError, JobEvent, PhonemeTimestamps, SynthesisJob, WordTimestamps,
 };
 use serde_json::Value;
 use tower::ServiceExt as _;
@@ -88,31 +88,15 @@ fn models() -> Vec<ModelInfo> {
 
 impl Worker for SineWorker {
     fn status(&self) -> WorkerStatus {
-        WorkerStatus {
-            worker_id: "sine".into(),
-            models: models(),
-            capacity: self.capacity,
-            load: self.load.load(Ordering::SeqCst),
-            draining: false,
-            version: "test".into(),
-            protocol_version: chorus_proto::PROTOCOL_VERSION,
-        }
+        WorkerStatus::serving("sine", models(), self.capacity, self.load.load(Ordering::SeqCst))
     }
 
-    fn accept(
-        &self,
-        job: SynthesisJob,
-        _inputs: crossbeam_channel::Receiver<ContextInput>,
-        events: tokio::sync::mpsc::Sender<JobEvent>,
-        slot: SlotGuard,
-    ) -> Result<(), Refusal> {
+    fn accept(&self, offer: Offer) -> Result<(), Refusal> {
+        let Offer { job, events, slot, .. } = offer;
         let Some(model) = models().into_iter().find(|m| m.id == job.model) else {
             return Err(Refusal::UnknownModel(job.model));
         };
-        if self.load.fetch_add(1, Ordering::SeqCst) >= self.capacity {
-            self.load.fetch_sub(1, Ordering::SeqCst);
-            return Err(Refusal::Full);
-        }
+        reserve_slot(&self.load, self.capacity)?;
         self.record.jobs.lock().unwrap().push(job.clone());
         let record = Arc::clone(&self.record);
         let load = Arc::clone(&self.load);

@@ -12,7 +12,7 @@ use axum::routing::get;
 use base64::Engine as _;
 use chorus_api::ws::WsConfig;
 use chorus_api::{ApiConfig, AppState};
-use chorus_bus::{LocalBus, LocalBusConfig, ModelInfo, Refusal, SlotGuard, Worker, WorkerStatus};
+use chorus_bus::{LocalBus, LocalBusConfig, ModelInfo, Offer, Refusal, Worker, WorkerStatus};
 use chorus_proto::{AudioEvent, ContextInput, JobEvent, SynthesisJob, WordTimestamps};
 use crossbeam_channel::RecvTimeoutError;
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -73,24 +73,12 @@ pub struct TestWorker {
 
 impl Worker for TestWorker {
     fn status(&self) -> WorkerStatus {
-        WorkerStatus {
-            worker_id: "test".into(),
-            models: vec![ModelInfo { id: VOICE.into(), language: "en".into(), sample_rate: RATE }],
-            capacity: 1000,
-            load: 0,
-            draining: false,
-            version: "test".into(),
-            protocol_version: chorus_proto::PROTOCOL_VERSION,
-        }
+        let models = vec![ModelInfo { id: VOICE.into(), language: "en".into(), sample_rate: RATE }];
+        WorkerStatus::serving("test", models, 1000, 0)
     }
 
-    fn accept(
-        &self,
-        job: SynthesisJob,
-        inputs: crossbeam_channel::Receiver<ContextInput>,
-        events: tokio::sync::mpsc::Sender<JobEvent>,
-        slot: SlotGuard,
-    ) -> Result<(), Refusal> {
+    fn accept(&self, offer: Offer) -> Result<(), Refusal> {
+        let Offer { job, inputs, events, slot } = offer;
         let journal = Arc::clone(&self.journal);
         std::thread::spawn(move || {
             let _slot = slot;
