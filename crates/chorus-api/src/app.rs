@@ -108,9 +108,7 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let config =
-        crate::serve::ServeConfig { drain_timeout: DRAIN_TIMEOUT, ..crate::serve::ServeConfig::default() };
-    crate::serve::serve(listener, router, config, shutdown).await
+    crate::serve::serve(listener, router, draining_config(), shutdown).await
 }
 
 /// [`serve`] over TLS: each accepted connection goes through [`TlsAcceptor`](crate::tls::TlsAcceptor) (HTTP/2 or
@@ -121,7 +119,10 @@ pub async fn serve_tls(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let config =
-        crate::serve::ServeConfig { drain_timeout: DRAIN_TIMEOUT, ..crate::serve::ServeConfig::default() };
-    crate::serve::serve_with(listener, router, config, tls, shutdown).await
+    crate::serve::serve_with(listener, router, draining_config(), tls, shutdown).await
+}
+
+/// The default connection policy, draining open responses for at most [`DRAIN_TIMEOUT`].
+fn draining_config() -> crate::serve::ServeConfig {
+    crate::serve::ServeConfig { drain_timeout: DRAIN_TIMEOUT, ..crate::serve::ServeConfig::default() }
 }

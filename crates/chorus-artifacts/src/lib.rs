@@ -121,6 +121,25 @@ pub struct Opened {
     pub local_dir: Option<PathBuf>,
 }
 
+/// Applies `options` (key, value) to an object-store builder whose configuration keys parse as `K`.
+fn with_options<B, K>(builder: B, options: &[(&str, &str)], set: fn(B, K, &str) -> B) -> Result<B, String>
+where
+    K: std::str::FromStr,
+    K::Err: std::fmt::Display,
+{
+    options.iter().try_fold(builder, |builder, (key, value)| {
+        let key = key.parse::<K>().map_err(|e| e.to_string())?;
+        Ok(set(builder, key, value))
+    })
+}
+
+/// A bucket's store as built, rooted at `prefix` inside the bucket.
+fn in_bucket<S: ObjectStore>(store: object_store::Result<S>, prefix: &str) -> Result<Opened, String> {
+    let store = store.map_err(|e| e.to_string())?;
+    let prefix = Path::parse(prefix).map_err(|e| e.to_string())?;
+    Ok(Opened { store: Arc::new(store), prefix, local_dir: None })
+}
+
 /// Opens a store location: a directory path (created if missing), `file:///abs/path`, `s3://bucket[/prefix]` or
 /// `gs://bucket[/prefix]`.
 ///
@@ -152,26 +171,16 @@ pub fn open_with_options(location: &str, options: &[(&str, &str)]) -> Result<Ope
         {
             builder = builder.with_endpoint(endpoint);
         }
-        for (key, value) in options {
-            let key: object_store::aws::AmazonS3ConfigKey =
-                key.parse().map_err(|e: object_store::Error| bad(e.to_string()))?;
-            builder = builder.with_config(key, *value);
-        }
-        let store = builder.build().map_err(|e| bad(e.to_string()))?;
-        let prefix = Path::parse(prefix).map_err(|e| bad(e.to_string()))?;
-        return Ok(Opened { store: Arc::new(store), prefix, local_dir: None });
+        let builder =
+            with_options(builder, options, |b, key, value| b.with_config(key, value)).map_err(bad)?;
+        return in_bucket(builder.build(), prefix).map_err(bad);
     }
     if let Some(rest) = location.strip_prefix("gs://") {
         let (bucket, prefix) = split_bucket(rest).ok_or_else(|| bad("no bucket name".into()))?;
-        let mut builder = object_store::gcp::GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
-        for (key, value) in options {
-            let key: object_store::gcp::GoogleConfigKey =
-                key.parse().map_err(|e: object_store::Error| bad(e.to_string()))?;
-            builder = builder.with_config(key, *value);
-        }
-        let store = builder.build().map_err(|e| bad(e.to_string()))?;
-        let prefix = Path::parse(prefix).map_err(|e| bad(e.to_string()))?;
-        return Ok(Opened { store: Arc::new(store), prefix, local_dir: None });
+        let builder = object_store::gcp::GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
+        let builder =
+            with_options(builder, options, |b, key, value| b.with_config(key, value)).map_err(bad)?;
+        return in_bucket(builder.build(), prefix).map_err(bad);
     }
     if location.contains("://") && !location.starts_with("file://") {
         return Err(bad("use a directory, file://, s3:// or gs://".into()));

@@ -215,15 +215,10 @@ async fn follow_peers(
 impl LicenseLink for NatsLicenseLink {
     fn report(&self, records: Vec<UsageRecord>) -> BoxFuture<'_, Result<(), BusError>> {
         Box::pin(async move {
-            let payload =
-                serde_json::to_vec(&UsageBatch { records }).map_err(|e| BusError::Nats(e.to_string()))?;
-            let reply =
-                tokio::time::timeout(USAGE_ACK_TIMEOUT, self.client.request(SUBJECT_USAGE, payload.into()))
-                    .await
-                    .map_err(|_| BusError::Nats("no acknowledgement from the license proxy".into()))?
-                    .map_err(|e| BusError::Nats(e.to_string()))?;
+            let batch = UsageBatch { records };
+            let unanswered = "no acknowledgement from the license proxy";
             let ack: UsageAck =
-                serde_json::from_slice(&reply.payload).map_err(|e| BusError::Nats(e.to_string()))?;
+                request(&self.client, SUBJECT_USAGE, &batch, USAGE_ACK_TIMEOUT, unanswered).await?;
             if ack.ok { Ok(()) } else { Err(BusError::Refused(ack.error.unwrap_or_default())) }
         })
     }
@@ -249,20 +244,32 @@ impl LicenseLink for NatsLicenseLink {
 
     fn mint_token(&self, claims: AccessClaims) -> BoxFuture<'_, Result<String, BusError>> {
         Box::pin(async move {
-            let payload = serde_json::to_vec(&claims).map_err(|e| BusError::Nats(e.to_string()))?;
-            let reply =
-                tokio::time::timeout(TOKEN_TIMEOUT, self.client.request(SUBJECT_TOKEN, payload.into()))
-                    .await
-                    .map_err(|_| BusError::Nats("the license proxy did not answer the token request".into()))?
-                    .map_err(|e| BusError::Nats(e.to_string()))?;
+            let unanswered = "the license proxy did not answer the token request";
             let reply: TokenReply =
-                serde_json::from_slice(&reply.payload).map_err(|e| BusError::Nats(e.to_string()))?;
+                request(&self.client, SUBJECT_TOKEN, &claims, TOKEN_TIMEOUT, unanswered).await?;
             match reply.token {
                 Some(token) => Ok(token),
                 None => Err(BusError::Refused(reply.error.unwrap_or_default())),
             }
         })
     }
+}
+
+/// Sends `body` as JSON on `subject` and reads the JSON answer; no answer within `timeout` is an error saying
+/// `unanswered`.
+async fn request<Q: serde::Serialize, A: serde::de::DeserializeOwned>(
+    client: &async_nats::Client,
+    subject: &'static str,
+    body: &Q,
+    timeout: Duration,
+    unanswered: &str,
+) -> Result<A, BusError> {
+    let payload = serde_json::to_vec(body).map_err(|e| BusError::Nats(e.to_string()))?;
+    let reply = tokio::time::timeout(timeout, client.request(subject, payload.into()))
+        .await
+        .map_err(|_| BusError::Nats(unanswered.into()))?
+        .map_err(|e| BusError::Nats(e.to_string()))?;
+    serde_json::from_slice(&reply.payload).map_err(|e| BusError::Nats(e.to_string()))
 }
 
 /// The proxy side of the link over NATS: answers usage batches and publishes the state.

@@ -643,13 +643,7 @@ impl NatsWorkerHost {
         let request: JobRequest = match wire::from_json(&msg.payload) {
             Ok(r) => r,
             Err(e) => {
-                reply(JobReply {
-                    accepted: false,
-                    refusal: Some("malformed".into()),
-                    detail: Some(e.to_string()),
-                    flow: false,
-                })
-                .await;
+                reply(JobReply::refused("malformed", e)).await;
                 return;
             }
         };
@@ -657,13 +651,7 @@ impl NatsWorkerHost {
         let inputs_sub = match self.client.subscribe(request.inputs_subject.clone()).await {
             Ok(s) => s,
             Err(e) => {
-                reply(JobReply {
-                    accepted: false,
-                    refusal: Some("internal".into()),
-                    detail: Some(e.to_string()),
-                    flow: false,
-                })
-                .await;
+                reply(JobReply::refused("internal", e)).await;
                 return;
             }
         };
@@ -694,13 +682,7 @@ impl NatsWorkerHost {
                 if matches!(refusal, Refusal::Version(_)) {
                     tracing::warn!(%request_id, %refusal, "Refusing a job from an API server of another protocol version.");
                 }
-                reply(JobReply {
-                    accepted: false,
-                    refusal: Some(kind.into()),
-                    detail: Some(refusal.to_string()),
-                    flow: false,
-                })
-                .await;
+                reply(JobReply::refused(kind, refusal)).await;
             }
         }
     }

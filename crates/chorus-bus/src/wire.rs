@@ -75,6 +75,13 @@ pub struct JobReply {
     pub flow: bool,
 }
 
+impl JobReply {
+    /// A refusal: `kind` as in [`JobReply::refusal`], `detail` for the logs.
+    pub fn refused(kind: &str, detail: impl std::fmt::Display) -> Self {
+        Self { accepted: false, refusal: Some(kind.into()), detail: Some(detail.to_string()), flow: false }
+    }
+}
+
 pub fn to_json<T: serde::Serialize>(value: &T) -> Bytes {
     // Serializing our own plain types cannot fail; an empty payload is rejected by the peer if it ever did.
     Bytes::from(serde_json::to_vec(value).unwrap_or_default())

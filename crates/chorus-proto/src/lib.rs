@@ -46,28 +46,19 @@ pub const VOLUME_RANGE: (f32, f32) = (0.0, 4.0);
 impl SynthesisParams {
     /// Checks every field against its documented range.
     pub fn validate(&self) -> Result<(), FormatError> {
-        let in_range = |v: f32, (lo, hi): (f32, f32)| v.is_finite() && v >= lo && v <= hi;
-        if !in_range(self.speed, SPEED_RANGE) {
-            return Err(FormatError::OutOfRange {
-                field: "speed",
-                value: f64::from(self.speed),
-                min: f64::from(SPEED_RANGE.0),
-                max: f64::from(SPEED_RANGE.1),
-            });
-        }
-        if !in_range(self.volume, VOLUME_RANGE) {
-            return Err(FormatError::OutOfRange {
-                field: "volume",
-                value: f64::from(self.volume),
-                min: f64::from(VOLUME_RANGE.0),
-                max: f64::from(VOLUME_RANGE.1),
-            });
-        }
-        for (field, v) in [("noise_scale", self.noise_scale), ("noise_w", self.noise_w)] {
-            if let Some(v) = v
-                && !in_range(v, (0.0, 2.0))
+        const NOISE_RANGE: (f32, f32) = (0.0, 2.0);
+        let checked = [
+            ("speed", Some(self.speed), SPEED_RANGE),
+            ("volume", Some(self.volume), VOLUME_RANGE),
+            ("noise_scale", self.noise_scale, NOISE_RANGE),
+            ("noise_w", self.noise_w, NOISE_RANGE),
+        ];
+        for (field, value, (min, max)) in checked {
+            if let Some(v) = value
+                && !(v.is_finite() && v >= min && v <= max)
             {
-                return Err(FormatError::OutOfRange { field, value: f64::from(v), min: 0.0, max: 2.0 });
+                let (value, min, max) = (f64::from(v), f64::from(min), f64::from(max));
+                return Err(FormatError::OutOfRange { field, value, min, max });
             }
         }
         Ok(())

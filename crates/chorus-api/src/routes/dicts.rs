@@ -17,6 +17,7 @@ use chorus_proto::PronunciationItem;
 use crate::documents::{OWNER_ID, PronunciationDict, check_items, rfc3339_now};
 use crate::error::ApiError;
 use crate::middleware::RequestId;
+use crate::persistence::Doc as _;
 use crate::request::ApiJson;
 use crate::routes::pagination::{ListQuery, Page, paginate};
 use crate::routes::validate::{check_description, check_name};
@@ -80,8 +81,10 @@ pub async fn get(
     request_id: RequestId,
     IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
-    let dict =
-        state.dicts.get(&id).ok_or_else(|| dict_not_found(&id).with_request_id(request_id.as_str()))?;
+    let dict = state
+        .dicts
+        .get(&id)
+        .ok_or_else(|| PronunciationDict::not_found(&id).with_request_id(request_id.as_str()))?;
     Ok(with_etag(Json(dict), state.dicts.etag(&id).as_deref()))
 }
 
@@ -124,8 +127,4 @@ pub async fn delete(
         .map_err(|e| e.with_request_id(request_id.as_str()))?;
     tracing::info!(dict = %id, "Pronunciation dictionary deleted.");
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-fn dict_not_found(id: &str) -> ApiError {
-    ApiError::not_found(format!("pronunciation dictionary '{}' does not exist", crate::error::echo(id)))
 }

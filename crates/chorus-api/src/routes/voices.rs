@@ -20,12 +20,13 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chorus_proto::{ErrorCode, SynthesisParams};
+use chorus_proto::SynthesisParams;
 use serde_json::Value;
 
 use crate::documents::{Voice, VoiceParams, rfc3339_now};
 use crate::error::ApiError;
 use crate::middleware::RequestId;
+use crate::persistence::Doc as _;
 use crate::request::ApiJson;
 use crate::routes::pagination::{ListQuery, Page, paginate};
 use crate::routes::validate::{check_description, check_name};
@@ -134,7 +135,7 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     state.voices.sync_builtin(&state.bus.models());
     let voice =
-        state.voices.get(&id).ok_or_else(|| voice_not_found(&id).with_request_id(request_id.as_str()))?;
+        state.voices.get(&id).ok_or_else(|| Voice::not_found(&id).with_request_id(request_id.as_str()))?;
     let etag = state.voices.etag(&id);
     Ok(with_etag(Json(VoiceJson::from(voice)), etag.as_deref()))
 }
@@ -182,7 +183,7 @@ fn new_voice(state: &AppState, body: CreateVoice) -> Result<Voice, ApiError> {
     }
     let base_id = body.base_voice_id.ok_or_else(|| ApiError::unprocessable("base_voice_id is required"))?;
     state.voices.sync_builtin(&state.bus.models());
-    let base = state.voices.get(&base_id).ok_or_else(|| voice_not_found(&base_id))?;
+    let base = state.voices.get(&base_id).ok_or_else(|| Voice::not_found(&base_id))?;
     if let Some(lang) = body.language.as_deref() {
         let code = lang.split(['-', '_']).next().unwrap_or(lang).to_ascii_lowercase();
         if code != base.language {
@@ -272,10 +273,6 @@ pub async fn delete(
     state.artifacts.delete::<Voice>(&id, if_match(&headers)).await.map_err(with_id)?;
     tracing::info!(voice = %id, "Voice preset deleted.");
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-fn voice_not_found(id: &str) -> ApiError {
-    ApiError::new(ErrorCode::VoiceNotFound, format!("voice '{}' does not exist", crate::error::echo(id)))
 }
 
 fn builtin_is_read_only(id: &str, what: &str) -> ApiError {
