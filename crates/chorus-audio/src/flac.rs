@@ -12,24 +12,29 @@ use flacenc::error::{Verified, Verify};
 use flacenc::source::{Fill, FrameBuf};
 
 use crate::AudioError;
-use crate::pcm::f32_to_s16;
+use crate::pcm::{drain_blocks, f32_to_s16};
 
 /// Samples per FLAC block (the reference encoder's default at this rate range).
 const BLOCK: usize = 4096;
 
 /// A FLAC stream being written.
 pub(crate) struct FlacEncoder {
+    frames: FrameWriter,
+    pending: Vec<i32>,
+    header_written: bool,
+}
+
+/// The encoder's settings and the frames written so far.
+struct FrameWriter {
     config: Verified<flacenc::config::Encoder>,
     info: StreamInfo,
     framebuf: FrameBuf,
-    pending: Vec<i32>,
     frame_number: usize,
-    header_written: bool,
 }
 
 impl fmt::Debug for FlacEncoder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FlacEncoder").field("frames", &self.frame_number).finish_non_exhaustive()
+        f.debug_struct("FlacEncoder").field("frames", &self.frames.frame_number).finish_non_exhaustive()
     }
 }
 
@@ -48,7 +53,8 @@ impl FlacEncoder {
         // Frame sizes are not known before the end: 0 is FLAC's "unknown".
         info.set_frame_sizes(0, 0).map_err(|e| flac_err("frame size", e))?;
         let framebuf = FrameBuf::with_size(1, BLOCK).map_err(|e| flac_err("frame buffer", e))?;
-        Ok(Self { config, info, framebuf, pending: Vec::new(), frame_number: 0, header_written: false })
+        let frames = FrameWriter { config, info, framebuf, frame_number: 0 };
+        Ok(Self { frames, pending: Vec::new(), header_written: false })
     }
 
     /// Encodes `samples` (at the stream's rate) and appends the finished bytes to `out`; with `last`, the final
@@ -60,30 +66,27 @@ impl FlacEncoder {
         out: &mut Vec<u8>,
     ) -> Result<(), AudioError> {
         if !self.header_written {
-            let stream = Stream::with_stream_info(self.info.clone());
+            let stream = Stream::with_stream_info(self.frames.info.clone());
             let mut sink = ByteSink::new();
             stream.write(&mut sink).map_err(|e| flac_err("header", e))?;
             out.extend_from_slice(sink.as_slice());
             self.header_written = true;
         }
         self.pending.extend(samples.iter().map(|&s| i32::from(f32_to_s16(s))));
-        let whole = self.pending.len() / BLOCK * BLOCK;
-        let mut at = 0;
-        while at < whole {
-            self.frame(at, BLOCK, out)?;
-            at += BLOCK;
-        }
-        self.pending.drain(..whole);
+        let frames = &mut self.frames;
+        drain_blocks(&mut self.pending, BLOCK, |block| frames.write(block, out))?;
         if last && !self.pending.is_empty() {
-            let n = self.pending.len();
-            self.frame(0, n, out)?;
+            self.frames.write(&self.pending, out)?;
             self.pending.clear();
         }
         Ok(())
     }
+}
 
-    fn frame(&mut self, at: usize, len: usize, out: &mut Vec<u8>) -> Result<(), AudioError> {
-        self.framebuf.fill_interleaved(&self.pending[at..at + len]).map_err(|e| flac_err("samples", e))?;
+impl FrameWriter {
+    /// Encodes `samples` (at most a block) as the next frame and appends its bytes to `out`.
+    fn write(&mut self, samples: &[i32], out: &mut Vec<u8>) -> Result<(), AudioError> {
+        self.framebuf.fill_interleaved(samples).map_err(|e| flac_err("samples", e))?;
         let frame =
             flacenc::encode_fixed_size_frame(&self.config, &self.framebuf, self.frame_number, &self.info)
                 .map_err(|e| flac_err("encode", e))?;

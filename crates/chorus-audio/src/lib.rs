@@ -17,6 +17,8 @@ mod opus;
 mod pcm;
 mod resample;
 mod stream;
+#[cfg(test)]
+mod test_support;
 mod wav;
 
 use chorus_proto::{Container, FormatError, OutputFormat};

@@ -13,8 +13,12 @@ const DEFAULT_BIT_RATE: u32 = 128_000;
 /// Samples handed to LAME per call (bounds the output buffer of one call).
 const ENCODE_BLOCK: usize = 1 << 16;
 
-/// Constant bit rates LAME can write, in kbit/s, for MPEG-1 (32, 44.1, 48 kHz) ...
-const MPEG1_RATES: [(u32, Bitrate); 13] = [
+/// Every constant bit rate LAME can write, in kbit/s (MPEG-2's 56 and 144 are legal too but have no `Bitrate`
+/// variant); each MPEG version allows a run of them:
+const ALL_RATES: [(u32, Bitrate); 16] = [
+    (8, Bitrate::Kbps8),
+    (16, Bitrate::Kbps16),
+    (24, Bitrate::Kbps24),
     (32, Bitrate::Kbps32),
     (40, Bitrate::Kbps40),
     (48, Bitrate::Kbps48),
@@ -29,23 +33,11 @@ const MPEG1_RATES: [(u32, Bitrate); 13] = [
     (256, Bitrate::Kbps256),
     (320, Bitrate::Kbps320),
 ];
-/// ... for MPEG-2 (16 to 24 kHz), which stops at 160 kbit/s (56 and 144 are legal too but
-/// have no `Bitrate` variant) ...
-const MPEG2_RATES: [(u32, Bitrate); 12] = [
-    (8, Bitrate::Kbps8),
-    (16, Bitrate::Kbps16),
-    (24, Bitrate::Kbps24),
-    (32, Bitrate::Kbps32),
-    (40, Bitrate::Kbps40),
-    (48, Bitrate::Kbps48),
-    (64, Bitrate::Kbps64),
-    (80, Bitrate::Kbps80),
-    (96, Bitrate::Kbps96),
-    (112, Bitrate::Kbps112),
-    (128, Bitrate::Kbps128),
-    (160, Bitrate::Kbps160),
-];
-/// ... and for MPEG-2.5 (8 to 12 kHz), where LAME stops at 64 kbit/s: MPEG-2's rates up to 64.
+/// MPEG-1 (32, 44.1, 48 kHz): 32 to 320 kbit/s ...
+const MPEG1_RATES: &[(u32, Bitrate)] = ALL_RATES.split_at(3).1;
+/// ... MPEG-2 (16 to 24 kHz), which stops at 160 kbit/s ...
+const MPEG2_RATES: &[(u32, Bitrate)] = ALL_RATES.split_at(12).0;
+/// ... and MPEG-2.5 (8 to 12 kHz), where LAME stops at 64 kbit/s: MPEG-2's rates up to 64.
 const MPEG25_RATES: &[(u32, Bitrate)] = MPEG2_RATES.split_at(7).0;
 
 /// The allowed rate nearest to `format.bit_rate` (default 128 kbit/s) for the format's
@@ -53,8 +45,8 @@ const MPEG25_RATES: &[(u32, Bitrate)] = MPEG2_RATES.split_at(7).0;
 fn nearest_bit_rate(format: &OutputFormat) -> (u32, Bitrate) {
     let wanted = format.bit_rate.unwrap_or(DEFAULT_BIT_RATE) / 1000;
     let table: &[(u32, Bitrate)] = match format.sample_rate {
-        32_000.. => &MPEG1_RATES,
-        16_000..32_000 => &MPEG2_RATES,
+        32_000.. => MPEG1_RATES,
+        16_000..32_000 => MPEG2_RATES,
         _ => MPEG25_RATES,
     };
     table.iter().copied().min_by_key(|&(kbps, _)| kbps.abs_diff(wanted)).unwrap_or((128, Bitrate::Kbps128))

@@ -13,6 +13,7 @@ use ogg::writing::{PacketWriteEndInfo, PacketWriter};
 use opus::{Application, Bitrate, Channels, Encoder};
 
 use crate::AudioError;
+use crate::pcm::drain_blocks;
 
 /// Bit rate when the format names none: ample for mono speech.
 pub const DEFAULT_OPUS_BIT_RATE: u32 = 32_000;
@@ -123,18 +124,15 @@ impl OggOpusEncoder {
         self.samples_in += samples.len() as u64;
         self.pending.extend_from_slice(samples);
         let mut frames: Vec<Vec<u8>> = Vec::new();
-        let whole = self.pending.len() / self.frame * self.frame;
-        let mut at = 0;
-        while at < whole {
-            frames.push(self.encode_frame(at)?);
-            at += self.frame;
-        }
-        self.pending.drain(..whole);
+        drain_blocks(&mut self.pending, self.frame, |input| {
+            frames.push(Self::encode_frame(&mut self.encoder, &mut self.packet, input)?);
+            Ok(())
+        })?;
         // The last page must hold a packet to carry the end-of-stream flag: the rest of the samples, padded with
         // silence, or a silent frame that the final granule position trims entirely.
         if last && (!self.pending.is_empty() || frames.is_empty()) {
             self.pending.resize(self.frame, 0.0);
-            frames.push(self.encode_frame(0)?);
+            frames.push(Self::encode_frame(&mut self.encoder, &mut self.packet, &self.pending)?);
             self.pending.clear();
         }
         let n = frames.len();
@@ -159,11 +157,15 @@ impl OggOpusEncoder {
         Ok(())
     }
 
-    fn encode_frame(&mut self, at: usize) -> Result<Vec<u8>, AudioError> {
-        let input = &self.pending[at..at + self.frame];
-        let encoder = self.encoder.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let n = encoder.encode_float(input, &mut self.packet).map_err(|e| opus_err("encode", e))?;
-        Ok(self.packet[..n].to_vec())
+    /// Encodes one frame of `input` into a packet (`packet` is the scratch buffer).
+    fn encode_frame(
+        encoder: &mut Mutex<Encoder>,
+        packet: &mut [u8],
+        input: &[f32],
+    ) -> Result<Vec<u8>, AudioError> {
+        let encoder = encoder.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = encoder.encode_float(input, packet).map_err(|e| opus_err("encode", e))?;
+        Ok(packet[..n].to_vec())
     }
 
     /// The encoder's rate in Hz.
@@ -178,11 +180,10 @@ mod tests {
 
     #[test]
     fn rates() {
-        assert_eq!(opus_rate(8000), 8000);
-        assert_eq!(opus_rate(16000), 16000);
-        assert_eq!(opus_rate(22050), 24000);
-        assert_eq!(opus_rate(24000), 24000);
-        assert_eq!(opus_rate(44100), 48000);
-        assert_eq!(opus_rate(48000), 48000);
+        for (rate, coded) in
+            [(8000, 8000), (16000, 16000), (22050, 24000), (24000, 24000), (44100, 48000), (48000, 48000)]
+        {
+            assert_eq!(opus_rate(rate), coded, "{rate} Hz");
+        }
     }
 }

@@ -2,6 +2,8 @@
 
 use chorus_proto::Encoding;
 
+use crate::AudioError;
+
 /// `x` if finite, else 0 (NaN and infinities become silence).
 #[inline]
 pub(crate) fn sanitize(x: f32) -> f32 {
@@ -20,6 +22,22 @@ fn clamp_unit(x: f32) -> f32 {
 pub fn f32_to_s16(x: f32) -> i16 {
     // In range by construction: |x * 32767| <= 32767.
     (clamp_unit(x) * 32767.0).round() as i16
+}
+
+/// Hands each whole `block` at the front of `pending` to `encode`, in order, then drops those from `pending`,
+/// which keeps the rest (fewer than `block` samples, waiting for more). Stops at the first error, leaving
+/// `pending` as it was.
+pub(crate) fn drain_blocks<T>(
+    pending: &mut Vec<T>,
+    block: usize,
+    mut encode: impl FnMut(&[T]) -> Result<(), AudioError>,
+) -> Result<(), AudioError> {
+    let whole = pending.len() / block * block;
+    for samples in pending[..whole].chunks_exact(block) {
+        encode(samples)?;
+    }
+    pending.drain(..whole);
+    Ok(())
 }
 
 /// Multiplies every sample by `gain` (a volume) and clamps the result to `[-1, 1]`.
@@ -128,18 +146,31 @@ pub fn alaw_to_linear(code: u8) -> i16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fmt;
+
+    /// Asserts `f(input) == want` for each `(input, want)` of `cases`.
+    fn check<I: Copy + fmt::Debug, O: Copy + PartialEq + fmt::Debug>(f: fn(I) -> O, cases: &[(I, O)]) {
+        for &(input, want) in cases {
+            assert_eq!(f(input), want, "input {input:?}");
+        }
+    }
 
     #[test]
     fn s16_conversion_clamps_and_rounds() {
-        assert_eq!(f32_to_s16(0.0), 0);
-        assert_eq!(f32_to_s16(1.0), 32767);
-        assert_eq!(f32_to_s16(-1.0), -32767);
-        assert_eq!(f32_to_s16(2.5), 32767);
-        assert_eq!(f32_to_s16(-7.0), -32767);
-        assert_eq!(f32_to_s16(0.5), 16384); // 16383.5 rounds away from zero
-        assert_eq!(f32_to_s16(f32::NAN), 0);
-        assert_eq!(f32_to_s16(f32::INFINITY), 0);
-        assert_eq!(f32_to_s16(f32::NEG_INFINITY), 0);
+        check(
+            f32_to_s16,
+            &[
+                (0.0, 0),
+                (1.0, 32767),
+                (-1.0, -32767),
+                (2.5, 32767),
+                (-7.0, -32767),
+                (0.5, 16384), // 16383.5 rounds away from zero
+                (f32::NAN, 0),
+                (f32::INFINITY, 0),
+                (f32::NEG_INFINITY, 0),
+            ],
+        );
     }
 
     #[test]
@@ -166,36 +197,37 @@ mod tests {
     fn g711_known_values() {
         // Values from the Sun reference implementation, cross-checked with sox (which differs
         // only for -1: sox gives 0xFF / 0xD5, Sun's arithmetic shift gives 0x7E / 0x55).
-        assert_eq!(linear_to_mulaw(0), 0xFF);
-        assert_eq!(linear_to_mulaw(-1), 0x7E);
-        assert_eq!(linear_to_mulaw(-32), 0x7B);
-        assert_eq!(linear_to_mulaw(5), 0xFE);
-        assert_eq!(linear_to_mulaw(12345), 0x97);
-        assert_eq!(linear_to_mulaw(-12345), 0x17);
-        assert_eq!(linear_to_mulaw(i16::MAX), 0x80);
-        assert_eq!(linear_to_mulaw(i16::MIN), 0x00);
-        assert_eq!(linear_to_mulaw(1000), 0xCE);
-        assert_eq!(linear_to_mulaw(-1000), 0x4E);
-        assert_eq!(mulaw_to_linear(0xFF), 0);
-        assert_eq!(mulaw_to_linear(0x7F), 0);
-        assert_eq!(mulaw_to_linear(0x80), 32124);
-        assert_eq!(mulaw_to_linear(0x00), -32124);
-        assert_eq!(mulaw_to_linear(0xCE), 988);
-
-        assert_eq!(linear_to_alaw(0), 0xD5);
-        assert_eq!(linear_to_alaw(-1), 0x55);
-        assert_eq!(linear_to_alaw(i16::MAX), 0xAA);
-        assert_eq!(linear_to_alaw(i16::MIN), 0x2A);
-        assert_eq!(linear_to_alaw(1000), 0xFA);
-        assert_eq!(linear_to_alaw(-1000), 0x7A);
-        assert_eq!(linear_to_alaw(5), 0xD5);
-        assert_eq!(linear_to_alaw(12345), 0xBD);
-        assert_eq!(linear_to_alaw(-12345), 0x3D);
-        assert_eq!(alaw_to_linear(0xD5), 8);
-        assert_eq!(alaw_to_linear(0x55), -8);
-        assert_eq!(alaw_to_linear(0xAA), 32256);
-        assert_eq!(alaw_to_linear(0x2A), -32256);
-        assert_eq!(alaw_to_linear(0xFA), 1008);
+        check(
+            linear_to_mulaw,
+            &[
+                (0, 0xFF),
+                (-1, 0x7E),
+                (-32, 0x7B),
+                (5, 0xFE),
+                (12345, 0x97),
+                (-12345, 0x17),
+                (i16::MAX, 0x80),
+                (i16::MIN, 0x00),
+                (1000, 0xCE),
+                (-1000, 0x4E),
+            ],
+        );
+        check(mulaw_to_linear, &[(0xFF, 0), (0x7F, 0), (0x80, 32124), (0x00, -32124), (0xCE, 988)]);
+        check(
+            linear_to_alaw,
+            &[
+                (0, 0xD5),
+                (-1, 0x55),
+                (i16::MAX, 0xAA),
+                (i16::MIN, 0x2A),
+                (1000, 0xFA),
+                (-1000, 0x7A),
+                (5, 0xD5),
+                (12345, 0xBD),
+                (-12345, 0x3D),
+            ],
+        );
+        check(alaw_to_linear, &[(0xD5, 8), (0x55, -8), (0xAA, 32256), (0x2A, -32256), (0xFA, 1008)]);
     }
 
     #[test]

@@ -249,14 +249,8 @@ impl FftStage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{IN_RATE, resample_all, sine, tone_fraction};
     use chorus_proto::SUPPORTED_SAMPLE_RATES;
-    use std::f64::consts::PI;
-
-    const IN_RATE: u32 = 22050;
-
-    fn sine(freq: f64, rate: u32, n: usize, amp: f64) -> Vec<f32> {
-        (0..n).map(|i| (amp * (2.0 * PI * freq * i as f64 / f64::from(rate)).sin()) as f32).collect()
-    }
 
     /// Deterministic pseudo-random chunk sizes (xorshift), including 0 and 1.
     fn chunk_sizes(total: usize, seed: u64) -> Vec<usize> {
@@ -281,14 +275,6 @@ mod tests {
         sizes
     }
 
-    fn resample_all(rate: u32, input: &[f32]) -> Vec<f32> {
-        let mut r = Resampler::new(IN_RATE, rate).expect("resampler");
-        let mut out = Vec::new();
-        r.process(input, &mut out).expect("process");
-        r.finish(&mut out).expect("finish");
-        out
-    }
-
     fn resample_chunked(rate: u32, input: &[f32], seed: u64) -> Vec<f32> {
         let mut r = Resampler::new(IN_RATE, rate).expect("resampler");
         let mut out = Vec::new();
@@ -299,22 +285,6 @@ mod tests {
         }
         r.finish(&mut out).expect("finish");
         out
-    }
-
-    /// Goertzel power of `freq` relative to the total power of `x`.
-    fn tone_fraction(x: &[f32], rate: u32, freq: f64) -> f64 {
-        let w = 2.0 * PI * freq / f64::from(rate);
-        let coeff = 2.0 * w.cos();
-        let (mut s1, mut s2) = (0.0f64, 0.0f64);
-        for &v in x {
-            let s = f64::from(v) + coeff * s1 - s2;
-            s2 = s1;
-            s1 = s;
-        }
-        let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
-        let total: f64 = x.iter().map(|&v| f64::from(v).powi(2)).sum();
-        // A pure tone of N samples has Goertzel power N^2 A^2 / 4 and total power N A^2 / 2.
-        power / (total * x.len() as f64 / 2.0)
     }
 
     #[test]

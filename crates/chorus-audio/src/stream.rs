@@ -172,16 +172,10 @@ impl StreamEncoder {
 mod tests {
     use super::*;
     use crate::resample::scaled_len;
+    use crate::test_support::{IN_RATE, resample_all, sine};
     use crate::wav::{WAV_HEADER_LEN, finalize_wav_file};
     use chorus_proto::{FormatError, SUPPORTED_SAMPLE_RATES};
-    use std::f64::consts::PI;
     use std::io::Cursor;
-
-    const IN_RATE: u32 = 22050;
-
-    fn sine(freq: f64, rate: u32, n: usize, amp: f64) -> Vec<f32> {
-        (0..n).map(|i| (amp * (2.0 * PI * freq * i as f64 / f64::from(rate)).sin()) as f32).collect()
-    }
 
     fn format(container: Container, encoding: Encoding, rate: u32) -> OutputFormat {
         OutputFormat { container, encoding, sample_rate: rate, bit_rate: None }
@@ -200,15 +194,6 @@ mod tests {
         }
         bytes.extend(enc.finish().expect("finish"));
         bytes
-    }
-
-    /// The reference: the whole input resampled in one go.
-    fn resampled(rate: u32, input: &[f32]) -> Vec<f32> {
-        let mut r = Resampler::new(IN_RATE, rate).expect("resampler");
-        let mut out = Vec::new();
-        r.process(input, &mut out).expect("process");
-        r.finish(&mut out).expect("finish");
-        out
     }
 
     fn patched(mut bytes: Vec<u8>) -> Vec<u8> {
@@ -233,7 +218,7 @@ mod tests {
             assert_eq!((spec.channels, spec.sample_rate, spec.bits_per_sample), (1, rate, 16));
             assert_eq!(spec.sample_format, hound::SampleFormat::Int);
             let got: Vec<i16> = reader.into_samples().map(|s| s.expect("sample")).collect();
-            let want: Vec<i16> = resampled(rate, &input).into_iter().map(crate::f32_to_s16).collect();
+            let want: Vec<i16> = resample_all(rate, &input).into_iter().map(crate::f32_to_s16).collect();
             assert_eq!(got, want, "{rate} Hz");
             let expected = scaled_len(input.len() as u64, rate, IN_RATE);
             assert!(enc.samples_out().abs_diff(expected) <= 2);
@@ -251,7 +236,7 @@ mod tests {
         assert_eq!(reader.spec().sample_format, hound::SampleFormat::Float);
         assert_eq!(reader.spec().bits_per_sample, 32);
         let got: Vec<f32> = reader.into_samples().map(|s| s.expect("sample")).collect();
-        let want = resampled(48000, &input);
+        let want = resample_all(48000, &input);
         assert_eq!(got.len(), want.len());
         let max_diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         assert!(max_diff < 1e-4, "max diff {max_diff}");
@@ -269,7 +254,7 @@ mod tests {
             assert_eq!(u64::from(data), enc.samples_out());
             assert_eq!(enc.samples_out(), scaled_len(10_000, 8000, IN_RATE));
             // Decoding the G.711 bytes gives back the sine (within G.711 precision).
-            let want = resampled(8000, &input);
+            let want = resample_all(8000, &input);
             let decode = match encoding {
                 Encoding::PcmMulaw => crate::mulaw_to_linear,
                 Encoding::PcmAlaw | Encoding::PcmF32le | Encoding::PcmS16le => crate::alaw_to_linear,

@@ -3,24 +3,12 @@
 //! libopus decodes back to the tone, whatever the chunking. (ffmpeg decodes both in the end-to-end suite.)
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
 
-use std::f64::consts::PI;
-use std::io::Cursor;
+mod support;
 
 use chorus_audio::{StreamEncoder, opus_rate};
 use chorus_proto::{Container, Encoding, OutputFormat, SUPPORTED_SAMPLE_RATES};
-use symphonia::core::audio::SampleBuffer;
-use symphonia::core::codecs::DecoderOptions;
-use symphonia::core::errors::Error;
-use symphonia::core::formats::FormatOptions;
-use symphonia::core::io::MediaSourceStream;
-use symphonia::core::meta::MetadataOptions;
-use symphonia::core::probe::Hint;
-
-const IN_RATE: u32 = 22050;
-
-fn sine(freq: f64, rate: u32, n: usize, amp: f64) -> Vec<f32> {
-    (0..n).map(|i| (amp * (2.0 * PI * freq * i as f64 / f64::from(rate)).sin()) as f32).collect()
-}
+use support::decode;
+use support::signal::{IN_RATE, sine, tone_fraction};
 
 fn format(container: Container, sample_rate: u32) -> OutputFormat {
     OutputFormat { container, encoding: Encoding::PcmS16le, sample_rate, bit_rate: None }
@@ -38,45 +26,6 @@ fn encode(format: OutputFormat, input: &[f32], chunk: usize) -> (Vec<u8>, Stream
     (bytes, enc)
 }
 
-/// Goertzel power at `freq` as a fraction of the signal's total power (1.0 for a pure tone).
-fn tone_fraction(x: &[f32], rate: u32, freq: f64) -> f64 {
-    let coeff = 2.0 * (2.0 * PI * freq / f64::from(rate)).cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &v in x {
-        let s = f64::from(v) + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s;
-    }
-    let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
-    let total: f64 = x.iter().map(|&v| f64::from(v).powi(2)).sum();
-    power / (total * x.len() as f64 / 2.0)
-}
-
-fn decode_flac(bytes: Vec<u8>) -> (u32, usize, Vec<i16>) {
-    let mss = MediaSourceStream::new(Box::new(Cursor::new(bytes)), Default::default());
-    let mut hint = Hint::new();
-    hint.with_extension("flac");
-    let probed = symphonia::default::get_probe()
-        .format(&hint, mss, &FormatOptions::default(), &MetadataOptions::default())
-        .expect("probe flac");
-    let mut reader = probed.format;
-    let params = reader.default_track().expect("a track").codec_params.clone();
-    let mut decoder = symphonia::default::get_codecs().make(&params, &DecoderOptions::default()).unwrap();
-    let mut samples = Vec::new();
-    loop {
-        let packet = match reader.next_packet() {
-            Ok(p) => p,
-            Err(Error::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-            Err(e) => panic!("read: {e}"),
-        };
-        let decoded = decoder.decode(&packet).expect("decode");
-        let mut buf = SampleBuffer::<i16>::new(decoded.capacity() as u64, *decoded.spec());
-        buf.copy_interleaved_ref(decoded);
-        samples.extend_from_slice(buf.samples());
-    }
-    (params.sample_rate.unwrap(), params.channels.unwrap().count(), samples)
-}
-
 #[test]
 fn flac_is_lossless_at_every_rate_and_chunking() {
     let input = sine(440.0, IN_RATE, 3 * IN_RATE as usize + 123, 0.6);
@@ -89,7 +38,7 @@ fn flac_is_lossless_at_every_rate_and_chunking() {
             let (bytes, enc) = encode(format(Container::Flac, rate), &input, chunk);
             assert_eq!(&bytes[..4], b"fLaC");
             assert!(bytes.len() < want.len() * 2, "{rate} Hz: FLAC no smaller than PCM");
-            let (dec_rate, channels, got) = decode_flac(bytes.clone());
+            let (dec_rate, channels, got) = decode::<i16>(bytes.clone(), "flac");
             assert_eq!((dec_rate, channels), (rate, 1));
             assert_eq!(got.len() as u64, enc.samples_out(), "{rate} Hz");
             assert_eq!(got, want, "{rate} Hz, chunks of {chunk}: not lossless");

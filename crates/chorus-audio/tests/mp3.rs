@@ -1,23 +1,11 @@
 //! MP3 output decodes (with symphonia) to audio of the right rate, length and pitch.
 
-use std::f64::consts::PI;
-use std::io::Cursor;
+mod support;
 
 use chorus_audio::{StreamEncoder, mp3_bit_rate};
 use chorus_proto::{Container, Encoding, OutputFormat, SUPPORTED_SAMPLE_RATES};
-use symphonia::core::audio::SampleBuffer;
-use symphonia::core::codecs::DecoderOptions;
-use symphonia::core::errors::Error;
-use symphonia::core::formats::FormatOptions;
-use symphonia::core::io::MediaSourceStream;
-use symphonia::core::meta::MetadataOptions;
-use symphonia::core::probe::Hint;
-
-const IN_RATE: u32 = 22050;
-
-fn sine(freq: f64, n: usize, amp: f64) -> Vec<f32> {
-    (0..n).map(|i| (amp * (2.0 * PI * freq * i as f64 / f64::from(IN_RATE)).sin()) as f32).collect()
-}
+use support::decode;
+use support::signal::{IN_RATE, sine, tone_fraction};
 
 fn mp3(sample_rate: u32, bit_rate: Option<u32>) -> OutputFormat {
     OutputFormat { container: Container::Mp3, encoding: Encoding::PcmS16le, sample_rate, bit_rate }
@@ -37,54 +25,10 @@ fn encode(format: OutputFormat, input: &[f32], chunk: usize) -> (Vec<u8>, u64) {
     (bytes, enc.samples_out())
 }
 
-/// Decodes MP3 bytes: (sample rate, channels, mono samples).
-fn decode(bytes: Vec<u8>) -> (u32, usize, Vec<f32>) {
-    let mss = MediaSourceStream::new(Box::new(Cursor::new(bytes)), Default::default());
-    let mut hint = Hint::new();
-    hint.with_extension("mp3");
-    let probed = symphonia::default::get_probe()
-        .format(&hint, mss, &FormatOptions::default(), &MetadataOptions::default())
-        .expect("probe mp3");
-    let mut reader = probed.format;
-    let track = reader.default_track().expect("a track");
-    let params = track.codec_params.clone();
-    let mut decoder =
-        symphonia::default::get_codecs().make(&params, &DecoderOptions::default()).expect("mp3 decoder");
-    let mut samples = Vec::new();
-    loop {
-        let packet = match reader.next_packet() {
-            Ok(p) => p,
-            Err(Error::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-            Err(e) => panic!("read: {e}"),
-        };
-        let decoded = decoder.decode(&packet).expect("decode");
-        let mut buf = SampleBuffer::<f32>::new(decoded.capacity() as u64, *decoded.spec());
-        buf.copy_interleaved_ref(decoded);
-        samples.extend_from_slice(buf.samples());
-    }
-    let rate = params.sample_rate.expect("sample rate");
-    let channels = params.channels.expect("channels").count();
-    (rate, channels, samples)
-}
-
-/// Goertzel power at `freq` as a fraction of the signal's total power (1.0 for a pure tone).
-fn tone_fraction(x: &[f32], rate: u32, freq: f64) -> f64 {
-    let coeff = 2.0 * (2.0 * PI * freq / f64::from(rate)).cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &v in x {
-        let s = f64::from(v) + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s;
-    }
-    let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
-    let total: f64 = x.iter().map(|&v| f64::from(v).powi(2)).sum();
-    power / (total * x.len() as f64 / 2.0)
-}
-
 #[test]
 fn mp3_decodes_at_every_rate() {
     // 10 s so that LAME's fixed delay and padding (about 2 frames) stay well under 5 %.
-    let input = sine(1000.0, 10 * IN_RATE as usize, 0.5);
+    let input = sine(1000.0, IN_RATE, 10 * IN_RATE as usize, 0.5);
     for &rate in &SUPPORTED_SAMPLE_RATES {
         let (bytes, samples_out) = encode(mp3(rate, None), &input, 7919);
         // CBR at 128 kbit/s (64 at 8 kHz), 10 s, no tag frame.
@@ -92,7 +36,7 @@ fn mp3_decodes_at_every_rate() {
         let ratio = bytes.len() as f64 / expected_bytes;
         assert!((0.97..1.05).contains(&ratio), "{rate} Hz: {} bytes", bytes.len());
 
-        let (dec_rate, channels, samples) = decode(bytes);
+        let (dec_rate, channels, samples) = decode::<f32>(bytes, "mp3");
         assert_eq!((dec_rate, channels), (rate, 1), "{rate} Hz");
         let duration = samples.len() as f64 / f64::from(rate);
         let want = samples_out as f64 / f64::from(rate);
@@ -110,7 +54,7 @@ fn mp3_decodes_at_every_rate() {
 
 #[test]
 fn mp3_chunking_does_not_change_the_bytes() {
-    let input = sine(440.0, 3 * IN_RATE as usize, 0.5);
+    let input = sine(440.0, IN_RATE, 3 * IN_RATE as usize, 0.5);
     for rate in [16000, 22050, 44100] {
         let (a, _) = encode(mp3(rate, Some(64_000)), &input, 1);
         let (b, _) = encode(mp3(rate, Some(64_000)), &input, 5000);
@@ -122,7 +66,7 @@ fn mp3_chunking_does_not_change_the_bytes() {
 
 #[test]
 fn mp3_bit_rates_are_honoured() {
-    let input = sine(440.0, 4 * IN_RATE as usize, 0.5);
+    let input = sine(440.0, IN_RATE, 4 * IN_RATE as usize, 0.5);
     for (rate, br, effective) in [
         (48000, 192_000, 192_000),
         (44100, 32_000, 32_000),
@@ -136,7 +80,7 @@ fn mp3_bit_rates_are_honoured() {
         let kbps = bytes.len() as f64 * 8.0 / 4.0 / 1000.0;
         let want = f64::from(effective) / 1000.0;
         assert!((kbps / want - 1.0).abs() < 0.06, "{rate} Hz {br}: {kbps} kbit/s");
-        let (dec_rate, _, samples) = decode(bytes);
+        let (dec_rate, _, samples) = decode::<f32>(bytes, "mp3");
         assert_eq!(dec_rate, rate);
         assert!(samples.len() as f64 / f64::from(rate) > 3.9);
     }

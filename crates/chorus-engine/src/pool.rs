@@ -842,10 +842,29 @@ mod tests {
 
     use super::*;
 
-    /// A test double for the pool only: each pass takes 100 ms and records how many chunks it took.
-    struct Recorder(Arc<Mutex<Vec<usize>>>);
+    const A: Scales = Scales { noise_scale: 0.5, length_scale: 1.0, noise_w: 0.5 };
+    const B: Scales = Scales { noise_scale: 0.5, length_scale: 2.0, noise_w: 0.5 };
 
-    impl Model for Recorder {
+    /// What the passes of a [`Batched`] model record: each one's thread role and its items' lengths.
+    type Passes = Arc<Mutex<Vec<(ThreadRole, Vec<usize>)>>>;
+
+    /// A batched test double for the pool: each pass records its thread's role and its items' lengths, then takes
+    /// as long as its [`Cost`] says.
+    struct Batched {
+        role: ThreadRole,
+        passes: Passes,
+        cost: Cost,
+    }
+
+    #[derive(Clone, Copy)]
+    enum Cost {
+        /// 100 ms a pass, whatever it holds; 100 samples an item.
+        Fixed,
+        /// As many milliseconds as the pass's longest item has ids (every item is padded to it); 10 samples an id.
+        Padded,
+    }
+
+    impl Model for Batched {
         fn sample_rate(&self) -> u32 {
             1000
         }
@@ -859,27 +878,50 @@ mod tests {
         }
 
         fn infer_batch(&mut self, items: &[&[i64]], _: Scales) -> Result<Vec<ModelOutput>, EngineError> {
-            self.0.lock().unwrap().push(items.len());
-            thread::sleep(Duration::from_millis(100));
-            Ok(items
-                .iter()
-                .map(|ids| ModelOutput { audio: vec![0.0; 100], durations: vec![1.0; ids.len()] })
-                .collect())
+            let lengths: Vec<usize> = items.iter().map(|i| i.len()).collect();
+            let longest = lengths.iter().copied().max().unwrap_or(0);
+            self.passes.lock().unwrap().push((self.role, lengths));
+            let pass_ms = match self.cost {
+                Cost::Fixed => 100,
+                Cost::Padded => longest as u64,
+            };
+            thread::sleep(Duration::from_millis(pass_ms));
+            let output = |n: usize| match self.cost {
+                Cost::Fixed => ModelOutput { audio: vec![0.0; 100], durations: vec![1.0; n] },
+                Cost::Padded => ModelOutput { audio: vec![0.0; n * 10], durations: vec![10.0; n] },
+            };
+            Ok(items.iter().map(|ids| output(ids.len())).collect())
         }
     }
 
-    const A: Scales = Scales { noise_scale: 0.5, length_scale: 1.0, noise_w: 0.5 };
-    const B: Scales = Scales { noise_scale: 0.5, length_scale: 2.0, noise_w: 0.5 };
-
-    /// A pool of one thread over a [`Recorder`] with batches of up to `max_batch`, and the passes it records
-    /// (cleared after the warm-up).
-    fn recorded_pool(max_batch: usize) -> (ModelPool, Arc<Mutex<Vec<usize>>>) {
-        let passes = Arc::new(Mutex::new(Vec::new()));
+    /// A pool over [`Batched`] models of `cost`, and the passes they record (cleared after the warm-up).
+    fn batched_pool(
+        name: &str,
+        threads: usize,
+        max_batch: usize,
+        policy: BatchPolicy,
+        cost: Cost,
+        warmup_ids: Vec<i64>,
+    ) -> (ModelPool, Passes) {
+        let passes: Passes = Arc::default();
         let recorder = Arc::clone(&passes);
-        let factory = move || Ok(Box::new(Recorder(Arc::clone(&recorder))) as Box<dyn Model>);
-        let pool = ModelPool::start("t", 1, max_batch, factory, None, vec![1, 2], A).unwrap();
+        let factory =
+            move |role| Ok(Box::new(Batched { role, passes: Arc::clone(&recorder), cost }) as Box<dyn Model>);
+        let pool =
+            ModelPool::start_with(name, threads, max_batch, policy, factory, None, warmup_ids, A).unwrap();
         passes.lock().unwrap().clear();
         (pool, passes)
+    }
+
+    /// How many chunks each recorded pass took.
+    fn pass_sizes(passes: &Passes) -> Vec<usize> {
+        passes.lock().unwrap().iter().map(|(_, lengths)| lengths.len()).collect()
+    }
+
+    /// A pool of one thread over a [`Batched`] model of fixed cost with batches of up to `max_batch`, and the
+    /// passes it records (cleared after the warm-up).
+    fn recorded_pool(max_batch: usize) -> (ModelPool, Passes) {
+        batched_pool("t", 1, max_batch, BatchPolicy::default(), Cost::Fixed, vec![1, 2])
     }
 
     #[test]
@@ -915,7 +957,7 @@ mod tests {
         }
         // 1, then the four most urgent A chunks (one cancelled, so three run), then the B chunk alone (the most
         // urgent left), then the two last A chunks.
-        assert_eq!(*passes.lock().unwrap(), [1, 3, 1, 2]);
+        assert_eq!(pass_sizes(&passes), [1, 3, 1, 2]);
     }
 
     #[test]
@@ -1045,26 +1087,14 @@ mod tests {
         let pool = timed_pool(2);
         let now = Instant::now();
         // Two 1.5 s passes of streams with different slack (due in 20 s and 10 s).
-        let flags: Vec<_> = (0..2).map(|_| Arc::new(AtomicBool::new(false))).collect();
-        let relaxed = pool
-            .submit(
-                vec![0; 1500],
-                A,
-                Arc::clone(&flags[0]),
-                now + Duration::from_secs(20),
-                Duration::from_millis(1500),
-            )
-            .unwrap();
+        let long_pass = |due_in_s: u64| {
+            let flag = Arc::new(AtomicBool::new(false));
+            let due = now + Duration::from_secs(due_in_s);
+            pool.submit(vec![0; 1500], A, flag, due, Duration::from_millis(1500)).unwrap()
+        };
+        let relaxed = long_pass(20);
         thread::sleep(Duration::from_millis(30));
-        let busy = pool
-            .submit(
-                vec![0; 1500],
-                A,
-                Arc::clone(&flags[1]),
-                now + Duration::from_secs(10),
-                Duration::from_millis(1500),
-            )
-            .unwrap();
+        let busy = long_pass(10);
         wait_until("both passes to start", || pool.queued() == 0);
         thread::sleep(Duration::from_millis(50));
         // A new stream's first chunk: due now, every thread busy.
@@ -1089,48 +1119,9 @@ mod tests {
         busy.recv().unwrap().unwrap();
     }
 
-    /// A batched model of known cost for the pool: a pass takes as many milliseconds as its longest item has ids
-    /// (every item is padded to it), and records its thread's role and its items' lengths.
-    struct Padded {
-        role: ThreadRole,
-        passes: Passes,
-    }
-
-    impl Model for Padded {
-        fn sample_rate(&self) -> u32 {
-            1000
-        }
-
-        fn hop_length(&self) -> usize {
-            1
-        }
-
-        fn infer(&mut self, ids: &[i64], scales: Scales) -> Result<ModelOutput, EngineError> {
-            self.infer_batch(&[ids], scales).map(|mut v| v.remove(0))
-        }
-
-        fn infer_batch(&mut self, items: &[&[i64]], _: Scales) -> Result<Vec<ModelOutput>, EngineError> {
-            let longest = items.iter().map(|i| i.len()).max().unwrap_or(0);
-            self.passes.lock().unwrap().push((self.role, items.iter().map(|i| i.len()).collect()));
-            thread::sleep(Duration::from_millis(longest as u64));
-            Ok(items
-                .iter()
-                .map(|ids| ModelOutput { audio: vec![0.0; ids.len() * 10], durations: vec![10.0; ids.len()] })
-                .collect())
-        }
-    }
-
-    type Passes = Arc<Mutex<Vec<(ThreadRole, Vec<usize>)>>>;
-
+    /// A pool of `threads` over [`Batched`] models of padded cost with batches of up to 4, and their passes.
     fn padded_pool(threads: usize, policy: BatchPolicy) -> (ModelPool, Passes) {
-        let passes: Passes = Arc::default();
-        let recorder = Arc::clone(&passes);
-        let factory =
-            move |role| Ok(Box::new(Padded { role, passes: Arc::clone(&recorder) }) as Box<dyn Model>);
-        let pool =
-            ModelPool::start_with("padded", threads, 4, policy, factory, None, vec![1; 20], A).unwrap();
-        passes.lock().unwrap().clear();
-        (pool, passes)
+        batched_pool("padded", threads, 4, policy, Cost::Padded, vec![1; 20])
     }
 
     #[test]
@@ -1237,6 +1228,6 @@ mod tests {
         for rx in rxs {
             rx.recv().unwrap().unwrap();
         }
-        assert_eq!(*passes.lock().unwrap(), [1, 1, 1]);
+        assert_eq!(pass_sizes(&passes), [1, 1, 1]);
     }
 }

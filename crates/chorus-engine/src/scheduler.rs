@@ -209,19 +209,7 @@ impl<T> ChunkQueue<T> {
         max: usize,
         compatible: impl Fn(&T, &T) -> bool,
     ) -> Option<Vec<T>> {
-        let mut s = self.lock();
-        let first = loop {
-            if let Some(item) = Self::take_first(&mut s, &eligible) {
-                break item;
-            }
-            if s.closed {
-                return None;
-            }
-            s.choosy += 1;
-            s = self.ready.wait(s).unwrap_or_else(std::sync::PoisonError::into_inner);
-            s.choosy -= 1;
-        };
-        Some(Self::fill(s, first, max, |a, b| eligible(b) && compatible(a, b)))
+        self.pop_eligible(eligible, max, compatible, true)
     }
 
     /// [`ChunkQueue::pop_batch_where`] without waiting: `None` when no item is eligible now.
@@ -231,8 +219,29 @@ impl<T> ChunkQueue<T> {
         max: usize,
         compatible: impl Fn(&T, &T) -> bool,
     ) -> Option<Vec<T>> {
+        self.pop_eligible(eligible, max, compatible, false)
+    }
+
+    /// [`ChunkQueue::pop_batch_where`], waiting for an eligible item only with `wait`.
+    fn pop_eligible(
+        &self,
+        eligible: impl Fn(&T) -> bool,
+        max: usize,
+        compatible: impl Fn(&T, &T) -> bool,
+        wait: bool,
+    ) -> Option<Vec<T>> {
         let mut s = self.lock();
-        let first = Self::take_first(&mut s, &eligible)?;
+        let first = loop {
+            if let Some(item) = Self::take_first(&mut s, &eligible) {
+                break item;
+            }
+            if s.closed || !wait {
+                return None;
+            }
+            s.choosy += 1;
+            s = self.ready.wait(s).unwrap_or_else(std::sync::PoisonError::into_inner);
+            s.choosy -= 1;
+        };
         Some(Self::fill(s, first, max, |a, b| eligible(b) && compatible(a, b)))
     }
 

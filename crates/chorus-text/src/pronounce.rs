@@ -185,6 +185,7 @@ fn push_verbatim(text: &mut String, pieces: &mut Vec<Piece>, original: &str, ran
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::normalize::tests::source_of;
 
     fn item(text: &str, alias: &str, case_sensitive: bool) -> PronunciationItem {
         PronunciationItem { text: text.into(), alias: alias.into(), case_sensitive }
@@ -197,12 +198,9 @@ mod tests {
         let (n, ov) = lex.apply(original);
         assert_eq!(n.text(), "I use sequel in the big apple, not SQLite.");
         assert!(ov.is_empty());
-        let pos = n.text().find("sequel").unwrap();
-        assert_eq!(&original[n.original_range(pos..pos + 6)], "sql");
-        let pos = n.text().find("apple").unwrap();
-        assert_eq!(&original[n.original_range(pos..pos + 5)], "New York");
-        let pos = n.text().find("SQLite").unwrap();
-        assert_eq!(&original[n.original_range(pos..pos + 6)], "SQLite");
+        assert_eq!(source_of(original, &n, "sequel", 0), "sql");
+        assert_eq!(source_of(original, &n, "apple", 0), "New York");
+        assert_eq!(source_of(original, &n, "SQLite", 0), "SQLite");
     }
 
     #[test]
@@ -228,11 +226,8 @@ mod tests {
         let (d, _) = lex.apply(original);
         let n = crate::normalize::normalize(d.text()).compose(&d);
         assert_eq!(n.text(), "ack me made five dollars today");
-        let p = n.text().find("dollars").unwrap();
-        assert_eq!(&original[n.original_range(p..p + 7)], "$5");
-        let p = n.text().find("me").unwrap();
-        assert_eq!(&original[n.original_range(p..p + 2)], "ACME");
-        let p = n.text().find("today").unwrap();
-        assert_eq!(&original[n.original_range(p..p + 5)], "today");
+        assert_eq!(source_of(original, &n, "dollars", 0), "$5");
+        assert_eq!(source_of(original, &n, "me", 0), "ACME");
+        assert_eq!(source_of(original, &n, "today", 0), "today");
     }
 }

@@ -34,7 +34,7 @@ fn word_range(text: &str, word: &str, nth: usize) -> Range<usize> {
 }
 
 /// The original text that `word` (its `nth` occurrence) of the normalized text maps back to.
-fn source_of<'a>(original: &'a str, out: &Normalized, word: &str, nth: usize) -> &'a str {
+pub(crate) fn source_of<'a>(original: &'a str, out: &Normalized, word: &str, nth: usize) -> &'a str {
     let r = out.original_range(word_range(out.text(), word, nth));
     &original[r]
 }
