@@ -201,21 +201,8 @@ pub fn run_audit(cmd: AuditCommand) -> Result<()> {
         AuditCommand::Verify { file, public_key } => {
             let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let report = chorus_license::audit::verify(&bytes, public_key.as_deref());
-            for p in &report.problems {
-                println!("PROBLEM: {p}");
-            }
-            if let Some(m) = &report.manifest {
-                println!(
-                    "{} entries in {} segments; signed head: entry {} ({}); signed by {}",
-                    report.entries,
-                    m.segments.len(),
-                    m.head.seq,
-                    m.head.hash,
-                    m.deployment_public_key
-                );
-            }
+            print!("{report}");
             if report.ok() {
-                println!("OK: the audit export is intact.");
                 Ok(())
             } else {
                 bail!("the audit export failed verification ({} problems)", report.problems.len())
@@ -266,7 +253,8 @@ pub fn run_license(cmd: LicenseCommand) -> Result<()> {
                 bail!("{} exists; not overwriting a key", out.display());
             }
             let key = KeyPair::generate()?;
-            write_private(&out, &key.seed_base64())?;
+            chorus_license::store::write_private(&out, key.seed_base64().as_bytes())
+                .with_context(|| format!("cannot write {}", out.display()))?;
             eprintln!("Private key written to {}. Public key (trust it with --trust-key):", out.display());
             println!("{}", key.public_base64());
             Ok(())
@@ -291,19 +279,4 @@ pub fn run_license(cmd: LicenseCommand) -> Result<()> {
             Ok(())
         }
     }
-}
-
-fn write_private(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut f = options.open(path).with_context(|| format!("cannot create {}", path.display()))?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    Ok(())
 }

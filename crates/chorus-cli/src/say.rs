@@ -160,16 +160,9 @@ fn read_text(arg: &str) -> Result<String> {
 }
 
 fn container_from_extension(path: &Path) -> Result<Container> {
-    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-    Ok(match ext.as_deref() {
-        Some("mp3") => Container::Mp3,
-        Some("opus" | "ogg") => Container::Opus,
-        Some("flac") => Container::Flac,
-        Some("raw" | "pcm") => Container::Raw,
-        Some("wav") | None => Container::Wav,
-        Some(other) => {
-            bail!("cannot tell the container from '.{other}': use --container wav|mp3|opus|flac|raw")
-        }
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("wav");
+    Container::from_extension(ext).with_context(|| {
+        format!("cannot tell the container from '.{ext}': use --container wav|mp3|opus|flac|raw")
     })
 }
 

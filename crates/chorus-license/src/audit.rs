@@ -102,6 +102,30 @@ impl AuditReport {
     }
 }
 
+/// What `chorus audit verify` prints: every problem, the signed head, and `OK` when intact.
+impl std::fmt::Display for AuditReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for p in &self.problems {
+            writeln!(f, "PROBLEM: {p}")?;
+        }
+        if let Some(m) = &self.manifest {
+            writeln!(
+                f,
+                "{} entries in {} segments; signed head: entry {} ({}); signed by {}",
+                self.entries,
+                m.segments.len(),
+                m.head.seq,
+                m.head.hash,
+                m.deployment_public_key
+            )?;
+        }
+        if self.ok() {
+            writeln!(f, "OK: the audit export is intact.")?;
+        }
+        Ok(())
+    }
+}
+
 /// Verifies an export. `pinned_key` (base64), when given, must be the deployment key that signed it.
 pub fn verify(archive: &[u8], pinned_key: Option<&str>) -> AuditReport {
     let mut report = AuditReport::default();

@@ -17,9 +17,30 @@ use crate::license::{KeyPair, LicenseError, TrustedKeys, Verified};
 
 /// Writes `bytes` to `path` through a temporary file and a rename, fsync'd.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_with(path, bytes, false)
+}
+
+/// [`write_atomic`] for a secret (a private key): the file is readable by its owner only (mode 0600) from the
+/// moment it is created.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_with(path, bytes, true)
+}
+
+fn write_atomic_with(path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        if private {
+            // A mode applies only to a file it creates: no leftover from an earlier run may be reused.
+            let _ = std::fs::remove_file(&tmp);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt as _;
+                options.create_new(true).mode(0o600);
+            }
+        }
+        let mut f = options.open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
@@ -115,12 +136,7 @@ pub fn deployment_key(data_dir: &Path) -> std::io::Result<KeyPair> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir_all(data_dir)?;
             let key = KeyPair::generate()?;
-            write_atomic(&path, key.seed_base64().as_bytes())?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt as _;
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-            }
+            write_private(&path, key.seed_base64().as_bytes())?;
             tracing::info!(public_key = %key.public_base64(), "Deployment key created.");
             Ok(key)
         }

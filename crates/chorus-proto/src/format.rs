@@ -110,6 +110,20 @@ impl FromStr for Encoding {
     }
 }
 
+impl Container {
+    /// The container a file name's extension names (any case): `wav`, `mp3`, `opus`/`ogg`, `flac`, `raw`/`pcm`.
+    pub fn from_extension(ext: &str) -> Option<Self> {
+        match ext.to_ascii_lowercase().as_str() {
+            "wav" => Some(Container::Wav),
+            "mp3" => Some(Container::Mp3),
+            "opus" | "ogg" => Some(Container::Opus),
+            "flac" => Some(Container::Flac),
+            "raw" | "pcm" => Some(Container::Raw),
+            _ => None,
+        }
+    }
+}
+
 impl FromStr for Container {
     type Err = FormatError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
