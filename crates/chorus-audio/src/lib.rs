@@ -14,6 +14,7 @@
 mod flac;
 mod mp3;
 mod opus;
+pub mod output;
 mod pcm;
 mod resample;
 mod stream;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use chorus_api::persistence::{Artifacts, Record};
 use chorus_artifacts::ArtifactStore;
+use chorus_audio::output::OutputFile;
 
 use crate::settings::Layers;
 use crate::settings::file::FileSettings;
@@ -89,18 +90,9 @@ async fn export(args: ExportArgs) -> Result<()> {
         serde_json::to_writer(&mut out, record)?;
         out.push(b'\n');
     }
-    if crate::paths::is_special_file(&args.to) {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&args.to)
-            .with_context(|| format!("cannot open {}", args.to.display()))?;
-        std::io::Write::write_all(&mut file, &out)
-            .with_context(|| format!("cannot write {}", args.to.display()))?;
-    } else {
-        let tmp = args.to.with_extension("jsonl.partial");
-        std::fs::write(&tmp, &out).with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &args.to).with_context(|| format!("cannot write {}", args.to.display()))?;
-    }
+    let mut file = OutputFile::open(&args.to)?;
+    file.write(&out)?;
+    file.commit(|_| Ok(()))?;
     let voices = records.iter().filter(|r| matches!(r, Record::Voice(_))).count();
     println!(
         "exported {voices} voices and {} pronunciation dictionaries from {} to {}",

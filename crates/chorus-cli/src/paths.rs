@@ -45,10 +45,3 @@ fn find_dir(name: &str) -> PathBuf {
         .find(|p| p.is_dir())
         .unwrap_or(local)
 }
-
-/// True when `path` exists and is not a regular file: a device such as `/dev/null`, a FIFO, a socket. Output is
-/// then written to it in place, since renaming a finished temporary file over it would replace it (as root, a
-/// regular file would take `/dev/null`'s place for every process on the machine).
-pub fn is_special_file(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
-}

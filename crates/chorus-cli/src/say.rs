@@ -1,10 +1,10 @@
 //! `chorus say`: text in, audio file out, written chunk by chunk as it is synthesized.
 
-use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use chorus_audio::output::OutputFile;
 use chorus_audio::{StreamEncoder, finalize_wav_file};
 use chorus_engine::{Engine, SynthesisRequest};
 use chorus_proto::{Container, Encoding, OutputFormat, PhonemeTimestamps, SynthesisParams, WordTimestamps};
@@ -113,7 +113,7 @@ pub fn run(paths: &PathArgs, args: SayArgs) -> Result<()> {
     let synthesis = engine.synthesize(&request)?;
     let mut encoder = StreamEncoder::new(synthesis.sample_rate(), format)?;
 
-    let mut sink = Sink::open(&args.output)?;
+    let mut sink = OutputFile::open(&args.output)?;
     let mut words = WordTimestamps::default();
     let mut phonemes = PhonemeTimestamps::default();
     let written = (|| -> Result<()> {
@@ -131,7 +131,7 @@ pub fn run(paths: &PathArgs, args: SayArgs) -> Result<()> {
         return Err(e);
     }
     let data_len = encoder.data_len();
-    sink.commit(container == Container::Wav, data_len)?;
+    sink.commit(|file| if container == Container::Wav { finalize_wav_file(file, data_len) } else { Ok(()) })?;
 
     if args.timestamps || args.phoneme_timestamps {
         let report = TimestampReport {
@@ -164,76 +164,4 @@ fn container_from_extension(path: &Path) -> Result<Container> {
     Container::from_extension(ext).with_context(|| {
         format!("cannot tell the container from '.{ext}': use --container wav|mp3|opus|flac|raw")
     })
-}
-
-/// Where the audio goes. A file is written under a temporary name and renamed only when complete, so a failed
-/// run never leaves a partial file that looks finished.
-enum Sink {
-    Stdout(std::io::Stdout),
-    File {
-        tmp: PathBuf,
-        dest: PathBuf,
-        file: BufWriter<File>,
-    },
-    /// A device, FIFO or socket (`/dev/null`, a named pipe): written in place, like standard output.
-    Special(BufWriter<File>),
-}
-
-impl Sink {
-    fn open(dest: &Path) -> Result<Self> {
-        if dest.as_os_str() == "-" {
-            return Ok(Sink::Stdout(std::io::stdout()));
-        }
-        if crate::paths::is_special_file(dest) {
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .open(dest)
-                .with_context(|| format!("cannot open {}", dest.display()))?;
-            return Ok(Sink::Special(BufWriter::new(file)));
-        }
-        let name = dest.file_name().context("the output path has no file name")?;
-        let tmp = dest.with_file_name(format!(".{}.partial-{}", name.to_string_lossy(), std::process::id()));
-        let file = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        Ok(Sink::File { tmp, dest: dest.to_path_buf(), file: BufWriter::new(file) })
-    }
-
-    fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        if bytes.is_empty() {
-            return Ok(());
-        }
-        match self {
-            Sink::Stdout(out) => {
-                let mut lock = out.lock();
-                lock.write_all(bytes)?;
-                lock.flush()?;
-            }
-            Sink::File { file, .. } | Sink::Special(file) => {
-                file.write_all(bytes)?;
-                file.flush()?;
-            }
-        }
-        Ok(())
-    }
-
-    fn commit(self, wav: bool, data_len: u64) -> Result<()> {
-        match self {
-            Sink::Stdout(_) => Ok(()),
-            Sink::Special(mut file) => Ok(file.flush()?),
-            Sink::File { tmp, dest, file } => {
-                let mut file = file.into_inner().map_err(|e| e.into_error())?;
-                if wav {
-                    finalize_wav_file(&mut file, data_len)?;
-                }
-                file.sync_all()?;
-                std::fs::rename(&tmp, &dest).with_context(|| format!("cannot write {}", dest.display()))?;
-                Ok(())
-            }
-        }
-    }
-
-    fn abandon(self) {
-        if let Sink::File { tmp, .. } = self {
-            let _ = std::fs::remove_file(tmp);
-        }
-    }
 }
