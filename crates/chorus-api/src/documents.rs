@@ -220,8 +220,7 @@ impl DocCache<Voice> {
     /// built-in voices of models no worker announces any more (a model removed from the artifact store), unless
     /// pinned ([`DocCache::pin_builtin`]).
     ///
-    /// Called on every request that resolves a voice: it only reads unless the announced models changed, so
-    /// requests do not queue on the write lock.
+    /// Called with every change of the models the bus announces (pushed, see `AppState::new`); requests only read.
     pub fn sync_builtin(&self, models: &[ModelInfo]) {
         if !self.builtin_stale(models) {
             return;

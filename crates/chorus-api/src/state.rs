@@ -7,10 +7,10 @@ use chorus_proto::secret::{constant_time_eq, hash_key};
 use chorus_proto::{ErrorCode, OutputFormat, SynthesisJob, SynthesisParams};
 
 use crate::catalogue::Catalogue;
-use crate::documents::{DictCache, VoiceCache};
+use crate::documents::{DictCache, Voice, VoiceCache};
 use crate::error::{ApiError, echo};
 use crate::license::{Caller, LicenseGate, UsageMeter};
-use crate::persistence::Artifacts;
+use crate::persistence::{Artifacts, Doc as _};
 use crate::request::TtsRequest;
 
 /// API keys; never printed.
@@ -107,12 +107,33 @@ pub struct Prepared {
     pub format: OutputFormat,
 }
 
+/// Keeps the built-in voices in step with the models the bus announces. The bus pushes every change, so a request
+/// only reads the catalogue.
+fn follow_announcements(bus: &dyn Bus, voices: &Arc<VoiceCache>) {
+    let mut announced = bus.announcements();
+    let models = announced.borrow_and_update().clone();
+    voices.sync_builtin(&models);
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::warn!("No async runtime: the voice catalogue does not follow the workers' announcements.");
+        return;
+    };
+    let voices = Arc::downgrade(voices);
+    runtime.spawn(async move {
+        while announced.changed().await.is_ok() {
+            let Some(voices) = voices.upgrade() else { break };
+            let models = announced.borrow_and_update().clone();
+            voices.sync_builtin(&models);
+        }
+    });
+}
+
 impl AppState {
     pub fn new(bus: Arc<dyn Bus>, config: ApiConfig) -> Self {
         let voices = Arc::new(VoiceCache::default());
         // The models served at start stay listed through a worker restart; models added later (hot-added from
         // the artifact store) are listed while announced.
         voices.pin_builtin(&bus.models());
+        follow_announcements(bus.as_ref(), &voices);
         let dicts = Arc::new(DictCache::default());
         let artifacts = Arc::new(Artifacts::new(
             chorus_artifacts::ArtifactStore::in_memory(),
@@ -163,10 +184,7 @@ impl AppState {
         };
         self.license.check_model(&req.model_id, &model.id)?;
         let voice_id = req.voice.id()?;
-        self.voices.sync_builtin(&self.bus.models());
-        let voice = self.voices.get(voice_id).ok_or_else(|| {
-            ApiError::new(ErrorCode::VoiceNotFound, format!("voice '{}' does not exist", echo(voice_id)))
-        })?;
+        let voice = self.voices.get(voice_id).ok_or_else(|| Voice::not_found(voice_id))?;
         let format = req.output_format.resolve(route != Route::Bytes)?;
 
         let chars = req.transcript.chars().count();

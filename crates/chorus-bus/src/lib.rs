@@ -138,9 +138,34 @@ pub trait Bus: Send + Sync + 'static {
     /// Sends the job to a worker of `job.model` with a free slot, waiting (bounded) for one if all are busy.
     fn start(&self, job: SynthesisJob) -> BoxFuture<'_, Result<JobHandle, BusError>>;
     /// Every model some live worker serves.
-    fn models(&self) -> Vec<ModelInfo>;
+    fn models(&self) -> Vec<ModelInfo> {
+        self.announcements().borrow().clone()
+    }
+    /// [`Bus::models`], sent again whenever it changes: a worker joins, leaves or drains, or starts or stops
+    /// serving a model. The API's voice catalogue follows it.
+    fn announcements(&self) -> tokio::sync::watch::Receiver<Vec<ModelInfo>>;
     /// Every live worker.
     fn workers(&self) -> Vec<WorkerStatus>;
+}
+
+/// The models that serving (not draining) workers announce, by id, once each.
+pub fn served_models(workers: impl IntoIterator<Item = WorkerStatus>) -> Vec<ModelInfo> {
+    let mut models: Vec<ModelInfo> =
+        workers.into_iter().filter(|s| !s.draining).flat_map(|s| s.models).collect();
+    models.sort_by(|a, b| a.id.cmp(&b.id));
+    models.dedup_by(|a, b| a.id == b.id);
+    models
+}
+
+/// Sends `models` to the followers of a bus's announcements if they differ from the last sent.
+pub(crate) fn announce(to: &tokio::sync::watch::Sender<Vec<ModelInfo>>, models: Vec<ModelInfo>) {
+    to.send_if_modified(|current| {
+        let changed = *current != models;
+        if changed {
+            *current = models;
+        }
+        changed
+    });
 }
 
 /// Why a worker did not take a job.
@@ -163,6 +188,38 @@ pub trait Worker: Send + Sync + 'static {
     /// (dropping it tells the bus a slot is free), reads `inputs`, and sends events until `Done`/`Error`; if
     /// `events` is closed (the client went away) it stops work at once.
     fn accept(&self, offer: Offer) -> Result<(), Refusal>;
+    /// Registers `changed`, to be called whenever the models this worker serves, or its draining, change (never
+    /// while the worker holds a lock [`Worker::status`] takes). A worker whose models never change may ignore it.
+    fn on_models_changed(&self, changed: ModelsChanged) {
+        drop(changed);
+    }
+}
+
+/// A callback for [`Worker::on_models_changed`].
+pub type ModelsChanged = Box<dyn Fn() + Send + Sync>;
+
+/// The [`ModelsChanged`] callbacks a worker keeps, called together.
+#[derive(Default)]
+pub struct ModelListeners(std::sync::Mutex<Vec<ModelsChanged>>);
+
+impl ModelListeners {
+    pub fn add(&self, changed: ModelsChanged) {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(changed);
+    }
+
+    /// Calls every callback (outside any lock of the worker's own).
+    pub fn notify(&self) {
+        for changed in self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+            changed();
+        }
+    }
+}
+
+impl std::fmt::Debug for ModelListeners {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len();
+        f.debug_tuple("ModelListeners").field(&n).finish()
+    }
 }
 
 /// A job offered to a worker, with what it runs on once accepted.

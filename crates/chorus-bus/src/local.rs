@@ -5,9 +5,12 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chorus_proto::SynthesisJob;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
-use crate::{BoxFuture, Bus, BusError, JobHandle, ModelInfo, Offer, Refusal, Worker, WorkerStatus};
+use crate::{
+    BoxFuture, Bus, BusError, JobHandle, ModelInfo, Offer, Refusal, Worker, WorkerStatus, announce,
+    served_models,
+};
 
 /// How often a queued request looks again for a free slot when none was freed.
 const CAPACITY_POLL: Duration = Duration::from_millis(100);
@@ -46,10 +49,18 @@ impl Drop for SlotGuard {
     }
 }
 
+/// Announces the models `workers` serve now.
+fn announce_workers(workers: &RwLock<Vec<Arc<dyn Worker>>>, to: &watch::Sender<Vec<ModelInfo>>) {
+    let workers = workers.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    announce(to, served_models(workers.iter().map(|w| w.status())));
+}
+
 /// The bus `chorus serve` uses: API and workers in one process.
 #[derive(Clone)]
 pub struct LocalBus {
     workers: Arc<RwLock<Vec<Arc<dyn Worker>>>>,
+    /// The models the workers serve, sent on every change ([`Bus::announcements`]).
+    announced: Arc<watch::Sender<Vec<ModelInfo>>>,
     freed: Arc<Notify>,
     queued: Arc<AtomicUsize>,
     config: LocalBusConfig,
@@ -67,6 +78,7 @@ impl LocalBus {
     pub fn new(config: LocalBusConfig) -> Self {
         Self {
             workers: Arc::new(RwLock::new(Vec::new())),
+            announced: Arc::new(watch::Sender::new(Vec::new())),
             freed: Arc::new(Notify::new()),
             queued: Arc::new(AtomicUsize::new(0)),
             config,
@@ -74,7 +86,15 @@ impl LocalBus {
     }
 
     pub fn register(&self, worker: Arc<dyn Worker>) {
+        // The callback holds the bus weakly: a worker and its bus do not keep each other alive.
+        let (workers, announced) = (Arc::downgrade(&self.workers), Arc::downgrade(&self.announced));
+        worker.on_models_changed(Box::new(move || {
+            if let (Some(workers), Some(announced)) = (workers.upgrade(), announced.upgrade()) {
+                announce_workers(&workers, &announced);
+            }
+        }));
         self.workers.write().unwrap_or_else(std::sync::PoisonError::into_inner).push(worker);
+        announce_workers(&self.workers, &self.announced);
         self.freed.notify_waiters();
     }
 
@@ -161,17 +181,8 @@ impl Bus for LocalBus {
         })
     }
 
-    fn models(&self) -> Vec<ModelInfo> {
-        let mut models: Vec<ModelInfo> = self
-            .snapshot()
-            .iter()
-            .map(|w| w.status())
-            .filter(|s| !s.draining)
-            .flat_map(|s| s.models)
-            .collect();
-        models.sort_by(|a, b| a.id.cmp(&b.id));
-        models.dedup_by(|a, b| a.id == b.id);
-        models
+    fn announcements(&self) -> watch::Receiver<Vec<ModelInfo>> {
+        self.announced.subscribe()
     }
 
     fn workers(&self) -> Vec<WorkerStatus> {

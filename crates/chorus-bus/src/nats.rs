@@ -25,12 +25,12 @@ use std::time::{Duration, Instant};
 use async_nats::Client;
 use chorus_proto::{ContextInput, ErrorCode, JobError, JobEvent, PROTOCOL_VERSION, SynthesisJob};
 use futures_util::StreamExt;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 
 use crate::wire::{self, Flow, Inbound, JobReply, JobRequest};
 use crate::{
     BoxFuture, Bus, BusError, INPUT_BUFFER, JobHandle, ModelInfo, Offer, Refusal, SlotGuard, Worker,
-    WorkerStatus,
+    WorkerStatus, served_models,
 };
 
 /// Subject names.
@@ -123,6 +123,8 @@ struct Inner {
     workers: Mutex<HashMap<String, Seen>>,
     /// Notified on every heartbeat (capacity may have freed, a worker may have joined).
     changed: Notify,
+    /// The models live workers serve, sent on every change ([`Bus::announcements`]).
+    announced: watch::Sender<Vec<ModelInfo>>,
     waiting: Mutex<Waiting>,
     warned_versions: Mutex<Vec<u32>>,
 }
@@ -171,12 +173,25 @@ impl NatsBus {
             config,
             workers: Mutex::new(HashMap::new()),
             changed: Notify::new(),
+            announced: watch::Sender::new(Vec::new()),
             waiting: Mutex::new(Waiting::default()),
             warned_versions: Mutex::new(Vec::new()),
         });
         let weak = Arc::downgrade(&inner);
+        // Workers that stop sending heartbeats leave the announcements within half their timeout.
+        let mut sweep = tokio::time::interval(inner.config.worker_timeout / 2);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::spawn(async move {
-            while let Some(msg) = sub.next().await {
+            loop {
+                let msg = tokio::select! {
+                    msg = sub.next() => msg,
+                    _ = sweep.tick() => {
+                        let Some(inner) = weak.upgrade() else { break };
+                        inner.announce();
+                        continue;
+                    }
+                };
+                let Some(msg) = msg else { break };
                 let Some(inner) = weak.upgrade() else { break };
                 match wire::from_json::<WorkerStatus>(&msg.payload) {
                     Ok(status) => inner.heartbeat(status),
@@ -224,7 +239,13 @@ impl Inner {
         }
         lock(&self.workers)
             .insert(status.worker_id.clone(), Seen { status, at: Instant::now(), started_since: 0 });
+        self.announce();
         self.changed.notify_waiters();
+    }
+
+    /// Announces the models the live workers serve now.
+    fn announce(&self) {
+        crate::announce(&self.announced, served_models(self.live()));
     }
 
     fn live(&self) -> Vec<WorkerStatus> {
@@ -243,6 +264,7 @@ impl Inner {
 
     fn forget(&self, worker_id: &str) {
         lock(&self.workers).remove(worker_id);
+        self.announce();
     }
 
     /// Picks the least-loaded live worker of the model with a free slot, not in `tried`, and counts a job on it
@@ -425,11 +447,11 @@ impl Bus for NatsBus {
     }
 
     fn models(&self) -> Vec<ModelInfo> {
-        let mut models: Vec<ModelInfo> =
-            self.inner.live().into_iter().filter(|s| !s.draining).flat_map(|s| s.models).collect();
-        models.sort_by(|a, b| a.id.cmp(&b.id));
-        models.dedup_by(|a, b| a.id == b.id);
-        models
+        served_models(self.inner.live())
+    }
+
+    fn announcements(&self) -> watch::Receiver<Vec<ModelInfo>> {
+        self.inner.announced.subscribe()
     }
 
     fn workers(&self) -> Vec<WorkerStatus> {

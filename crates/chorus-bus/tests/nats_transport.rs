@@ -59,11 +59,17 @@ struct Scripted {
     pace: Duration,
     seen_request_ids: Arc<Mutex<Vec<String>>>,
     saw_close: Arc<AtomicBool>,
+    /// Serves no model any more (so it sends no heartbeat: they go out on the models' subjects).
+    retired: AtomicBool,
 }
 
 impl Worker for Scripted {
     fn status(&self) -> WorkerStatus {
-        let models = vec![ModelInfo { id: MODEL.into(), language: "en".into(), sample_rate: 22050 }];
+        let models = if self.retired.load(Ordering::SeqCst) {
+            Vec::new()
+        } else {
+            vec![ModelInfo { id: MODEL.into(), language: "en".into(), sample_rate: 22050 }]
+        };
         WorkerStatus::serving("scripted-1", models, self.capacity, self.load.load(Ordering::SeqCst))
     }
 
@@ -124,6 +130,7 @@ async fn cluster(capacity: u32, chunks: u64, pace: Duration) -> Cluster {
         pace,
         seen_request_ids: Arc::default(),
         saw_close: Arc::default(),
+        retired: AtomicBool::new(false),
     });
     let worker_client = async_nats::connect(&nats.url).await.unwrap();
     let host = NatsWorkerHost::new(worker_client, Arc::clone(&worker) as Arc<dyn Worker>, config);
@@ -220,4 +227,18 @@ async fn dropping_the_handle_reaches_the_worker_and_frees_its_slot() {
     let mut next = c.bus.start(SynthesisJob::new("next", MODEL, "Next.")).await.unwrap();
     let next_first = tokio::time::timeout(Duration::from_secs(5), next.events.recv()).await.unwrap();
     assert!(matches!(next_first, Some(JobEvent::Audio(_))), "the slot was not given back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_heartbeats_stop_leaves_the_announcements() {
+    let c = cluster(1, 1, Duration::from_millis(1)).await;
+    let mut announced = c.bus.announcements();
+    assert_eq!(announced.borrow_and_update().iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), [MODEL]);
+    // No heartbeat comes any more: the model is announced gone once the worker times out, with no request asking.
+    c.worker.retired.store(true, Ordering::SeqCst);
+    tokio::time::timeout(Duration::from_secs(15), announced.wait_for(Vec::is_empty))
+        .await
+        .expect("the silent worker's model was still announced after 15 s")
+        .unwrap();
+    assert!(c.bus.models().is_empty());
 }

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use chorus_bus::{ModelInfo, Offer, Refusal, SlotGuard, Worker, WorkerStatus, reserve_slot};
+use chorus_bus::{
+    ModelInfo, ModelListeners, ModelsChanged, Offer, Refusal, SlotGuard, Worker, WorkerStatus, reserve_slot,
+};
 use chorus_proto::{
     AudioEvent, ContextInput, ErrorCode, JobError, JobEvent, PROTOCOL_VERSION, SynthesisJob, SynthesisParams,
 };
@@ -84,6 +86,8 @@ pub struct EngineWorker {
     served: RwLock<BTreeMap<String, Served>>,
     counters: Arc<WorkerCounters>,
     draining: AtomicBool,
+    /// Told when the announced models or the draining change (the in-process bus announces them).
+    listeners: ModelListeners,
 }
 
 fn model_info(v: &PiperVoice) -> ModelInfo {
@@ -103,6 +107,7 @@ impl EngineWorker {
             served: RwLock::new(served),
             counters: Arc::new(WorkerCounters::default()),
             draining: AtomicBool::new(false),
+            listeners: ModelListeners::default(),
         }
     }
 
@@ -112,22 +117,23 @@ impl EngineWorker {
     pub fn add_model(&self, voice: PiperVoice) -> Result<ModelInfo, EngineError> {
         let info = model_info(&voice);
         self.engine.add_voice(voice)?;
-        let mut served = write(&self.served);
-        let jobs = served.get(&info.id).map(|s| Arc::clone(&s.jobs)).unwrap_or_default();
-        served.insert(info.id.clone(), Served { info: info.clone(), jobs, retiring: false });
+        {
+            let mut served = write(&self.served);
+            let jobs = served.get(&info.id).map(|s| Arc::clone(&s.jobs)).unwrap_or_default();
+            served.insert(info.id.clone(), Served { info: info.clone(), jobs, retiring: false });
+        }
+        self.listeners.notify();
         Ok(info)
     }
 
     /// Stops announcing a model and refuses its new jobs; jobs in flight go on ([`EngineWorker::model_jobs`]
     /// counts them). `false` if the model is not served.
     pub fn retire_model(&self, id: &str) -> bool {
-        match write(&self.served).get_mut(id) {
-            Some(s) => {
-                s.retiring = true;
-                true
-            }
-            None => false,
+        let retired = write(&self.served).get_mut(id).map(|s| s.retiring = true).is_some();
+        if retired {
+            self.listeners.notify();
         }
+        retired
     }
 
     /// Jobs of a model in flight (0 for a model not served).
@@ -138,6 +144,7 @@ impl EngineWorker {
     /// Forgets a model and closes its sessions (once the syntheses still running on them end).
     pub fn unload_model(&self, id: &str) {
         write(&self.served).remove(id);
+        self.listeners.notify();
         self.engine.remove_voice(id);
     }
 
@@ -158,6 +165,7 @@ impl EngineWorker {
     /// Stops taking new jobs; jobs in flight finish.
     pub fn drain(&self) {
         self.draining.store(true, Ordering::Release);
+        self.listeners.notify();
     }
 }
 
@@ -173,6 +181,10 @@ impl Worker for EngineWorker {
                 self.counters.load.load(Ordering::Acquire),
             )
         }
+    }
+
+    fn on_models_changed(&self, changed: ModelsChanged) {
+        self.listeners.add(changed);
     }
 
     fn accept(&self, offer: Offer) -> Result<(), Refusal> {

@@ -180,7 +180,6 @@ fn check_speed(speed: f64) -> Result<f32, ApiError> {
 /// A voice id of ours, or an OpenAI voice name (-> the first built-in voice).
 fn resolve_voice(state: &AppState, voice: &VoiceSpecifier) -> Result<String, ApiError> {
     let id = voice.id()?;
-    state.voices.sync_builtin(&state.bus.models());
     if state.voices.get(id).is_some() {
         return Ok(id.to_owned());
     }

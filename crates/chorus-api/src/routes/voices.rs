@@ -110,7 +110,6 @@ pub async fn list(
     let q = query.param("q").map(str::to_lowercase).filter(|q| !q.is_empty());
     let gender = query.param("gender");
     let language = query.param("language");
-    state.voices.sync_builtin(&state.bus.models());
     let voices: Vec<Voice> = state
         .voices
         .list()
@@ -133,7 +132,6 @@ pub async fn get(
     request_id: RequestId,
     IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
-    state.voices.sync_builtin(&state.bus.models());
     let voice =
         state.voices.get(&id).ok_or_else(|| Voice::not_found(&id).with_request_id(request_id.as_str()))?;
     let etag = state.voices.etag(&id);
@@ -182,7 +180,6 @@ fn new_voice(state: &AppState, body: CreateVoice) -> Result<Voice, ApiError> {
         ));
     }
     let base_id = body.base_voice_id.ok_or_else(|| ApiError::unprocessable("base_voice_id is required"))?;
-    state.voices.sync_builtin(&state.bus.models());
     let base = state.voices.get(&base_id).ok_or_else(|| Voice::not_found(&base_id))?;
     if let Some(lang) = body.language.as_deref() {
         let code = lang.split(['-', '_']).next().unwrap_or(lang).to_ascii_lowercase();
@@ -236,7 +233,6 @@ pub async fn update(
     ApiJson(body): ApiJson<UpdateVoice>,
 ) -> Result<Response, ApiError> {
     let with_id = |e: ApiError| e.with_request_id(request_id.as_str());
-    state.voices.sync_builtin(&state.bus.models());
     if state.voices.is_builtin(&id) {
         return Err(with_id(builtin_is_read_only(&id, "changed")));
     }
@@ -266,7 +262,6 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let with_id = |e: ApiError| e.with_request_id(request_id.as_str());
-    state.voices.sync_builtin(&state.bus.models());
     if state.voices.is_builtin(&id) {
         return Err(with_id(builtin_is_read_only(&id, "deleted")));
     }
