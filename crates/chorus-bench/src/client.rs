@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
@@ -27,6 +26,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::stats::Arrival;
+use crate::{BenchError, BoxError, Result};
 
 /// Raw pcm_s16le at 22050 Hz: bytes per second of audio.
 pub const PCM_BYTES_PER_S: f64 = 44100.0;
@@ -113,7 +113,9 @@ impl Connection {
             (Self::Http(client), Protocol::Bytes) => bytes_request(client, target, text).await,
             (Self::Http(client), Protocol::Sse) => sse_request(client, target, text).await,
             (Self::Http(client), Protocol::Piper) => piper_request(client, target, text).await,
-            (Self::Http(_), Protocol::Ws) => bail!("internal: an HTTP connection for the ws protocol"),
+            (Self::Http(_), Protocol::Ws) => {
+                Err(BenchError::Usage("internal: an HTTP connection for the ws protocol".into()))
+            }
         }
     }
 
@@ -147,14 +149,23 @@ pub async fn call(
     if let Some(key) = api_key {
         req = req.header("authorization", format!("Bearer {key}"));
     }
-    let body = json.map(serde_json::to_vec).transpose()?.unwrap_or_default();
-    let response = client
-        .request(req.body(Full::new(Bytes::from(body)))?)
-        .await
-        .with_context(|| format!("cannot reach {url}"))?;
+    let body = json
+        .map(serde_json::to_vec)
+        .transpose()
+        .map_err(|e| BenchError::json("the request body", e))?
+        .unwrap_or_default();
+    let req = req
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| BenchError::transport(format!("cannot build the request to {url}"), e))?;
+    let response =
+        client.request(req).await.map_err(|e| BenchError::transport(format!("cannot reach {url}"), e))?;
     let status = response.status().as_u16();
-    let body =
-        response.into_body().collect().await.with_context(|| format!("{url}: body failed"))?.to_bytes();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| BenchError::transport(format!("{url}: body failed"), e))?
+        .to_bytes();
     Ok((status, body))
 }
 
@@ -180,14 +191,19 @@ async fn post(
     if let Some(key) = &target.api_key {
         req = req.header("authorization", format!("Bearer {key}")).header("x-api-key", key);
     }
-    let req = req.body(Full::new(Bytes::from(serde_json::to_vec(body)?)))?;
+    let body = serde_json::to_vec(body).map_err(|e| BenchError::json("the request body", e))?;
+    let req = req
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| BenchError::transport(format!("cannot build the request to {url}"), e))?;
     let t0 = Instant::now();
-    let response = client.request(req).await.with_context(|| format!("cannot reach {url}"))?;
+    let response =
+        client.request(req).await.map_err(|e| BenchError::transport(format!("cannot reach {url}"), e))?;
     let status = response.status();
     if !status.is_success() {
         let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         let text = String::from_utf8_lossy(&body);
-        bail!("{url} answered {status}: {}", text.chars().take(200).collect::<String>());
+        let text: String = text.chars().take(200).collect();
+        return Err(BenchError::Protocol(format!("{url} answered {status}: {text}")));
     }
     Ok((t0, response.into_body()))
 }
@@ -199,7 +215,7 @@ async fn frames(
     mut each: impl FnMut(f64, &Bytes) -> Result<()>,
 ) -> Result<()> {
     while let Some(frame) = body.frame().await {
-        let frame = frame.context("the response body failed")?;
+        let frame = frame.map_err(|e| BenchError::transport("the response body failed", e))?;
         if let Some(data) = frame.data_ref()
             && !data.is_empty()
         {
@@ -211,8 +227,12 @@ async fn frames(
 
 fn finish(t0: Instant, arrivals: Vec<Arrival>, bytes_per_s: f64) -> Result<Outcome> {
     let total = t0.elapsed();
-    let first = arrivals.iter().find(|a| a.bytes > 0).context("no audio received")?;
+    let first = arrivals.iter().find(|a| a.bytes > 0).ok_or_else(no_audio)?;
     Ok(Outcome { ttfa: Duration::from_secs_f64(first.at_s), total, arrivals, bytes_per_s })
+}
+
+fn no_audio() -> BenchError {
+    BenchError::Protocol("no audio received".into())
 }
 
 async fn bytes_request(client: &HttpClient, target: &Target, text: &str) -> Result<Outcome> {
@@ -257,7 +277,8 @@ impl SseParser {
         let mut events = Vec::new();
         while let Some(end) = find_event_end(&self.buffer) {
             let event: Vec<u8> = self.buffer.drain(..end.0 + end.1).collect();
-            let text = std::str::from_utf8(&event[..end.0]).context("an SSE event is not UTF-8")?;
+            let text = std::str::from_utf8(&event[..end.0])
+                .map_err(|e| BenchError::malformed("an SSE event is not UTF-8", e))?;
             let mut name = String::from("message");
             let mut lines = Vec::new();
             for line in text.lines() {
@@ -272,7 +293,7 @@ impl SseParser {
                 continue;
             }
             let data: serde_json::Value = serde_json::from_str(&data)
-                .with_context(|| format!("an SSE event's data is not JSON: {data}"))?;
+                .map_err(|e| BenchError::json(format!("an SSE event's data is not JSON: {data}"), e))?;
             events.push(SseMessage { event: name, data });
         }
         Ok(events)
@@ -300,7 +321,9 @@ fn classify_event(v: &serde_json::Value) -> Result<SseEvent> {
     Ok(match kind {
         "chunk" => {
             let data = v.get("data").and_then(|d| d.as_str()).unwrap_or("");
-            SseEvent::Audio(BASE64.decode(data).context("a chunk's audio is not base64")?.len())
+            let audio =
+                BASE64.decode(data).map_err(|e| BenchError::malformed("a chunk's audio is not base64", e))?;
+            SseEvent::Audio(audio.len())
         }
         "done" => SseEvent::Done,
         "error" => {
@@ -325,7 +348,7 @@ async fn sse_request(client: &HttpClient, target: &Target, text: &str) -> Result
             match event {
                 SseEvent::Audio(bytes) => arrivals.push(Arrival { at_s, bytes }),
                 SseEvent::Done => done = true,
-                SseEvent::Error(e) => bail!(e),
+                SseEvent::Error(e) => return Err(BenchError::Protocol(e)),
                 SseEvent::Other => {}
             }
         }
@@ -333,7 +356,7 @@ async fn sse_request(client: &HttpClient, target: &Target, text: &str) -> Result
     })
     .await?;
     if !done {
-        bail!("the event stream ended without a done event");
+        return Err(BenchError::Protocol("the event stream ended without a done event".into()));
     }
     finish(t0, arrivals, PCM_BYTES_PER_S)
 }
@@ -341,7 +364,7 @@ async fn sse_request(client: &HttpClient, target: &Target, text: &str) -> Result
 /// Where the samples of a WAV file are: (data offset, data length, bytes per second).
 pub fn wav_layout(wav: &[u8]) -> Result<(usize, usize, f64)> {
     if wav.len() < 12 || &wav[..4] != b"RIFF" || &wav[8..12] != b"WAVE" {
-        bail!("not a WAV file");
+        return Err(BenchError::Protocol("not a WAV file".into()));
     }
     let u16_at = |i: usize| u16::from_le_bytes([wav[i], wav[i + 1]]);
     let u32_at = |i: usize| u32::from_le_bytes([wav[i], wav[i + 1], wav[i + 2], wav[i + 3]]);
@@ -357,12 +380,13 @@ pub fn wav_layout(wav: &[u8]) -> Result<(usize, usize, f64)> {
             let bits = f64::from(u16_at(body + 14));
             bytes_per_s = Some(rate * channels * bits / 8.0);
         } else if id == b"data" {
-            let rate = bytes_per_s.context("a WAV data chunk before its fmt chunk")?;
+            let rate = bytes_per_s
+                .ok_or_else(|| BenchError::Protocol("a WAV data chunk before its fmt chunk".into()))?;
             return Ok((body, size.min(wav.len() - body), rate));
         }
         pos = body + size + (size & 1);
     }
-    bail!("a WAV file without audio data")
+    Err(BenchError::Protocol("a WAV file without audio data".into()))
 }
 
 async fn piper_request(client: &HttpClient, target: &Target, text: &str) -> Result<Outcome> {
@@ -379,7 +403,7 @@ async fn piper_request(client: &HttpClient, target: &Target, text: &str) -> Resu
     let (offset, len, bytes_per_s) = wav_layout(&raw)?;
     // Time to first audio is the first body byte (the header comes with the audio: Piper sends nothing before the
     // whole text is synthesized); the arrivals count the samples only.
-    let ttfa = Duration::from_secs_f64(arrivals.first().context("no audio received")?.at_s);
+    let ttfa = Duration::from_secs_f64(arrivals.first().ok_or_else(no_audio)?.at_s);
     let mut skip = offset;
     let mut left = len;
     for a in &mut arrivals {
@@ -389,7 +413,7 @@ async fn piper_request(client: &HttpClient, target: &Target, text: &str) -> Resu
         left -= a.bytes;
     }
     if len == 0 {
-        bail!("no audio received");
+        return Err(no_audio());
     }
     Ok(Outcome { ttfa, total, arrivals, bytes_per_s })
 }
@@ -434,15 +458,18 @@ impl WsConnection {
             target.base.clone()
         };
         let url = format!("{ws_base}/tts/websocket?cartesia_version={CARTESIA_VERSION}");
-        let mut request = url.as_str().into_client_request()?;
+        let unbuildable =
+            |e: BoxError| BenchError::transport(format!("cannot build the request to {url}"), e);
+        let mut request = url.as_str().into_client_request().map_err(|e| unbuildable(e.into()))?;
         if let Some(key) = &target.api_key {
             let headers = request.headers_mut();
-            headers.insert("authorization", format!("Bearer {key}").parse()?);
-            headers.insert("x-api-key", key.parse()?);
+            let bearer = format!("Bearer {key}").parse().map_err(|e| unbuildable(Box::new(e)))?;
+            headers.insert("authorization", bearer);
+            headers.insert("x-api-key", key.parse().map_err(|e| unbuildable(Box::new(e)))?);
         }
         let (socket, _) = tokio_tungstenite::connect_async(request)
             .await
-            .with_context(|| format!("cannot connect to {url}"))?;
+            .map_err(|e| BenchError::transport(format!("cannot connect to {url}"), e))?;
         let (sink, stream) = socket.split();
         let routes: Routes = Arc::default();
         let reader = tokio::spawn(read_frames(stream, Arc::clone(&routes)));
@@ -466,7 +493,12 @@ impl WsConnection {
             }
             let message = Message::text(body.to_string());
             let t0 = Instant::now();
-            self.sink.lock().await.send(message).await.context("cannot send on the WebSocket")?;
+            self.sink
+                .lock()
+                .await
+                .send(message)
+                .await
+                .map_err(|e| BenchError::transport("cannot send on the WebSocket", e))?;
             let mut arrivals = Vec::new();
             loop {
                 match rx.recv().await {
@@ -475,8 +507,8 @@ impl WsConnection {
                             .push(Arrival { at_s: at.saturating_duration_since(t0).as_secs_f64(), bytes });
                     }
                     Some(WsEvent::Done) => break,
-                    Some(WsEvent::Error(e)) => bail!(e),
-                    None => bail!("the WebSocket closed"),
+                    Some(WsEvent::Error(e)) => return Err(BenchError::Protocol(e)),
+                    None => return Err(BenchError::Protocol("the WebSocket closed".into())),
                 }
             }
             finish(t0, arrivals, PCM_BYTES_PER_S)
@@ -511,7 +543,7 @@ async fn read_frames(
             Ok(SseEvent::Done) => WsEvent::Done,
             Ok(SseEvent::Error(e)) => WsEvent::Error(e),
             Ok(SseEvent::Other) => continue,
-            Err(e) => WsEvent::Error(format!("{e:#}")),
+            Err(e) => WsEvent::Error(e.chain()),
         };
         let routes = routes.lock().unwrap_or_else(PoisonError::into_inner);
         match v.get("context_id").and_then(|c| c.as_str()) {

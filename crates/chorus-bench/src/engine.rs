@@ -5,10 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
 use chorus_engine::{Engine, EngineConfig, SynthesisRequest};
 
-use crate::DEFAULT_VOICE;
+use crate::{BenchError, DEFAULT_VOICE, Result};
 
 /// A short conversational sentence (time to first audio).
 pub const SHORT_TEXT: &str = "Hello there, how can I help you today?";
@@ -89,13 +88,17 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 pub fn run(engine: &EngineConfig, args: BenchArgs) -> Result<()> {
     let iterations = args.iterations();
     if iterations == 0 || args.loads == 0 || args.threads.is_empty() {
-        bail!("--iterations, --loads and --threads must be positive");
+        return Err(BenchError::Usage("--iterations, --loads and --threads must be positive".into()));
     }
     match args.url.as_slice() {
         [] if !args.load.from.is_empty() => {
             return crate::load::report(args.json.as_deref(), &args.load);
         }
-        [] if args.load.any_given() => bail!("the load benchmark needs --url (or --from files to report)"),
+        [] if args.load.any_given() => {
+            return Err(BenchError::Usage(
+                "the load benchmark needs --url (or --from files to report)".into(),
+            ));
+        }
         [] => {}
         [url] if args.iterations.is_none() => {
             return crate::load::run(
@@ -108,9 +111,10 @@ pub fn run(engine: &EngineConfig, args: BenchArgs) -> Result<()> {
         }
         [_, ..] => {
             if args.load.any_given() {
-                bail!(
+                return Err(BenchError::Usage(
                     "--iterations and several --url compare servers one request at a time: drop the load flags"
-                );
+                        .into(),
+                ));
             }
             return run_urls(&args, iterations);
         }
@@ -139,7 +143,7 @@ pub fn run(engine: &EngineConfig, args: BenchArgs) -> Result<()> {
     }
     println!("{}", render(&rows, &args));
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&rows)?)?;
+        crate::load::write_json(path, &rows)?;
     }
     Ok(())
 }
@@ -167,7 +171,7 @@ fn run_urls(args: &BenchArgs, iterations: usize) -> Result<()> {
     }
     println!("{s}");
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&results)?)?;
+        crate::load::write_json(path, &results)?;
     }
     Ok(())
 }
@@ -186,7 +190,7 @@ fn measure_chorus(engine: &EngineConfig, args: &BenchArgs, threads: usize) -> Re
         loads.push(t0.elapsed().as_secs_f64());
         engine = Some(e);
     }
-    let engine = engine.context("no engine loaded")?;
+    let engine = engine.ok_or_else(|| BenchError::Measure("no engine loaded".into()))?;
     loads.sort_by(f64::total_cmp);
 
     let short = SynthesisRequest::new(SHORT_TEXT, &args.voice);
@@ -201,7 +205,7 @@ fn measure_chorus(engine: &EngineConfig, args: &BenchArgs, threads: usize) -> Re
     for _ in 0..args.iterations() {
         let t0 = Instant::now();
         let mut synthesis = engine.synthesize(&short)?;
-        synthesis.next().context("no audio")??;
+        synthesis.next().ok_or_else(no_audio)??;
         ttfa.push(t0.elapsed().as_secs_f64());
     }
     let mut rtf = Vec::with_capacity(args.iterations());
@@ -216,17 +220,19 @@ fn measure_chorus(engine: &EngineConfig, args: &BenchArgs, threads: usize) -> Re
         rtf.push(t0.elapsed().as_secs_f64() / (samples as f64 / rate));
     }
     // Barge-in: drop the paragraph's synthesis while its second chunk computes.
-    let pool = engine.pool(&args.voice).context("the voice has no pool")?;
+    let pool = engine.pool(&args.voice).ok_or_else(|| BenchError::Measure("the voice has no pool".into()))?;
     let mut cancel = Vec::with_capacity(args.iterations());
     for _ in 0..args.iterations() {
         let mut synthesis = engine.synthesize(&paragraph)?;
-        synthesis.next().context("no audio")??;
+        synthesis.next().ok_or_else(no_audio)??;
         std::thread::sleep(std::time::Duration::from_millis(20));
         let t0 = Instant::now();
         drop(synthesis);
         while pool.queued() > 0 || pool.busy() > 0 {
             if t0.elapsed().as_secs() > 10 {
-                bail!("a cancelled synthesis still held a model thread after 10 s");
+                return Err(BenchError::Timeout(
+                    "a cancelled synthesis still held a model thread after 10 s".into(),
+                ));
             }
             std::thread::sleep(std::time::Duration::from_micros(200));
         }
@@ -255,14 +261,13 @@ fn measure_peer(
         .arg(SHORT_TEXT)
         .arg(PARAGRAPH)
         .output()
-        .with_context(|| format!("cannot run {}", python.display()))?;
+        .map_err(|e| BenchError::io(format!("cannot run {}", python.display()), e))?;
     if !out.status.success() {
-        bail!(
-            "the Python peer failed: {}",
-            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
-        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr.lines().last().unwrap_or("");
+        return Err(BenchError::Measure(format!("the Python peer failed: {last}")));
     }
-    serde_json::from_slice(&out.stdout).context("the Python peer printed no JSON")
+    serde_json::from_slice(&out.stdout).map_err(|e| BenchError::json("the Python peer printed no JSON", e))
 }
 
 fn peer_script() -> Result<PathBuf> {
@@ -270,11 +275,15 @@ fn peer_script() -> Result<PathBuf> {
     if rel.is_file() {
         return Ok(rel.to_path_buf());
     }
-    let exe = std::env::current_exe()?;
-    exe.ancestors()
-        .map(|d| d.join(rel))
-        .find(|p| p.is_file())
-        .context("scripts/bench_peer_piper.py not found: run from the repository root")
+    let exe = std::env::current_exe().map_err(|e| BenchError::io("cannot find the chorus executable", e))?;
+    exe.ancestors().map(|d| d.join(rel)).find(|p| p.is_file()).ok_or_else(|| {
+        BenchError::Usage("scripts/bench_peer_piper.py not found: run from the repository root".into())
+    })
+}
+
+/// The engine's iterator of chunks ended before the first.
+fn no_audio() -> BenchError {
+    BenchError::Measure("no audio".into())
 }
 
 /// One table row: name, chorus median and p90, peer median and p90 (NaN where a single value).

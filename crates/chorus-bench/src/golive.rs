@@ -5,11 +5,10 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
-
 use crate::client::Protocol;
 use crate::load::LoadArgs;
 use crate::stats::LevelSummary;
+use crate::{BenchError, Result};
 
 /// What one worker node type must deliver in the go-live benchmark.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -59,9 +58,9 @@ pub const NODE_TYPES: [NodeFigures; 3] = [
 
 /// The figures of a node type, by name.
 pub fn figures(name: &str) -> Result<NodeFigures> {
-    NODE_TYPES.iter().copied().find(|f| f.name == name).with_context(|| {
+    NODE_TYPES.iter().copied().find(|f| f.name == name).ok_or_else(|| {
         let known: Vec<&str> = NODE_TYPES.iter().map(|f| f.name).collect();
-        format!("unknown node type '{name}' (known: {})", known.join(", "))
+        BenchError::Usage(format!("unknown node type '{name}' (known: {})", known.join(", ")))
     })
 }
 
@@ -116,7 +115,7 @@ pub fn bench(
     seconds: f64,
 ) -> Result<String> {
     if !(seconds.is_finite() && seconds > 0.0) {
-        bail!("--golive-seconds must be a positive number of seconds");
+        return Err(BenchError::Usage("--golive-seconds must be a positive number of seconds".into()));
     }
     let args = LoadArgs {
         protocol: Some(Protocol::Bytes),
@@ -134,13 +133,12 @@ pub fn bench(
     let json = std::env::temp_dir().join(format!("chorus-golive-{}.json", std::process::id()));
     let measured = crate::load::run(url, api_key, voice, Some(&json), &args).and_then(|()| read_level(&json));
     let _ = std::fs::remove_file(&json);
-    judge(figures, &measured?).map_err(|e| anyhow::anyhow!(e))
+    judge(figures, &measured?).map_err(BenchError::Failed)
 }
 
 fn read_level(path: &Path) -> Result<LevelSummary> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let levels: Vec<LevelSummary> = serde_json::from_str(&text).context("the benchmark's JSON")?;
-    levels.into_iter().next().context("the benchmark measured no level")
+    let levels: Vec<LevelSummary> = crate::load::read_json(path, "the benchmark's JSON")?;
+    levels.into_iter().next().ok_or_else(|| BenchError::Measure("the benchmark measured no level".into()))
 }
 
 #[cfg(test)]

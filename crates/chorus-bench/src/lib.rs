@@ -8,6 +8,7 @@
 //! - [`client`]: the one Cartesia-protocol client (`/tts/bytes`, `/tts/sse`, `/tts/websocket`, the SSE parser);
 //!   [`blocking`]: its blocking HTTP/1.1 face for probes and tests, which tells a clean end of a body from an
 //!   aborted transfer.
+//! - [`BenchError`]: what goes wrong in any of them.
 //!
 //! The reports are the product of these commands: they print to stdout (tables, `PASS`/`FAIL` lines) and their
 //! progress to stderr.
@@ -16,6 +17,7 @@
 pub mod blocking;
 pub mod client;
 pub mod engine;
+mod error;
 pub mod golive;
 pub mod load;
 pub mod plot;
@@ -24,5 +26,15 @@ pub mod stats;
 pub mod texts;
 pub mod url;
 
+pub use error::{BenchError, BoxError, Result};
+
 /// The voice `chorus say`, `chorus bench` and the go-live check use unless told otherwise.
 pub const DEFAULT_VOICE: &str = "en_US-joe-medium";
+
+/// The single-threaded runtime the async parts of a command run on.
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BenchError::io("cannot start the async runtime", e))
+}

@@ -17,12 +17,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
 use tokio::task::JoinSet;
 
 use crate::client::{Connection, Protocol, Target, WsConnection, http_client};
 use crate::stats::{LevelSummary, Sample, markdown_table, simulate_playback};
 use crate::texts::Texts;
+use crate::{BenchError, Result};
 
 /// Flags of the load benchmark (`chorus bench --url URL ...`).
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -127,12 +127,12 @@ pub fn run(
 ) -> Result<()> {
     let texts = Texts::load(args.texts.as_deref().unwrap_or("short"))?;
     if !(args.ramp.is_finite() && (0.0..=3600.0).contains(&args.ramp)) {
-        bail!("--ramp must be between 0 and 3600 seconds");
+        return Err(BenchError::Usage("--ramp must be between 0 and 3600 seconds".into()));
     }
     let protocol = args.protocol.unwrap_or(Protocol::Bytes);
     let base = url.trim_end_matches('/').to_owned();
     if !base.starts_with("http://") && !base.starts_with("ws://") {
-        bail!("--url {url}: give an http:// URL (https is not supported)");
+        return Err(BenchError::Usage(format!("--url {url}: give an http:// URL (https is not supported)")));
     }
     let target = Target {
         base: base.replacen("ws://", "http://", 1),
@@ -143,25 +143,27 @@ pub fn run(
     };
     let stop = match (args.duration, args.requests) {
         (Some(d), _) if d > 0.0 && d.is_finite() => Stop::Duration(d),
-        (Some(_), _) => bail!("--duration must be a positive number of seconds"),
-        (None, Some(0)) => bail!("--requests must be positive"),
+        (Some(_), _) => {
+            return Err(BenchError::Usage("--duration must be a positive number of seconds".into()));
+        }
+        (None, Some(0)) => return Err(BenchError::Usage("--requests must be positive".into())),
         (None, Some(n)) => Stop::Requests(n),
         (None, None) => Stop::Duration(10.0),
     };
     if !(args.timeout > 0.0 && args.timeout.is_finite()) {
-        bail!("--timeout must be a positive number of seconds");
+        return Err(BenchError::Usage("--timeout must be a positive number of seconds".into()));
     }
     let timeout = Duration::from_secs_f64(args.timeout);
     let levels: Vec<Level> = match (&args.rate, &args.concurrency) {
         (Some(rates), _) => {
             if rates.is_empty() || rates.iter().any(|r| !(*r > 0.0 && r.is_finite())) {
-                bail!("--rate takes positive arrival rates");
+                return Err(BenchError::Usage("--rate takes positive arrival rates".into()));
             }
             rates.iter().map(|&r| Level::Open(r)).collect()
         }
         (None, Some(cs)) => {
             if cs.is_empty() || cs.contains(&0) {
-                bail!("--concurrency takes positive client counts");
+                return Err(BenchError::Usage("--concurrency takes positive client counts".into()));
             }
             cs.iter().map(|&c| Level::Closed(c)).collect()
         }
@@ -169,7 +171,7 @@ pub fn run(
     };
     let label = args.label.clone().unwrap_or_else(|| format!("{} {}", protocol.name(), target.base));
 
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = crate::runtime()?;
     let mut results = runtime.block_on(async {
         let run = Run {
             target: Arc::new(target),
@@ -198,8 +200,7 @@ pub fn run(
     );
     println!("{}", markdown_table(&results));
     if let Some(path) = json {
-        std::fs::write(path, serde_json::to_string_pretty(&results)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        write_json(path, &results)?;
     }
     if let Some(path) = &args.plot {
         let mut series = vec![(label.clone(), results)];
@@ -227,8 +228,7 @@ pub fn report(json: Option<&Path>, args: &LoadArgs) -> Result<()> {
     }
     if let Some(path) = json {
         let all: Vec<&LevelSummary> = series.iter().flat_map(|(_, l)| l).collect();
-        std::fs::write(path, serde_json::to_string_pretty(&all)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        write_json(path, &all)?;
     }
     if let Some(path) = &args.plot {
         write_plot(path, &series)?;
@@ -237,17 +237,32 @@ pub fn report(json: Option<&Path>, args: &LoadArgs) -> Result<()> {
 }
 
 fn write_plot(path: &Path, series: &[(String, Vec<LevelSummary>)]) -> Result<()> {
-    std::fs::write(path, crate::plot::svg(series)).with_context(|| format!("cannot write {}", path.display()))
+    write(path, crate::plot::svg(series))
+}
+
+/// `value` as pretty JSON into `path` (`--json`).
+pub(crate) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    let json = serde_json::to_string_pretty(value).map_err(|e| BenchError::json("the results' JSON", e))?;
+    write(path, json)
+}
+
+fn write(path: &Path, contents: String) -> Result<()> {
+    std::fs::write(path, contents).map_err(|e| BenchError::io(format!("cannot write {}", path.display()), e))
+}
+
+/// The JSON file at `path`, of what `what` says.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| BenchError::io(format!("cannot read {}", path.display()), e))?;
+    serde_json::from_str(&text).map_err(|e| BenchError::json(what, e))
 }
 
 /// The levels of every file, grouped by label in order of appearance (a file's stem names levels without one).
 fn read_series(paths: &[PathBuf]) -> Result<Vec<(String, Vec<LevelSummary>)>> {
     let mut series: Vec<(String, Vec<LevelSummary>)> = Vec::new();
     for path in paths {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let levels: Vec<LevelSummary> = serde_json::from_str(&text)
-            .with_context(|| format!("{}: not a `chorus bench --json` array of levels", path.display()))?;
+        let levels: Vec<LevelSummary> =
+            read_json(path, &format!("{}: not a `chorus bench --json` array of levels", path.display()))?;
         let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         for level in levels {
             let label = if level.label.is_empty() { stem.clone() } else { level.label.clone() };
@@ -289,13 +304,18 @@ struct Collector {
     peak_in_flight: AtomicUsize,
 }
 
+/// A request still running at its timeout.
+fn no_end(timeout: Duration) -> BenchError {
+    BenchError::Timeout(format!("no end of stream within {} s", timeout.as_secs_f64()))
+}
+
 impl Collector {
     async fn measure(&self, conn: &Connection, target: &Target, text: &str, timeout: Duration) {
         let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         self.peak_in_flight.fetch_max(now, Ordering::Relaxed);
         let result = match tokio::time::timeout(timeout, conn.request(target, text)).await {
             Ok(r) => r,
-            Err(_) => Err(anyhow::anyhow!("no end of stream within {} s", timeout.as_secs_f64())),
+            Err(_) => Err(no_end(timeout)),
         };
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         match result {
@@ -311,10 +331,7 @@ impl Collector {
             }
             Err(e) => {
                 self.errors.fetch_add(1, Ordering::Relaxed);
-                self.first_error
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .get_or_insert(format!("{e:#}"));
+                self.first_error.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(e.chain());
             }
         }
         self.done.fetch_add(1, Ordering::Relaxed);
@@ -330,9 +347,9 @@ impl Run<'_> {
                 let request = conn.request(&self.target, self.texts.get(k));
                 tokio::time::timeout(self.timeout, request)
                     .await
-                    .map_err(|_| anyhow::anyhow!("no end of stream within {} s", self.timeout.as_secs_f64()))
+                    .map_err(|_| no_end(self.timeout))
                     .and_then(|r| r)
-                    .context("the warm-up request failed")?;
+                    .map_err(|e| BenchError::Warmup(Box::new(e)))?;
             }
         }
         let mut seed = args.seed;
@@ -429,7 +446,7 @@ impl Run<'_> {
             });
         }
         while let Some(r) = tasks.join_next().await {
-            r.context("a client task failed")?;
+            r.map_err(|e| BenchError::Task { what: "a client task failed".into(), source: e })?;
         }
         Ok(())
     }
@@ -470,7 +487,7 @@ impl Run<'_> {
             };
         }
         while let Some(r) = tasks.join_next().await {
-            r.context("a request task failed")?;
+            r.map_err(|e| BenchError::Task { what: "a request task failed".into(), source: e })?;
         }
         conn.close().await;
         Ok(())

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
 use bytes::Bytes;
 
 use crate::client::{self, Connection, HttpClient, Protocol, Target};
+use crate::{BenchError, Result};
 
 /// Metric names a deployment must export (cartesia-spec 1.3): checked across every `--metrics-url`.
 const REQUIRED_METRICS: [&str; 9] = [
@@ -54,9 +54,10 @@ pub struct SmokeArgs {
 pub fn run(args: SmokeArgs) -> Result<()> {
     let golive = args.golive.as_deref().map(crate::golive::figures).transpose()?;
     if golive.is_some() && args.metrics_urls.is_empty() {
-        bail!(
+        return Err(BenchError::Usage(
             "--golive needs --metrics-url (the API's and the workers' /metrics): the metric names are a go-live check"
-        );
+                .into(),
+        ));
     }
     checks(&args)?;
     if let Some(figures) = golive {
@@ -75,8 +76,11 @@ pub fn run(args: SmokeArgs) -> Result<()> {
         ) {
             Ok(line) => println!("PASS go-live benchmark: {line}"),
             Err(e) => {
-                println!("FAIL go-live benchmark: {}", format!("{e:#}").replace('\n', " "));
-                bail!("the go-live benchmark is outside the figures for {}", figures.name);
+                println!("FAIL go-live benchmark: {}", e.chain().replace('\n', " "));
+                return Err(BenchError::Failed(format!(
+                    "the go-live benchmark is outside the figures for {}",
+                    figures.name
+                )));
             }
         }
     }
@@ -85,7 +89,7 @@ pub fn run(args: SmokeArgs) -> Result<()> {
 
 /// The smoke checks, one line each.
 fn checks(args: &SmokeArgs) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = crate::runtime()?;
     runtime.block_on(async {
         let http = client::http_client();
         let base = args.url.trim_end_matches('/').to_owned();
@@ -95,7 +99,7 @@ fn checks(args: &SmokeArgs) -> Result<()> {
             Ok(detail) => println!("PASS {name}: {detail}"),
             Err(e) => {
                 failures += 1;
-                println!("FAIL {name}: {}", format!("{e:#}").replace('\n', " "));
+                println!("FAIL {name}: {}", e.chain().replace('\n', " "));
             }
         };
         check(
@@ -104,7 +108,7 @@ fn checks(args: &SmokeArgs) -> Result<()> {
         );
         let voice = tokio::time::timeout(timeout, first_voice(&http, &base, args.api_key.as_deref()))
             .await
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("timed out")));
+            .unwrap_or_else(|_| bail_timeout());
         let voice_id = voice.as_ref().ok().cloned();
         check("GET /voices", voice.map(|v| format!("first voice {v}")));
         if let Some(voice) = voice_id {
@@ -137,14 +141,23 @@ fn checks(args: &SmokeArgs) -> Result<()> {
             );
         }
         if failures > 0 {
-            bail!("{failures} smoke check(s) failed");
+            return Err(BenchError::Failed(format!("{failures} smoke check(s) failed")));
         }
         Ok(())
     })
 }
 
 fn bail_timeout() -> Result<String> {
-    Err(anyhow::anyhow!("timed out"))
+    Err(BenchError::Timeout("timed out".into()))
+}
+
+/// A check's condition: when it fails, the server answered something wrong.
+fn ensure(ok: bool, what: impl FnOnce() -> String) -> Result<()> {
+    if ok { Ok(()) } else { Err(BenchError::Protocol(what())) }
+}
+
+fn parse_json(body: &[u8]) -> Result<serde_json::Value> {
+    serde_json::from_slice(body).map_err(|e| BenchError::json("not JSON", e))
 }
 
 async fn get(http: &HttpClient, url: &str, api_key: Option<&str>) -> Result<(u16, Bytes)> {
@@ -153,18 +166,24 @@ async fn get(http: &HttpClient, url: &str, api_key: Option<&str>) -> Result<(u16
 
 async fn status(http: &HttpClient, base: &str) -> Result<String> {
     let (code, body) = get(http, &format!("{base}/status"), None).await?;
-    ensure!(code == 200, "status {code}");
-    let json: serde_json::Value = serde_json::from_slice(&body).context("not JSON")?;
-    ensure!(json["ok"] == true, "ok is not true: {json}");
+    ensure(code == 200, || format!("status {code}"))?;
+    let json = parse_json(&body)?;
+    ensure(json["ok"] == true, || format!("ok is not true: {json}"))?;
     Ok(format!("{json}"))
 }
 
 async fn first_voice(http: &HttpClient, base: &str, api_key: Option<&str>) -> Result<String> {
     let (code, body) = get(http, &format!("{base}/voices?limit=100"), api_key).await?;
-    ensure!(code == 200, "status {code}: {}", String::from_utf8_lossy(&body));
-    let json: serde_json::Value = serde_json::from_slice(&body).context("not JSON")?;
-    let first = json["data"].as_array().and_then(|d| d.first()).context("no voice listed")?;
-    first["id"].as_str().map(str::to_owned).context("a voice without an id")
+    ensure(code == 200, || format!("status {code}: {}", String::from_utf8_lossy(&body)))?;
+    let json = parse_json(&body)?;
+    let first = json["data"]
+        .as_array()
+        .and_then(|d| d.first())
+        .ok_or_else(|| BenchError::Protocol("no voice listed".into()))?;
+    first["id"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| BenchError::Protocol("a voice without an id".into()))
 }
 
 async fn wav(http: &HttpClient, target: &Target) -> Result<String> {
@@ -176,10 +195,10 @@ async fn wav(http: &HttpClient, target: &Target) -> Result<String> {
     });
     let url = format!("{}/tts/bytes", target.base);
     let (code, bytes) = client::call(http, &url, target.api_key.as_deref(), Some(&body)).await?;
-    ensure!(code == 200, "status {code}: {}", String::from_utf8_lossy(&bytes));
+    ensure(code == 200, || format!("status {code}: {}", String::from_utf8_lossy(&bytes)))?;
     let (_, data_len, bytes_per_s) = client::wav_layout(&bytes)?;
     let seconds = data_len as f64 / bytes_per_s;
-    ensure!(seconds > 1.0, "only {seconds:.2} s of audio");
+    ensure(seconds > 1.0, || format!("only {seconds:.2} s of audio"))?;
     Ok(format!("{seconds:.2} s of WAV audio"))
 }
 
@@ -188,7 +207,7 @@ async fn websocket(http: &HttpClient, target: &Target) -> Result<String> {
     let outcome = connection.request(target, "Smoke test over the WebSocket.").await;
     connection.close().await;
     let outcome = outcome?;
-    ensure!(outcome.audio_s() > 0.5, "only {:.2} s of audio", outcome.audio_s());
+    ensure(outcome.audio_s() > 0.5, || format!("only {:.2} s of audio", outcome.audio_s()))?;
     Ok(format!("{:.2} s of audio, first after {} ms", outcome.audio_s(), outcome.ttfa.as_millis()))
 }
 
@@ -196,7 +215,7 @@ async fn metrics(http: &HttpClient, urls: &[String]) -> Result<String> {
     let mut text = String::new();
     for url in urls {
         let (code, body) = get(http, url, None).await?;
-        ensure!(code == 200, "{url}: status {code}");
+        ensure(code == 200, || format!("{url}: status {code}"))?;
         text.push_str(&String::from_utf8_lossy(&body));
         text.push('\n');
     }
@@ -205,6 +224,6 @@ async fn metrics(http: &HttpClient, urls: &[String]) -> Result<String> {
         .copied()
         .filter(|name| !text.lines().any(|l| l.starts_with(name) && !l.starts_with('#')))
         .collect();
-    ensure!(missing.is_empty(), "missing {}", missing.join(", "));
+    ensure(missing.is_empty(), || format!("missing {}", missing.join(", ")))?;
     Ok(format!("all of {} present", REQUIRED_METRICS.join(", ")))
 }

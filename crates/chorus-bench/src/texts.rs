@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use crate::{BenchError, Result};
 
 /// About 40 characters each.
 const SHORT: &[&str] = &[
@@ -75,16 +75,17 @@ impl Texts {
             Some(set) => set.iter().map(|s| (*s).to_owned()).collect(),
             None => {
                 let path = Path::new(spec);
-                let content = std::fs::read_to_string(path).with_context(|| {
-                    format!(
+                let content = std::fs::read_to_string(path).map_err(|e| {
+                    let what = format!(
                         "--texts {spec}: not short, medium, long, nor a readable file of one text per line"
-                    )
+                    );
+                    BenchError::io(what, e)
                 })?;
                 content.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect()
             }
         };
         if texts.is_empty() {
-            bail!("--texts {spec}: no text");
+            return Err(BenchError::Usage(format!("--texts {spec}: no text")));
         }
         Ok(Self { name: spec.to_owned(), texts })
     }

@@ -2,8 +2,7 @@
 //! servers, one request at a time, the servers interleaved request by request so that drift on a shared machine
 //! affects each alike.
 
-use anyhow::Result;
-
+use crate::Result;
 use crate::client::{Connection, Protocol, Target, http_client};
 
 /// One server's samples, sorted.
@@ -22,7 +21,7 @@ pub fn measure(
     text: &str,
     iterations: usize,
 ) -> Result<Vec<UrlMeasurement>> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = crate::runtime()?;
     runtime.block_on(async {
         let http = http_client();
         let targets: Vec<Target> = urls

@@ -108,9 +108,11 @@ fn main() -> ExitCode {
         Command::Worker(args) => worker::run(&cli.paths, *args),
         Command::Artifacts(cmd) => artifacts::run(cmd),
         Command::Probe(args) => probe::run(args),
-        Command::Smoke(args) => chorus_bench::smoke::run(args),
+        Command::Smoke(args) => chorus_bench::smoke::run(args).map_err(anyhow::Error::from),
         Command::Say(args) => say::run(&cli.paths, args),
-        Command::Bench(args) => chorus_bench::engine::run(&cli.paths.engine_config(), args),
+        Command::Bench(args) => {
+            chorus_bench::engine::run(&cli.paths.engine_config(), args).map_err(anyhow::Error::from)
+        }
         Command::LicenseProxy(args) => license::run_proxy(*args),
         Command::Keys(cmd) => license::run_keys(cmd),
         Command::Audit(cmd) => license::run_audit(cmd),
