@@ -643,6 +643,16 @@ mod tests {
         assert_eq!(ids(&t.plan(&scan, true)), ["load m"]);
     }
 
+    /// A tracker that has seen model `m` (files with `etag`) and tried to load it, with `outcome`, and that scan.
+    fn tried_m(etag: &str, outcome: Result<bool, ()>) -> (Tracker, Scan) {
+        let mut t = Tracker::default();
+        let mut scan = Scan::new();
+        scan.insert("m".into(), complete("m", etag));
+        t.plan(&scan, false);
+        t.done("m", &model_files(&scan["m"]).unwrap().signature, outcome);
+        (t, scan)
+    }
+
     #[test]
     fn without_settling_loads_at_once() {
         let mut t = Tracker::default();
@@ -653,11 +663,7 @@ mod tests {
 
     #[test]
     fn a_changed_etag_reloads() {
-        let mut t = Tracker::default();
-        let mut scan = Scan::new();
-        scan.insert("m".into(), complete("m", "e1"));
-        t.plan(&scan, false);
-        t.done("m", &model_files(&scan["m"]).unwrap().signature, Ok(true));
+        let (mut t, mut scan) = tried_m("e1", Ok(true));
         scan.insert("m".into(), complete("m", "e2"));
         assert!(t.plan(&scan, true).is_empty());
         let actions = t.plan(&scan, true);
@@ -668,11 +674,7 @@ mod tests {
 
     #[test]
     fn a_removed_directory_is_drained_once() {
-        let mut t = Tracker::default();
-        let mut scan = Scan::new();
-        scan.insert("m".into(), complete("m", "e"));
-        t.plan(&scan, false);
-        t.done("m", &model_files(&scan["m"]).unwrap().signature, Ok(true));
+        let (mut t, _) = tried_m("e", Ok(true));
         let empty = Scan::new();
         assert_eq!(ids(&t.plan(&empty, true)), ["remove m"]);
         assert!(t.plan(&empty, true).is_empty(), "the removal is in progress");
@@ -683,11 +685,7 @@ mod tests {
 
     #[test]
     fn an_incomplete_directory_keeps_the_loaded_model() {
-        let mut t = Tracker::default();
-        let mut scan = Scan::new();
-        scan.insert("m".into(), complete("m", "e"));
-        t.plan(&scan, false);
-        t.done("m", &model_files(&scan["m"]).unwrap().signature, Ok(true));
+        let (mut t, mut scan) = tried_m("e", Ok(true));
         // Being replaced: only the config is there for now. Nothing is unloaded nor loaded.
         scan.insert("m".into(), vec![file("m.onnx.json", 100, "e2")]);
         assert!(t.plan(&scan, true).is_empty());
@@ -697,11 +695,7 @@ mod tests {
 
     #[test]
     fn a_failed_load_waits_for_new_files() {
-        let mut t = Tracker::default();
-        let mut scan = Scan::new();
-        scan.insert("m".into(), complete("m", "e1"));
-        t.plan(&scan, false);
-        t.done("m", &model_files(&scan["m"]).unwrap().signature, Err(()));
+        let (mut t, mut scan) = tried_m("e1", Err(()));
         assert!(t.plan(&scan, true).is_empty());
         assert!(t.plan(&scan, true).is_empty(), "the same broken files are not tried again");
         scan.insert("m".into(), complete("m", "e2"));
