@@ -11,33 +11,30 @@ use chorus_proto::metrics as names;
 use chorus_worker::EngineWorker;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+/// The histograms with their own buckets, and what each is called in an error.
+const BUCKETS: [(&str, &[f64], &str); 6] = [
+    (names::WORKER_TTFA, &names::TTFA_BUCKETS, "TTFA buckets"),
+    (names::WORKER_RTF, &names::RTF_BUCKETS, "RTF buckets"),
+    (names::API_TTFA, &names::TTFA_BUCKETS, "API TTFA buckets"),
+    (names::REQUEST_DURATION, &names::DURATION_BUCKETS, "request duration buckets"),
+    (names::ENGINE_BATCH_SIZE, &names::BATCH_BUCKETS, "batch size buckets"),
+    (names::STREAM_MARGIN, &names::MARGIN_BUCKETS, "stream margin buckets"),
+];
+
 /// Installs the Prometheus recorder with the TTFA and RTF buckets and every metric described.
 pub fn install_metrics() -> Result<PrometheusHandle> {
-    let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Full(names::WORKER_TTFA.into()), &names::TTFA_BUCKETS)
-        .context("TTFA buckets")?
-        .set_buckets_for_metric(Matcher::Full(names::WORKER_RTF.into()), &names::RTF_BUCKETS)
-        .context("RTF buckets")?
-        .set_buckets_for_metric(Matcher::Full(names::API_TTFA.into()), &names::TTFA_BUCKETS)
-        .context("API TTFA buckets")?
-        .set_buckets_for_metric(Matcher::Full(names::REQUEST_DURATION.into()), &names::DURATION_BUCKETS)
-        .context("request duration buckets")?
-        .set_buckets_for_metric(Matcher::Full(names::ENGINE_BATCH_SIZE.into()), &names::BATCH_BUCKETS)
-        .context("batch size buckets")?
-        .set_buckets_for_metric(Matcher::Full(names::STREAM_MARGIN.into()), &names::MARGIN_BUCKETS)
-        .context("stream margin buckets")?
-        .install_recorder()
-        .context("cannot install the metrics recorder")?;
+    let mut builder = PrometheusBuilder::new();
+    for (name, buckets, what) in BUCKETS {
+        builder = builder.set_buckets_for_metric(Matcher::Full(name.into()), buckets).context(what)?;
+    }
+    let handle = builder.install_recorder().context("cannot install the metrics recorder")?;
     for (name, kind, seconds, help) in names::DESCRIPTIONS {
         let unit = seconds.then_some(metrics::Unit::Seconds);
-        match (kind, unit) {
-            (names::Kind::Counter, Some(u)) => metrics::describe_counter!(name, u, help),
-            (names::Kind::Counter, None) => metrics::describe_counter!(name, help),
-            (names::Kind::Gauge, Some(u)) => metrics::describe_gauge!(name, u, help),
-            (names::Kind::Gauge, None) => metrics::describe_gauge!(name, help),
-            (names::Kind::Histogram, Some(u)) => metrics::describe_histogram!(name, u, help),
-            (names::Kind::Histogram, None) => metrics::describe_histogram!(name, help),
-        }
+        metrics::with_recorder(|r| match kind {
+            names::Kind::Counter => r.describe_counter(name.into(), unit, help.into()),
+            names::Kind::Gauge => r.describe_gauge(name.into(), unit, help.into()),
+            names::Kind::Histogram => r.describe_histogram(name.into(), unit, help.into()),
+        });
     }
     Ok(handle)
 }
@@ -53,9 +50,9 @@ pub fn register_worker_metrics() {
     metrics::gauge!(names::WORKER_CAPACITY).set(0.0);
     metrics::gauge!(names::WORKER_LOAD).set(0.0);
     // A histogram handle registers the series; the exporter renders it with zero counts until a sample arrives.
-    let _ = metrics::histogram!(names::WORKER_TTFA);
-    let _ = metrics::histogram!(names::WORKER_RTF);
-    let _ = metrics::histogram!(names::ENGINE_BATCH_SIZE);
+    for histogram in [names::WORKER_TTFA, names::WORKER_RTF, names::ENGINE_BATCH_SIZE, names::STREAM_MARGIN] {
+        let _ = metrics::histogram!(histogram);
+    }
     for outcome in JOB_OUTCOMES {
         metrics::counter!(names::JOBS_TOTAL, "outcome" => outcome).increment(0);
     }
@@ -64,7 +61,6 @@ pub fn register_worker_metrics() {
     metrics::counter!(names::ENGINE_PREEMPTIONS_TOTAL).increment(0);
     metrics::counter!(names::STREAM_UNDERRUNS_TOTAL).increment(0);
     metrics::counter!(names::CAPACITY_DECREASES_TOTAL).increment(0);
-    let _ = metrics::histogram!(names::STREAM_MARGIN);
 }
 
 /// Registers the API's synthesis histograms (TTFA, duration) for every route, so that a fresh API server exports

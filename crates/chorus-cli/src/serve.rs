@@ -13,6 +13,9 @@ use crate::settings::roles::{Role, ServeSettings, defaults};
 use crate::settings::{self, Layers};
 use crate::{engine, metrics, process, state};
 
+/// Seconds the engine's streams may take to finish on shutdown, or a removed model's before it is unloaded.
+const DRAIN: Duration = Duration::from_secs(30);
+
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     #[command(flatten)]
@@ -56,11 +59,9 @@ pub fn settings(args: &ServeArgs) -> Result<settings::file::FileSettings> {
 }
 
 pub fn run(paths: &PathArgs, args: ServeArgs) -> Result<()> {
-    let merged = settings(&args)?;
-    let s = ServeSettings::resolve(&merged)?;
-    if settings::printed(&args.config, &merged)? {
+    let Some(s) = settings::load(&args.config, &settings(&args)?, ServeSettings::resolve)? else {
         return Ok(());
-    }
+    };
     let api_serve = s.server.port("api")?;
     let internal_serve = s.server.port("internal")?;
     let ws = s.server.ws.clone();
@@ -83,8 +84,8 @@ pub fn run(paths: &PathArgs, args: ServeArgs) -> Result<()> {
     bus.register(Arc::clone(&worker) as Arc<dyn chorus_bus::Worker>);
     metrics::register_api_metrics();
     let state = state::api_state(&s.api, Arc::new(bus.clone()), false)?;
-    let mut state =
-        state::with_artifacts(state, &s.api.artifacts, Some(chorus_artifacts::DEFAULT_LOCAL_STORE))?;
+    let store = Some(chorus_artifacts::DEFAULT_LOCAL_STORE);
+    let mut state = state::with_artifacts(state, &s.api.artifacts, store)?;
 
     runtime.block_on(async move {
         let proxy = match s.license.clone() {
@@ -105,14 +106,7 @@ pub fn run(paths: &PathArgs, args: ServeArgs) -> Result<()> {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         state::start_artifacts(&state, &s.api.artifacts, stop_rx.clone()).await?;
-        crate::models::spawn_watcher(
-            &s.api.artifacts,
-            &s.models,
-            Some(chorus_artifacts::DEFAULT_LOCAL_STORE),
-            &worker,
-            Duration::from_secs(30),
-            stop_rx.clone(),
-        )?;
+        crate::models::spawn_watcher(&s.api.artifacts, &s.models, store, &worker, DRAIN, stop_rx.clone())?;
         let refresh = {
             let (worker, bus, gate) = (Arc::clone(&worker), bus.clone(), Arc::clone(&gate));
             Arc::new(move || {
@@ -150,7 +144,7 @@ pub fn run(paths: &PathArgs, args: ServeArgs) -> Result<()> {
         let deadline = tokio::time::Instant::now() + ws_wait;
         ws_shutdown.trigger();
         let _ = stop_tx.send(true);
-        process::drain(&worker, Duration::from_secs(30)).await;
+        process::drain(&worker, DRAIN).await;
         let _ = tokio::time::timeout_at(deadline, server).await;
         let _ = tokio::time::timeout_at(deadline, ws_shutdown.wait_closed()).await;
         process::flush_usage(&gate, process::USAGE_FLUSH).await;

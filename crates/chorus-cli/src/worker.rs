@@ -62,11 +62,9 @@ pub fn settings(args: &WorkerArgs) -> Result<settings::file::FileSettings> {
 }
 
 pub fn run(paths: &PathArgs, args: WorkerArgs) -> Result<()> {
-    let merged = settings(&args)?;
-    let s = WorkerSettings::resolve(&merged)?;
-    if settings::printed(&args.config, &merged)? {
+    let Some(s) = settings::load(&args.config, &settings(&args)?, WorkerSettings::resolve)? else {
         return Ok(());
-    }
+    };
     let internal_serve = s.server.port("internal")?;
     metrics::warn_public_metrics(s.metrics_listen);
     let handle = metrics::install_metrics()?;
@@ -76,8 +74,7 @@ pub fn run(paths: &PathArgs, args: WorkerArgs) -> Result<()> {
     let worker_id = s.worker_id.clone();
 
     // /metrics and /ready answer while the model loads (capacity 0, not ready), like the system we reproduce.
-    let slot: Arc<std::sync::OnceLock<Arc<chorus_worker::EngineWorker>>> =
-        Arc::new(std::sync::OnceLock::new());
+    let slot = Arc::new(std::sync::OnceLock::<Arc<chorus_worker::EngineWorker>>::new());
     let refresh = {
         let slot = Arc::clone(&slot);
         Arc::new(move || match slot.get() {

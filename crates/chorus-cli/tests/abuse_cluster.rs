@@ -16,14 +16,14 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use abuse_support::{Next, Ws, bytes_body, generation, post_head, reset, rss};
-use cluster_support::{Cluster, WorkerOpts, long_text, poll, serial, tts_bytes};
+use cluster_support::{Cluster, WorkerOpts, audit_records, long_text, poll, serial, tts_bytes};
 use serde_json::json;
 
 const SHORT: &str = "The quick brown fox jumps over the lazy dog, and then it runs away into the forest.";
 
 fn cluster(api_env: &[(&str, &str)], capacity: u32) -> Cluster {
     let mut c = Cluster::new();
-    let opts = WorkerOpts { capacity, sessions: 1, ..WorkerOpts::default() };
+    let opts = WorkerOpts::with_capacity(capacity);
     c.spawn_worker("w1", opts);
     c.spawn_worker("w2", opts);
     c.start_api_env(&[], api_env);
@@ -232,7 +232,7 @@ fn tenant_limits_and_revocation_hold_for_every_websocket_context() {
     let victim = keys(&["add", "victim"]);
     let listen = cluster_support::loopback(cluster_support::free_port());
     let _proxy = c.spawn_license_proxy("proxy", listen, &data, &["--admin-key", "admin"]);
-    let opts = WorkerOpts { capacity: 4, sessions: 1, ..WorkerOpts::default() };
+    let opts = WorkerOpts::with_capacity(4);
     c.spawn_worker("w1", opts);
     c.spawn_worker("w2", opts);
     let a = c.start_api_with(&["--license-proxy"]);
@@ -319,11 +319,11 @@ fn tenant_limits_and_revocation_hold_for_every_websocket_context() {
 
     // The usage ledger: the vanished client is client_closed, the revoked context unauthorized.
     let records = poll(Duration::from_secs(10), || {
-        let records = audit(listen)?;
+        let records = audit_records(listen, "admin")?;
         let statuses: Vec<&str> = records.iter().map(|r| r.status.as_str()).collect();
         (statuses.contains(&"client_closed") && statuses.contains(&"unauthorized")).then_some(records)
     });
-    let records = records.unwrap_or_else(|| panic!("ledger: {:?}", audit(listen)));
+    let records = records.unwrap_or_else(|| panic!("ledger: {:?}", audit_records(listen, "admin")));
     assert!(!records.iter().any(|r| r.status == "worker_lost"), "{records:?}");
 }
 
@@ -343,19 +343,4 @@ fn error_of(ws: &mut Ws, context_id: &str) -> serde_json::Value {
     let types: Vec<&str> = frames.iter().filter_map(|f| f["type"].as_str()).collect();
     assert_eq!(last["type"], "error", "{context_id} was served: {types:?}");
     last
-}
-
-/// The usage records of the license proxy's `GET /audit`.
-fn audit(listen: SocketAddr) -> Option<Vec<chorus_proto::license::UsageRecord>> {
-    use std::io::Write;
-    let mut stream = std::net::TcpStream::connect(listen).ok()?;
-    write!(
-        stream,
-        "GET /audit HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer admin\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).ok()?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    chorus_license::audit::records(&raw[split + 4..]).ok()
 }

@@ -14,7 +14,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use abuse_support::{Next, Ws, bytes_body, closed_within, generation, post_head, start_serve};
-use cluster_support::{MODEL, http_get, poll, serial, tts_bytes};
+use cluster_support::{MODEL, audit_records, http_get, poll, serial, tts_bytes};
 use serde_json::json;
 
 /// A short request: about 4 s of audio.
@@ -318,12 +318,14 @@ fn cost_limits_usage_and_queue_timeout() {
     holder.reset();
 
     let records = poll(Duration::from_secs(10), || {
-        let records = audit(serve.metrics)?;
+        let records = audit_records(serve.metrics, "admin-key")?;
         (records.iter().any(|r| r.status == "client_closed")
             && records.iter().any(|r| r.status == "completed"))
         .then_some(records)
     })
-    .unwrap_or_else(|| panic!("no completed and client_closed records: {:?}", audit(serve.metrics)));
+    .unwrap_or_else(|| {
+        panic!("no completed and client_closed records: {:?}", audit_records(serve.metrics, "admin-key"))
+    });
     let paused_record = records.iter().find(|r| r.status == "completed").unwrap();
     eprintln!("produced {produced:.3} s; billed {:.3} s", paused_record.audio_seconds);
     assert!(
@@ -334,20 +336,6 @@ fn cost_limits_usage_and_queue_timeout() {
     let closed = records.iter().find(|r| r.status == "client_closed").unwrap();
     assert_eq!(closed.route, "websocket");
     assert!(!records.iter().any(|r| r.status == "worker_lost"), "{records:?}");
-}
-
-/// The usage records of `GET /audit` on serve's metrics port.
-fn audit(metrics: SocketAddr) -> Option<Vec<chorus_proto::license::UsageRecord>> {
-    let mut stream = TcpStream::connect(metrics).ok()?;
-    write!(
-        stream,
-        "GET /audit HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer admin-key\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).ok()?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    chorus_license::audit::records(&raw[split + 4..]).ok()
 }
 
 /// SIGTERM with WebSocket contexts open: a context may go on for the whole drain time (14 s here, 30 s by

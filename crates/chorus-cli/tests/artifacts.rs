@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use cluster_support::{
-    Api, Cluster, MODEL, WorkerOpts, http_get, json_call as call, poll, request_with, serial,
+    Api, Cluster, MODEL, WorkerOpts, create, http_get, json_call as call, poll, request_with, serial,
 };
 use serde_json::{Value, json};
 
@@ -61,7 +61,7 @@ fn two_api_servers_share_one_store() {
     let _serial = serial();
     let store = tempfile::tempdir().unwrap();
     let mut c = Cluster::new();
-    c.start_worker("w", WorkerOpts { capacity: 4, sessions: 1, ..WorkerOpts::default() });
+    c.start_worker("w", WorkerOpts::with_capacity(4));
     let (a, b) = start_apis(&mut c, store.path());
     let (a_addr, b_addr) = (c.apis[a].addr, c.apis[b].addr);
 
@@ -120,15 +120,11 @@ fn two_api_servers_share_one_store() {
     assert_eq!(status, 200, "{body}");
 
     // A dictionary edited on disk changes the audio of the next request.
-    let (status, dict, _) = call(
+    let dict_id = create(
         a_addr,
-        "POST",
         "/pronunciation-dicts/",
-        &[],
-        Some(json!({"name": "names", "items": [{"text": "Zork", "alias": "zork"}]})),
+        json!({"name": "names", "items": [{"text": "Zork", "alias": "zork"}]}),
     );
-    assert_eq!(status, 200, "{dict}");
-    let dict_id = dict["id"].as_str().unwrap().to_owned();
     let seen = poll(PROPAGATION, || {
         (call(b_addr, "GET", &format!("/pronunciation-dicts/{dict_id}"), &[], None).0 == 200).then_some(())
     });
@@ -230,9 +226,8 @@ fn hot_reload_can_be_turned_off() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(call(addr, "GET", "/pronunciation-dicts/late", &[], None).0, 404);
     // Its own writes still go to the store.
-    let (status, d, _) = call(addr, "POST", "/pronunciation-dicts/", &[], Some(json!({"name": "own"})));
-    assert_eq!(status, 200, "{d}");
-    assert!(store.path().join(format!("pronunciation-dicts/{}.json", d["id"].as_str().unwrap())).is_file());
+    let id = create(addr, "/pronunciation-dicts/", json!({"name": "own"}));
+    assert!(store.path().join(format!("pronunciation-dicts/{id}.json")).is_file());
 }
 
 fn chorus_artifacts(args: &[&str]) -> (bool, String, String) {

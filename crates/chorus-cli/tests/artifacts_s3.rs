@@ -11,7 +11,7 @@ mod moto;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cluster_support::{Cluster, http_get, json_call as call, poll, root, serial};
+use cluster_support::{Cluster, create, http_get, json_call as call, poll, root, serial};
 use moto::Moto;
 use serde_json::json;
 
@@ -41,15 +41,11 @@ fn two_api_servers_share_an_s3_bucket() {
     let (a_addr, b_addr) = (c.apis[a].addr, c.apis[b].addr);
 
     // Created through A, listed by B (which only learns of it by listing the bucket).
-    let (status, dict, _) = call(
+    let id = create(
         a_addr,
-        "POST",
         "/pronunciation-dicts/",
-        &[],
-        Some(json!({"name": "brands", "items": [{"text": "SQL", "alias": "sequel"}]})),
+        json!({"name": "brands", "items": [{"text": "SQL", "alias": "sequel"}]}),
     );
-    assert_eq!(status, 200, "{dict}");
-    let id = dict["id"].as_str().unwrap().to_owned();
     let (status, listing) = moto.request("GET", "/voices-bucket?list-type=2", "").unwrap();
     assert_eq!(status, 200);
     assert!(listing.contains(&format!("<Key>staging/pronunciation-dicts/{id}.json</Key>")), "{listing}");
@@ -62,21 +58,13 @@ fn two_api_servers_share_an_s3_bucket() {
     // A stale version loses: 409 from B after A's update.
     let (_, _, version) = call(b_addr, "GET", &format!("/pronunciation-dicts/{id}"), &[], None);
     let version = version.unwrap();
-    let (status, _, _) = call(
-        a_addr,
-        "PATCH",
-        &format!("/pronunciation-dicts/{id}"),
-        &[("If-Match", &version)],
-        Some(json!({"name": "brands v2"})),
-    );
+    let rename = |api, name: &str| {
+        let path = format!("/pronunciation-dicts/{id}");
+        call(api, "PATCH", &path, &[("If-Match", &version)], Some(json!({ "name": name })))
+    };
+    let (status, _, _) = rename(a_addr, "brands v2");
     assert_eq!(status, 200);
-    let (status, body, _) = call(
-        b_addr,
-        "PATCH",
-        &format!("/pronunciation-dicts/{id}"),
-        &[("If-Match", &version)],
-        Some(json!({"name": "brands, B's edit"})),
-    );
+    let (status, body, _) = rename(b_addr, "brands, B's edit");
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error_code"], "conflict");
 

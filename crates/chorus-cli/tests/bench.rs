@@ -1,32 +1,23 @@
 //! `chorus bench --url` end to end against a real `chorus serve` (run `scripts/setup` first): both levels of a
 //! closed-loop run over `/tts/bytes` and the WebSocket, the JSON contract, and a plot of the results.
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
+#![allow(clippy::print_stderr)] // the cluster support prints the logs of a failed test
+
+mod cluster_support;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::TcpStream;
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use cluster_support::free_port;
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 fn chorus() -> Command {
-    assert!(root().join("models").is_dir(), "run scripts/setup first");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chorus"));
-    cmd.current_dir(root())
-        .env("CHORUS_LOG", "warn")
-        .env_remove("CHORUS_VOICE")
-        .env_remove("CHORUS_THREADS")
-        .env_remove("CHORUS_BENCH_API_KEY");
+    let mut cmd = cluster_support::cli();
+    cmd.env_remove("CHORUS_BENCH_API_KEY");
     cmd
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// `chorus serve` on free ports, killed on drop.

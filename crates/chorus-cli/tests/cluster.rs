@@ -24,6 +24,23 @@ use cluster_support::{Cluster, MODEL, SseOutcome, WorkerOpts, long_text, poll, s
 /// A short request: about 4 s of audio.
 const SHORT: &str = "The quick brown fox jumps over the lazy dog, and then it runs away into the forest.";
 
+/// A runtime and a NATS client of the cluster's bus, to play a worker on it.
+fn bus_client(c: &Cluster) -> (tokio::runtime::Runtime, async_nats::Client) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let client = runtime.block_on(async_nats::connect(c.nats.url())).unwrap();
+    (runtime, client)
+}
+
+/// The heartbeat of a fake worker `id` of the model, idle.
+fn fake_status(id: &str, capacity: u32, version: &str, protocol_version: u32) -> chorus_bus::WorkerStatus {
+    let models = vec![chorus_bus::ModelInfo { id: MODEL.into(), language: "en".into(), sample_rate: 22050 }];
+    chorus_bus::WorkerStatus {
+        version: version.into(),
+        protocol_version,
+        ..chorus_bus::WorkerStatus::serving(id, models, capacity, 0)
+    }
+}
+
 /// Workers first (they load in parallel), then the API servers; returns once every API sees the workers.
 fn cluster(apis: usize, workers: &[(&str, WorkerOpts)]) -> Cluster {
     let mut c = Cluster::new();
@@ -57,7 +74,7 @@ fn load_spreads_over_apis_and_by_capacity() {
     let c = cluster(
         2,
         &[
-            ("small", WorkerOpts { capacity: 1, sessions: 1, ..WorkerOpts::default() }),
+            ("small", WorkerOpts::with_capacity(1)),
             ("big", WorkerOpts { capacity: 3, sessions: 3, ..WorkerOpts::default() }),
         ],
     );
@@ -138,12 +155,17 @@ fn load_spreads_over_apis_and_by_capacity() {
         assert_eq!(m.kind("inferno_worker_ttfa"), Some("histogram"));
         let completed = m.value("chorus_worker_jobs_total", &[("outcome", "completed")]).unwrap();
         assert_eq!(
-            m.histogram_count("inferno_worker_ttfa"),
+            m.histogram_count("inferno_worker_ttfa", &[]),
             Some(completed),
             "TTFA observations on {}",
             w.id
         );
-        assert_eq!(m.histogram_count("inferno_worker_rtf"), Some(completed), "RTF observations on {}", w.id);
+        assert_eq!(
+            m.histogram_count("inferno_worker_rtf", &[]),
+            Some(completed),
+            "RTF observations on {}",
+            w.id
+        );
     }
     // Nothing waits any more.
     for api in &c.apis {
@@ -157,7 +179,7 @@ fn load_spreads_over_apis_and_by_capacity() {
 #[test]
 fn worker_joining_under_load_takes_queued_work() {
     let _serial = serial();
-    let mut c = cluster(1, &[("first", WorkerOpts { capacity: 1, sessions: 1, ..WorkerOpts::default() })]);
+    let mut c = cluster(1, &[("first", WorkerOpts::with_capacity(1))]);
     const REQUESTS: usize = 8;
     let text = long_text(300);
     let api = c.apis[0].addr;
@@ -178,7 +200,7 @@ fn worker_joining_under_load_takes_queued_work() {
     let done_before_join = c.workers[0].completed();
 
     let joined = Instant::now();
-    let second = c.start_worker("second", WorkerOpts { capacity: 2, sessions: 1, ..WorkerOpts::default() });
+    let second = c.start_worker("second", WorkerOpts::with_capacity(2));
     eprintln!(
         "second worker ready after {:.1} s; first had completed {done_before_join}",
         joined.elapsed().as_secs_f64()
@@ -229,13 +251,8 @@ fn unserviceable_request_waits_for_a_worker() {
 #[test]
 fn worker_killed_before_dispatch_costs_only_latency() {
     let _serial = serial();
-    let mut c = cluster(
-        2,
-        &[
-            ("doomed", WorkerOpts { capacity: 6, sessions: 1, ..WorkerOpts::default() }),
-            ("survivor", WorkerOpts { capacity: 6, sessions: 1, ..WorkerOpts::default() }),
-        ],
-    );
+    let mut c =
+        cluster(2, &[("doomed", WorkerOpts::with_capacity(6)), ("survivor", WorkerOpts::with_capacity(6))]);
     const REQUESTS: usize = 6;
     let survivor_before = c.workers[1].completed();
     let start = Arc::new(Barrier::new(REQUESTS + 1));
@@ -272,7 +289,7 @@ fn worker_killed_before_dispatch_costs_only_latency() {
 #[test]
 fn worker_lost_after_accepting_before_first_audio_is_retried() {
     let _serial = serial();
-    let c = cluster(1, &[("real", WorkerOpts { capacity: 2, sessions: 1, ..WorkerOpts::default() })]);
+    let c = cluster(1, &[("real", WorkerOpts::with_capacity(2))]);
     let api = c.apis[0].addr;
     let long = long_text(1200);
     let (first_tx, first_rx) = mpsc::channel();
@@ -290,18 +307,9 @@ fn worker_lost_after_accepting_before_first_audio_is_retried() {
     };
     first_rx.recv_timeout(Duration::from_secs(15)).expect("no first audio on the background stream");
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let impostor = runtime.block_on(async_nats::connect(c.nats.url())).unwrap();
+    let (runtime, impostor) = bus_client(&c);
     let mut offers = runtime.block_on(impostor.subscribe("chorus.v1.worker.impostor.jobs")).unwrap();
-    let status = chorus_bus::WorkerStatus {
-        worker_id: "impostor".into(),
-        models: vec![chorus_bus::ModelInfo { id: MODEL.into(), language: "en".into(), sample_rate: 22050 }],
-        capacity: 2,
-        load: 0,
-        draining: false,
-        version: env!("CARGO_PKG_VERSION").into(),
-        protocol_version: chorus_proto::PROTOCOL_VERSION,
-    };
+    let status = fake_status("impostor", 2, env!("CARGO_PKG_VERSION"), chorus_proto::PROTOCOL_VERSION);
     let heartbeats = {
         let (client, payload) = (impostor.clone(), serde_json::to_vec(&status).unwrap());
         runtime.spawn(async move {
@@ -367,7 +375,7 @@ fn worker_lost_after_accepting_before_first_audio_is_retried() {
 #[test]
 fn worker_killed_mid_stream_is_a_clear_error() {
     let _serial = serial();
-    let mut c = cluster(2, &[("victim", WorkerOpts { capacity: 4, sessions: 1, ..WorkerOpts::default() })]);
+    let mut c = cluster(2, &[("victim", WorkerOpts::with_capacity(4))]);
     let text = long_text(1800);
     let (sse_api, bytes_api) = (c.apis[0].addr, c.apis[1].addr);
     let (first_tx, first_rx) = mpsc::channel::<&'static str>();
@@ -412,7 +420,7 @@ fn worker_killed_mid_stream_is_a_clear_error() {
         first_rx.recv_timeout(Duration::from_secs(15)).expect("no first audio");
     }
     // A second worker joins while both streams run: a lost stream must not restart on it.
-    c.start_worker("bystander", WorkerOpts { capacity: 4, sessions: 1, ..WorkerOpts::default() });
+    c.start_worker("bystander", WorkerOpts::with_capacity(4));
     assert_eq!(c.workers[0].load(), 2.0, "both streams should still be running on the victim");
     c.workers[0].proc.kill();
     let killed = Instant::now();
@@ -463,13 +471,7 @@ fn worker_killed_mid_stream_is_a_clear_error() {
 #[test]
 fn nats_restart_reconnects_everyone() {
     let _serial = serial();
-    let mut c = cluster(
-        2,
-        &[
-            ("one", WorkerOpts { capacity: 2, sessions: 1, ..WorkerOpts::default() }),
-            ("two", WorkerOpts { capacity: 2, sessions: 1, ..WorkerOpts::default() }),
-        ],
-    );
+    let mut c = cluster(2, &[("one", WorkerOpts::with_capacity(2)), ("two", WorkerOpts::with_capacity(2))]);
     for api in &c.apis {
         tts_bytes(api.addr, SHORT).assert_complete(3.0, "before the restart");
     }
@@ -525,13 +527,7 @@ fn nats_restart_reconnects_everyone() {
 #[test]
 fn sigterm_drains_the_worker_without_losing_its_stream() {
     let _serial = serial();
-    let mut c = cluster(
-        2,
-        &[
-            ("a", WorkerOpts { capacity: 2, sessions: 1, ..WorkerOpts::default() }),
-            ("b", WorkerOpts { capacity: 2, sessions: 1, ..WorkerOpts::default() }),
-        ],
-    );
+    let mut c = cluster(2, &[("a", WorkerOpts::with_capacity(2)), ("b", WorkerOpts::with_capacity(2))]);
     let text = long_text(1500);
     let api = c.apis[0].addr;
     let (first_tx, first_rx) = mpsc::channel();
@@ -637,18 +633,9 @@ fn probe_ready(w: &cluster_support::Worker) -> bool {
 #[test]
 fn another_protocol_version_is_ignored_with_a_warning() {
     let _serial = serial();
-    let c = cluster(1, &[("real", WorkerOpts { capacity: 2, sessions: 1, ..WorkerOpts::default() })]);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let client = runtime.block_on(async_nats::connect(c.nats.url())).unwrap();
-    let alien = chorus_bus::WorkerStatus {
-        worker_id: "alien".into(),
-        models: vec![chorus_bus::ModelInfo { id: MODEL.into(), language: "en".into(), sample_rate: 22050 }],
-        capacity: 100,
-        load: 0,
-        draining: false,
-        version: "99.0.0".into(),
-        protocol_version: 99,
-    };
+    let c = cluster(1, &[("real", WorkerOpts::with_capacity(2))]);
+    let (runtime, client) = bus_client(&c);
+    let alien = fake_status("alien", 100, "99.0.0", 99);
     let payload = serde_json::to_vec(&alien).unwrap();
     // Jobs offered to the alien (there must be none).
     let mut offered = runtime.block_on(client.subscribe("chorus.v1.worker.alien.jobs")).unwrap();

@@ -92,13 +92,7 @@ fn serve(dir: &Path, args: &[&str]) -> (Proc, SocketAddr, SocketAddr) {
         .arg(dir.join("license"))
         .args(args);
     let mut serve = Proc::spawn("chorus serve", cmd, dir.join("serve.log"));
-    let ready = poll(Duration::from_secs(60), || {
-        if let Some(status) = serve.try_wait() {
-            panic!("chorus serve exited ({status}):\n{}", serve.log_text());
-        }
-        http_get(metrics, "/ready").is_ok_and(|(s, _)| s == 200).then_some(())
-    });
-    assert!(ready.is_some(), "chorus serve not ready:\n{}", serve.log_text());
+    serve.wait_ready(metrics, Duration::from_secs(60));
     (serve, api, metrics)
 }
 

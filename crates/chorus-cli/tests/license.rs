@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use chorus_bus::{LicenseLink, NatsLicenseLink};
 use chorus_proto::license::UsageRecord;
-use cluster_support::{Cluster, free_port, loopback, poll, request, request_with, serial};
+use cluster_support::{
+    Cluster, audit, audit_records, free_port, loopback, poll, request, request_with, serial,
+};
 
 const RECORDS: usize = 10_000;
 const BATCH: usize = 50;
@@ -121,22 +123,8 @@ fn ten_thousand_records_survive_a_sigkilled_proxy_once_each_and_the_chain_verifi
 
     // The audit export (admin key required): every acknowledged record once, the chain intact.
     let tar_path = cluster.dir().join("audit.tar");
-    let mut response = {
-        let mut stream = std::net::TcpStream::connect(listen).unwrap();
-        use std::io::Write as _;
-        write!(
-            stream,
-            "GET /audit HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut raw = Vec::new();
-        std::io::Read::read_to_end(&mut stream, &mut raw).unwrap();
-        raw
-    };
-    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let (head, tar) = audit(listen, ADMIN).unwrap();
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let tar = response.split_off(split + 4);
     std::fs::write(&tar_path, &tar).unwrap();
     assert_eq!(request(listen, "GET", "/audit", None).unwrap().status, 401, "no key, no audit");
 
@@ -187,6 +175,17 @@ fn ten_thousand_records_survive_a_sigkilled_proxy_once_each_and_the_chain_verifi
 }
 
 /// `chorus keys …` on a data directory; stdout.
+/// `chorus keys add ARGS`: the new tenant key.
+fn add_key(args: &[&str], data: &std::path::Path) -> String {
+    keys(&[&["add"], args].concat(), data).trim().to_owned()
+}
+
+/// A license proxy on a free port over `data`, with the admin key: its address and process.
+fn start_proxy(cluster: &Cluster, data: &std::path::Path) -> (std::net::SocketAddr, cluster_support::Proc) {
+    let listen = loopback(free_port());
+    (listen, cluster.spawn_license_proxy("proxy", listen, data, &["--admin-key", ADMIN]))
+}
+
 fn keys(args: &[&str], data: &std::path::Path) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_chorus"))
         .arg("keys")
@@ -204,14 +203,13 @@ fn a_cluster_api_takes_tenant_keys_from_the_proxy_over_nats_refuses_a_revoked_on
     let _serial = serial();
     let mut cluster = Cluster::new();
     let data = cluster.dir().join("license-data");
-    let key = keys(&["add", "team-a"], &data).trim().to_owned();
+    let key = add_key(&["team-a"], &data);
     assert!(key.starts_with("chk_") && key.len() > 40, "a fresh high-entropy key");
     assert!(
         !std::fs::read_to_string(data.join("keys.json")).unwrap().contains(&key),
         "only its hash is stored"
     );
-    let listen = loopback(free_port());
-    let _proxy = cluster.spawn_license_proxy("proxy", listen, &data, &["--admin-key", ADMIN]);
+    let (listen, _proxy) = start_proxy(&cluster, &data);
     cluster.start_worker("w1", cluster_support::WorkerOpts::default());
     // No static key: the API takes its keys from the proxy.
     let api = cluster.start_api_with(&["--license-proxy"]);
@@ -252,7 +250,7 @@ fn a_cluster_api_takes_tenant_keys_from_the_proxy_over_nats_refuses_a_revoked_on
 
     // The served request is in the ledger: key name, route, characters; never the text.
     let records = poll(Duration::from_secs(5), || {
-        let records = audit_records(listen)?;
+        let records = audit_records(listen, ADMIN)?;
         records.iter().any(|r| r.key_name.as_deref() == Some("team-a")).then_some(records)
     })
     .expect("the request's usage record reaches the ledger");
@@ -282,7 +280,7 @@ fn chorus_serve_runs_the_proxy_in_process_on_its_metrics_port() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("license");
-    let key = keys(&["add", "serve-tenant", "--rpm", "100"], &data).trim().to_owned();
+    let key = add_key(&["serve-tenant", "--rpm", "100"], &data);
     let (api, metrics) = (loopback(free_port()), loopback(free_port()));
     let mut cmd = cluster_support::chorus("info");
     cmd.args(["serve", "--listen", &api.to_string(), "--metrics-listen", &metrics.to_string()])
@@ -315,7 +313,7 @@ fn chorus_serve_runs_the_proxy_in_process_on_its_metrics_port() {
     r.read_all().map_err(|(e, _)| e).unwrap();
 
     let records = poll(Duration::from_secs(5), || {
-        let records = audit_records(metrics)?;
+        let records = audit_records(metrics, ADMIN)?;
         (!records.is_empty()).then_some(records)
     })
     .expect("the request is in the ledger");
@@ -326,21 +324,6 @@ fn chorus_serve_runs_the_proxy_in_process_on_its_metrics_port() {
     assert!(text.contains("chorus_license_usage_records_total{model=\"sonic-3\"} 1"), "{text}");
     serve.signal("TERM");
     assert!(serve.wait_exit(Duration::from_secs(40)).is_some_and(|s| s.success()), "{}", serve.log_text());
-}
-
-/// The usage records of the proxy's `GET /audit` (with the admin key) at `addr`, if it answers.
-fn audit_records(addr: std::net::SocketAddr) -> Option<Vec<chorus_proto::license::UsageRecord>> {
-    use std::io::Write as _;
-    let mut stream = std::net::TcpStream::connect(addr).ok()?;
-    write!(
-        stream,
-        "GET /audit HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = Vec::new();
-    std::io::Read::read_to_end(&mut stream, &mut raw).ok()?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    chorus_license::audit::records(&raw[split + 4..]).ok()
 }
 
 /// `POST /access-token` with `key` on `api`: the token.
@@ -382,10 +365,9 @@ fn tenant_key_limits_hold_across_two_api_servers() {
     let _serial = serial();
     let mut cluster = Cluster::new();
     let data = cluster.dir().join("license-data");
-    let single = keys(&["add", "one-at-a-time", "--max-concurrent", "1"], &data).trim().to_owned();
-    let three = keys(&["add", "three-a-minute", "--rpm", "3"], &data).trim().to_owned();
-    let listen = loopback(free_port());
-    let _proxy = cluster.spawn_license_proxy("proxy", listen, &data, &["--admin-key", ADMIN]);
+    let single = add_key(&["one-at-a-time", "--max-concurrent", "1"], &data);
+    let three = add_key(&["three-a-minute", "--rpm", "3"], &data);
+    let (_, _proxy) = start_proxy(&cluster, &data);
     cluster.start_worker("w1", cluster_support::WorkerOpts::default());
     let a = cluster.start_api_with(&["--license-proxy"]);
     let b = cluster.start_api_with(&["--license-proxy"]);
@@ -465,15 +447,14 @@ fn a_key_added_with_chorus_keys_add_is_accepted_by_chorus_api_through_the_shared
     let _serial = serial();
     let mut cluster = Cluster::new();
     let data = cluster.dir().join("license-data");
-    let key = keys(&["add", "shared-hash"], &data).trim().to_owned();
+    let key = add_key(&["shared-hash"], &data);
     let file: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(data.join("keys.json")).unwrap()).unwrap();
     let stored = file["keys"].as_array().unwrap().iter().find(|k| k["name"] == "shared-hash").unwrap();
     let hash = chorus_proto::secret::hash_key(&key);
     assert_eq!(stored["sha256"].as_str(), Some(hash.as_str()), "keys.json holds the shared hash of the key");
 
-    let listen = loopback(free_port());
-    let _proxy = cluster.spawn_license_proxy("proxy", listen, &data, &["--admin-key", ADMIN]);
+    let (_, _proxy) = start_proxy(&cluster, &data);
     let api = cluster.start_api_with(&["--license-proxy"]);
     let addr = cluster.apis[api].addr;
     let status = |headers: &[(&str, &str)]| {

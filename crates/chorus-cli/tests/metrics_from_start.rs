@@ -8,24 +8,7 @@
 
 mod cluster_support;
 
-use cluster_support::{Cluster, Metrics, WorkerOpts, serial, tts_bytes};
-
-/// A histogram's observation count (its `+Inf` bucket) for the series with these labels.
-fn count(m: &Metrics, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    m.scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .find_map(|s| match &s.value {
-            prometheus_parse::Value::Histogram(buckets) => {
-                buckets.iter().find(|b| b.less_than.is_infinite()).map(|b| b.count)
-            }
-            prometheus_parse::Value::Counter(_)
-            | prometheus_parse::Value::Gauge(_)
-            | prometheus_parse::Value::Untyped(_)
-            | prometheus_parse::Value::Summary(_) => None,
-        })
-}
+use cluster_support::{Cluster, WorkerOpts, serial, tts_bytes};
 
 const WORKER_HISTOGRAMS: [&str; 3] =
     ["inferno_worker_ttfa", "inferno_worker_rtf", "chorus_stream_margin_seconds"];
@@ -35,7 +18,7 @@ const ROUTES: [&str; 4] = ["bytes", "sse", "websocket", "openai_speech"];
 fn a_fresh_worker_and_api_export_every_named_metric_before_the_first_request() {
     let _serial = serial();
     let mut c = Cluster::new();
-    c.spawn_worker("fresh", WorkerOpts { capacity: 2, ..WorkerOpts::default() });
+    c.spawn_worker("fresh", WorkerOpts::with_capacity(2));
     c.start_api();
     c.wait_worker(0);
     c.wait_apis_see_workers();
@@ -43,7 +26,7 @@ fn a_fresh_worker_and_api_export_every_named_metric_before_the_first_request() {
     let w = c.workers[0].scrape();
     for name in WORKER_HISTOGRAMS {
         assert_eq!(w.kind(name), Some("histogram"), "{name} missing from a fresh worker");
-        assert_eq!(count(&w, name, &[]), Some(0.0), "{name}: no request yet");
+        assert_eq!(w.histogram_count(name, &[]), Some(0.0), "{name}: no request yet");
     }
     assert_eq!(w.value("inferno_worker_capacity", &[]), Some(2.0));
     assert_eq!(w.value("inferno_worker_load", &[]), Some(0.0));
@@ -62,7 +45,7 @@ fn a_fresh_worker_and_api_export_every_named_metric_before_the_first_request() {
     let a = c.apis[0].scrape();
     for name in ["chorus_time_to_first_audio_seconds", "chorus_request_duration_seconds"] {
         for route in ROUTES {
-            assert_eq!(count(&a, name, &[("route", route)]), Some(0.0), "{name}{{route={route}}}");
+            assert_eq!(a.histogram_count(name, &[("route", route)]), Some(0.0), "{name}{{route={route}}}");
         }
     }
     assert_eq!(a.value("api_queue_size", &[("model", cluster_support::MODEL)]), Some(0.0));
@@ -77,9 +60,9 @@ fn a_fresh_worker_and_api_export_every_named_metric_before_the_first_request() {
     })
     .expect("the job is counted");
     for name in WORKER_HISTOGRAMS {
-        assert_eq!(count(&done, name, &[]), Some(1.0), "{name} after one request");
+        assert_eq!(done.histogram_count(name, &[]), Some(1.0), "{name} after one request");
     }
     let a = c.apis[0].scrape();
-    assert_eq!(count(&a, "chorus_request_duration_seconds", &[("route", "bytes")]), Some(1.0));
-    assert_eq!(count(&a, "chorus_request_duration_seconds", &[("route", "sse")]), Some(0.0));
+    assert_eq!(a.histogram_count("chorus_request_duration_seconds", &[("route", "bytes")]), Some(1.0));
+    assert_eq!(a.histogram_count("chorus_request_duration_seconds", &[("route", "sse")]), Some(0.0));
 }

@@ -1,23 +1,16 @@
 //! `chorus say` end to end, on the real voice (run `scripts/setup` first): audio that a listener would accept,
 //! timestamps that name the user's words, and bad input that fails cleanly.
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
+#![allow(clippy::print_stderr)] // the cluster support prints the logs of a failed test
+
+mod cluster_support;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Output, Stdio};
 
+use cluster_support::cli as chorus;
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn chorus() -> Command {
-    assert!(root().join("models").is_dir(), "run scripts/setup first");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chorus"));
-    cmd.current_dir(root()).env("CHORUS_LOG", "warn").env_remove("CHORUS_VOICE").env_remove("CHORUS_THREADS");
-    cmd
-}
 
 fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut cmd = chorus();

@@ -123,6 +123,15 @@ fn need<T: Clone>(value: &Option<T>, what: &str) -> Result<T> {
     value.clone().with_context(|| format!("internal: no default for {what}"))
 }
 
+/// A positive number of seconds.
+fn positive_seconds(what: &str, value: Option<f64>) -> Result<Duration> {
+    match value {
+        Some(s) if s.is_finite() && s > 0.0 => Ok(Duration::from_secs_f64(s)),
+        Some(s) => bail!("{what} must be a positive number of seconds, not {s}"),
+        None => bail!("internal: no default for {what}"),
+    }
+}
+
 /// A number of seconds above 0 and at most a day.
 fn seconds(what: &str, value: Option<f64>) -> Result<Duration> {
     match value {
@@ -188,13 +197,10 @@ pub struct ArtifactSettings {
 
 impl ArtifactSettings {
     fn resolve(f: &FileSettings) -> Result<Self> {
-        let secs = need(&f.reload_interval_seconds, "reload_interval_seconds")?;
-        if !(secs.is_finite() && secs > 0.0) {
-            bail!("the reload interval must be a positive number of seconds");
-        }
+        let interval = positive_seconds("the reload interval", f.reload_interval_seconds)?;
         Ok(Self {
             location: f.artifacts.clone(),
-            interval: Duration::from_secs_f64(secs.max(0.01)),
+            interval: interval.max(Duration::from_secs_f64(0.01)),
             hot_reload: need(&f.enable_hot_reload, "enable_hot_reload")?,
         })
     }
@@ -210,12 +216,8 @@ pub struct ModelSettings {
 
 impl ModelSettings {
     fn resolve(f: &FileSettings) -> Result<Self> {
-        let seconds = need(&f.models_poll_seconds, "models_poll_seconds")?;
-        if !(seconds.is_finite() && seconds > 0.0) {
-            bail!("--models-poll-seconds must be a positive number of seconds, not {seconds}");
-        }
         Ok(Self {
-            poll: Duration::from_secs_f64(seconds),
+            poll: positive_seconds("--models-poll-seconds", f.models_poll_seconds)?,
             cache: need(&f.models_cache, "models_cache")?,
             only: f
                 .store_models
@@ -336,11 +338,7 @@ impl ApiSettings {
 }
 
 fn tls(section: TlsSection) -> Result<Option<TlsSettings>> {
-    let reload_interval = match section.reload_interval_seconds {
-        Some(s) if s.is_finite() && s > 0.0 => Duration::from_secs_f64(s),
-        Some(s) => bail!("the TLS reload interval must be a positive number of seconds, not {s}"),
-        None => bail!("internal: no default for the TLS reload interval"),
-    };
+    let reload_interval = positive_seconds("the TLS reload interval", section.reload_interval_seconds)?;
     match (section.cert, section.key) {
         (None, None) => Ok(None),
         (Some(cert), Some(key)) => Ok(Some(TlsSettings { cert, key, reload_interval })),

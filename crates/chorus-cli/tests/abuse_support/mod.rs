@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use crate::cluster_support::{MODEL, Proc, chorus, free_port, http_get, loopback, poll};
+use crate::cluster_support::{MODEL, Proc, chorus, free_port, loopback};
 
 /// `chorus serve` on free loopback ports.
 #[derive(Debug)]
@@ -64,13 +64,7 @@ pub fn start_serve(dir: &Path, args: &[&str], env: &[(&str, &str)], nofile: Opti
     }
     cmd.envs(env.iter().copied());
     let mut proc = Proc::spawn("chorus serve", cmd, dir.join("serve.log"));
-    let ready = poll(Duration::from_secs(60), || {
-        if let Some(status) = proc.try_wait() {
-            panic!("chorus serve exited while starting ({status}):\n{}", proc.log_text());
-        }
-        http_get(metrics, "/ready").is_ok_and(|(s, _)| s == 200).then_some(())
-    });
-    assert!(ready.is_some(), "chorus serve not ready after 60 s:\n{}", proc.log_text());
+    proc.wait_ready(metrics, Duration::from_secs(60));
     Serve { api, metrics, proc }
 }
 

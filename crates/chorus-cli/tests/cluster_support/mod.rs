@@ -109,6 +109,18 @@ impl Proc {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Waits up to `timeout` until `/ready` on `metrics` answers 200; panics if the process exits first, or is
+    /// still not ready then.
+    pub fn wait_ready(&mut self, metrics: SocketAddr, timeout: Duration) {
+        let ready = poll(timeout, || {
+            if let Some(status) = self.try_wait() {
+                panic!("{} exited while starting ({status}):\n{}", self.name, self.log_text());
+            }
+            http_get(metrics, "/ready").is_ok_and(|(s, _)| s == 200).then_some(())
+        });
+        assert!(ready.is_some(), "{} not ready after {timeout:?}:\n{}", self.name, self.log_text());
+    }
 }
 
 impl Drop for Proc {
@@ -177,6 +189,13 @@ pub struct WorkerOpts {
 impl Default for WorkerOpts {
     fn default() -> Self {
         Self { capacity: 4, sessions: 1, drain_seconds: 30 }
+    }
+}
+
+impl WorkerOpts {
+    /// One model thread, `capacity` streams.
+    pub fn with_capacity(capacity: u32) -> Self {
+        Self { capacity, ..Self::default() }
     }
 }
 
@@ -258,6 +277,15 @@ pub fn chorus(log_filter: &str) -> Command {
     cmd
 }
 
+/// The `chorus` binary for one command (`say`, `bench`, a lone `serve`), run from the checkout at `warn`, without
+/// the environment's voice and threads.
+pub fn cli() -> Command {
+    assert!(root().join("models").is_dir(), "run scripts/setup first");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chorus"));
+    cmd.current_dir(root()).env("CHORUS_LOG", "warn").env_remove("CHORUS_VOICE").env_remove("CHORUS_THREADS");
+    cmd
+}
+
 impl Cluster {
     /// A running `nats-server`; no worker, no API yet.
     pub fn new() -> Self {
@@ -310,13 +338,7 @@ impl Cluster {
     /// Waits until the worker's /ready answers 200 (model loaded and warm).
     pub fn wait_worker(&mut self, i: usize) {
         let w = &mut self.workers[i];
-        let ready = poll(Duration::from_secs(30), || {
-            if let Some(status) = w.proc.try_wait() {
-                panic!("worker {} exited while starting ({status}):\n{}", w.id, w.proc.log_text());
-            }
-            w.ready().then_some(())
-        });
-        assert!(ready.is_some(), "worker {} not ready after 30 s:\n{}", w.id, w.proc.log_text());
+        w.proc.wait_ready(w.metrics, Duration::from_secs(30));
     }
 
     /// Starts a worker and waits until it is ready.
@@ -346,14 +368,8 @@ impl Cluster {
             .args(["--metrics-listen", &metrics.to_string()])
             .args(extra)
             .envs(env.iter().copied());
-        let mut proc = Proc::spawn(&format!("api {n}"), cmd, self.dir.path().join(format!("api-{n}.log")));
-        let up = poll(Duration::from_secs(15), || {
-            if let Some(status) = proc.try_wait() {
-                panic!("API {n} exited while starting ({status}):\n{}", proc.log_text());
-            }
-            http_get(metrics, "/ready").is_ok_and(|(s, _)| s == 200).then_some(())
-        });
-        assert!(up.is_some(), "API {n} not up after 15 s:\n{}", proc.log_text());
+        let mut proc = Proc::spawn(&format!("API {n}"), cmd, self.dir.path().join(format!("api-{n}.log")));
+        proc.wait_ready(metrics, Duration::from_secs(15));
         self.apis.push(Api { addr, metrics, proc });
         self.apis.len() - 1
     }
@@ -449,9 +465,9 @@ impl Metrics {
         })
     }
 
-    /// A histogram's observation count (its `+Inf` bucket).
-    pub fn histogram_count(&self, name: &str) -> Option<f64> {
-        match &self.sample(name, &[])?.value {
+    /// A histogram's observation count (its `+Inf` bucket) for the series with these labels.
+    pub fn histogram_count(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        match &self.sample(name, labels)?.value {
             prometheus_parse::Value::Histogram(buckets) => {
                 buckets.iter().find(|b| b.less_than.is_infinite()).map(|b| b.count)
             }
@@ -470,6 +486,35 @@ pub use chorus_bench::blocking::Response;
 
 /// Connect within 5 s; each read or write within a minute.
 const TIMEOUTS: Timeouts = Timeouts { connect: Duration::from_secs(5), io: Duration::from_secs(60) };
+
+/// A license proxy's `GET /audit` at `addr` with the admin key `admin`: the response's head and body, if it
+/// answers.
+pub fn audit(addr: SocketAddr, admin: &str) -> Option<(String, Vec<u8>)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    write!(
+        stream,
+        "GET /audit HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let body = raw.split_off(split + 4);
+    Some((String::from_utf8_lossy(&raw[..split]).into_owned(), body))
+}
+
+/// The usage records of a license proxy's `GET /audit` at `addr` (with the admin key `admin`), if it answers.
+pub fn audit_records(addr: SocketAddr, admin: &str) -> Option<Vec<chorus_proto::license::UsageRecord>> {
+    chorus_license::audit::records(&audit(addr, admin)?.1).ok()
+}
+
+/// Creates an object with `POST path` (a voice, a dictionary), asserting a 200, and answers its id.
+pub fn create(api: SocketAddr, path: &str, body: Value) -> String {
+    let (status, created, _) = json_call(api, "POST", path, &[], Some(body));
+    assert_eq!(status, 200, "{created}");
+    created["id"].as_str().unwrap().to_owned()
+}
 
 /// Sends one request (`Connection: close`) and reads the status line and headers.
 pub fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> std::io::Result<Response> {
@@ -620,7 +665,7 @@ impl Sse {
             }
             match self.response.next_piece()? {
                 Some(piece) => {
-                    let events = self.parser.push_messages(&piece).map_err(|e| format!("{e:#}"))?;
+                    let events = self.parser.push_messages(&piece).map_err(|e| e.chain())?;
                     self.pending.extend(events);
                 }
                 None => return Ok(None),
