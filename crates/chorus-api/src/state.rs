@@ -128,6 +128,8 @@ fn follow_announcements(bus: &dyn Bus, voices: &Arc<VoiceCache>) {
 }
 
 impl AppState {
+    /// The state of an API server over `bus`. Call it within a Tokio runtime: the task that follows the bus's model
+    /// announcements into the voice catalogue runs on it (without one, the catalogue keeps the models of the start).
     pub fn new(bus: Arc<dyn Bus>, config: ApiConfig) -> Self {
         let voices = Arc::new(VoiceCache::default());
         // The models served at start stay listed through a worker restart; models added later (hot-added from

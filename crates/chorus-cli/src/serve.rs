@@ -78,6 +78,8 @@ pub fn run(paths: &PathArgs, args: ServeArgs) -> Result<()> {
     let handle = metrics::install_metrics()?;
     metrics::register_worker_metrics();
     let runtime = process::runtime()?;
+    // The API state starts tasks (following the workers' announcements) on this runtime.
+    let _in_runtime = runtime.enter();
     let worker = engine::engine_worker(paths, &s.engine, "local-0".into(), None)?;
     let bus =
         LocalBus::new(LocalBusConfig { max_queue: s.api.max_queue, queue_timeout: s.api.queue_timeout });
