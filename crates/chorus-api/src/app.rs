@@ -126,3 +126,53 @@ pub async fn serve_tls(
 fn draining_config() -> crate::serve::ServeConfig {
     crate::serve::ServeConfig { drain_timeout: DRAIN_TIMEOUT, ..crate::serve::ServeConfig::default() }
 }
+/// The API server running on its listener, with the WebSockets' own shutdown switch: WebSockets outlive the HTTP
+/// server's graceful shutdown, so they are drained and closed (1001) through it.
+#[derive(Debug)]
+pub struct RunningApi {
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    ws_shutdown: crate::ws::WsShutdown,
+    /// How long shutdown waits for WebSockets: their drain, their close handshake, and a margin.
+    ws_wait: Duration,
+}
+
+impl RunningApi {
+    /// Serves `state` on `listener` (over `tls` when given) with the connection policy `serve` and the WebSocket
+    /// settings `ws`, until `stop` turns true.
+    pub fn start(
+        listener: tokio::net::TcpListener,
+        state: AppState,
+        serve: crate::serve::ServeConfig,
+        ws: crate::ws::WsConfig,
+        tls: Option<crate::tls::TlsAcceptor>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        let ws_shutdown = crate::ws::WsShutdown::new();
+        let ws_wait = ws.drain_timeout + ws.close_timeout + Duration::from_secs(2);
+        let app = router(state).layer(axum::Extension(ws.with_shutdown(&ws_shutdown)));
+        let shutdown = async move {
+            let _ = stop.changed().await;
+        };
+        let server = match tls {
+            Some(tls) => tokio::spawn(crate::serve::serve_with(listener, app, serve, tls, shutdown)),
+            None => tokio::spawn(crate::serve::serve(listener, app, serve, shutdown)),
+        };
+        Self { server, ws_shutdown, ws_wait }
+    }
+
+    /// Shuts down: WebSockets drain and close, `stop` is sent (the HTTP server and whatever else follows it stop
+    /// accepting), `meanwhile` runs (a worker's drain), then the open responses and WebSockets are waited for, at
+    /// most the WebSockets' drain and close time in all.
+    pub async fn shut_down(
+        self,
+        stop: &tokio::sync::watch::Sender<bool>,
+        meanwhile: impl Future<Output = ()>,
+    ) {
+        let deadline = tokio::time::Instant::now() + self.ws_wait;
+        self.ws_shutdown.trigger();
+        let _ = stop.send(true);
+        meanwhile.await;
+        let _ = tokio::time::timeout_at(deadline, self.server).await;
+        let _ = tokio::time::timeout_at(deadline, self.ws_shutdown.wait_closed()).await;
+    }
+}

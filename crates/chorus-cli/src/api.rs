@@ -3,12 +3,10 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
-use chorus_api::AppState;
+use chorus_api::app::RunningApi;
 use chorus_bus::{Bus, ModelInfo, NatsBus, NatsBusConfig};
-use tokio::task::JoinHandle;
 
 use crate::paths::PathArgs;
 use crate::settings::args::{ApiArgs, ConfigArgs};
@@ -47,35 +45,6 @@ pub fn settings(args: &ApiRoleArgs) -> Result<settings::file::FileSettings> {
         layers = layers.set(None, "license_proxy", true);
     }
     Ok(layers.resolve(&defaults(Role::Api))?)
-}
-
-/// Starts the API on `listener` with the connection policy `serve` and the WebSocket settings `ws`; returns the
-/// server task and the WebSocket shutdown switch.
-pub fn spawn_api(
-    listener: tokio::net::TcpListener,
-    state: AppState,
-    serve: chorus_api::serve::ServeConfig,
-    ws: chorus_api::ws::WsConfig,
-    tls: Option<chorus_api::tls::TlsAcceptor>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> (JoinHandle<std::io::Result<()>>, chorus_api::ws::WsShutdown) {
-    // WebSockets outlive the HTTP server's graceful shutdown: they are drained and closed (1001) through their own
-    // switch.
-    let ws_shutdown = chorus_api::ws::WsShutdown::new();
-    let app = chorus_api::app::router(state).layer(axum::Extension(ws.with_shutdown(&ws_shutdown)));
-    let shutdown = async move {
-        let _ = stop.changed().await;
-    };
-    let server = match tls {
-        Some(tls) => tokio::spawn(chorus_api::serve::serve_with(listener, app, serve, tls, shutdown)),
-        None => tokio::spawn(chorus_api::serve::serve(listener, app, serve, shutdown)),
-    };
-    (server, ws_shutdown)
-}
-
-/// How long shutdown waits for WebSockets: their drain, their close handshake, and a margin.
-pub fn ws_shutdown_wait(ws: &chorus_api::ws::WsConfig) -> Duration {
-    ws.drain_timeout + ws.close_timeout + Duration::from_secs(2)
 }
 
 /// The voices installed beside the API (the image ships them in `CHORUS_MODELS_DIR`), read from their configs
@@ -153,15 +122,10 @@ pub fn run(paths: &PathArgs, args: ApiRoleArgs) -> Result<()> {
         tracing::info!(api = %s.api.listen, nats = %s.nats, "Chorus API is serving.");
         let gate = Arc::clone(&state.license);
         let tls = state::tls_acceptor(&s.api)?;
-        let ws_wait = ws_shutdown_wait(&ws);
-        let (server, ws_shutdown) = spawn_api(listener, state, api_serve, ws, tls, stop_rx);
+        let api = RunningApi::start(listener, state, api_serve, ws, tls, stop_rx);
         process::shutdown_signal().await;
         tracing::info!("Shutting down the API.");
-        let deadline = tokio::time::Instant::now() + ws_wait;
-        ws_shutdown.trigger();
-        let _ = stop_tx.send(true);
-        let _ = tokio::time::timeout_at(deadline, server).await;
-        let _ = tokio::time::timeout_at(deadline, ws_shutdown.wait_closed()).await;
+        api.shut_down(&stop_tx, async {}).await;
         process::flush_usage(&gate, process::USAGE_FLUSH).await;
         Ok(())
     })

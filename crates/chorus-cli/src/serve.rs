@@ -139,16 +139,10 @@ pub fn run(paths: &PathArgs, args: ServeArgs) -> Result<()> {
             s.api.listen, s.metrics_listen
         );
 
-        let ws_wait = crate::api::ws_shutdown_wait(&ws);
-        let (server, ws_shutdown) = crate::api::spawn_api(api, state, api_serve, ws, tls, stop_rx);
+        let api = chorus_api::app::RunningApi::start(api, state, api_serve, ws, tls, stop_rx);
         process::shutdown_signal().await;
         tracing::info!("Shutting down: draining streams.");
-        let deadline = tokio::time::Instant::now() + ws_wait;
-        ws_shutdown.trigger();
-        let _ = stop_tx.send(true);
-        process::drain(&worker, DRAIN).await;
-        let _ = tokio::time::timeout_at(deadline, server).await;
-        let _ = tokio::time::timeout_at(deadline, ws_shutdown.wait_closed()).await;
+        api.shut_down(&stop_tx, process::drain(&worker, DRAIN)).await;
         process::flush_usage(&gate, process::USAGE_FLUSH).await;
         Ok::<(), anyhow::Error>(())
     })
