@@ -216,19 +216,28 @@ impl<T: Document> DocCache<T> {
 }
 
 impl DocCache<Voice> {
-    /// Adds a built-in voice for every model voice not listed yet (id = the model voice's id), and drops the
-    /// built-in voices of models no worker announces any more (a model removed from the artifact store), unless
-    /// pinned ([`DocCache::pin_builtin`]).
+    /// Follows the models the bus announces: adds a built-in voice for every one not listed yet (id = the model
+    /// voice's id), and drops the built-in voices of models no worker announces any more (a model removed from the
+    /// artifact store), unless pinned ([`DocCache::pin_builtin`]).
     ///
-    /// Called with every change of the models the bus announces (pushed, see `AppState::new`); requests only read.
+    /// Called with every change of the announcements (pushed, see `AppState::new`); requests only read.
     pub fn sync_builtin(&self, models: &[ModelInfo]) {
-        if !self.builtin_stale(models) {
-            return;
-        }
         let pinned = read(&self.pinned);
         let mut voices = write(&self.docs);
         voices
             .retain(|_, v| !v.builtin || pinned.contains(&v.model) || models.iter().any(|m| m.id == v.model));
+        self.add_builtin(&mut voices, models);
+    }
+
+    /// Adds built-in voices for `models` that stay listed even while no worker announces them. The voices of the
+    /// announced models stay as they are.
+    pub fn pin_builtin(&self, models: &[ModelInfo]) {
+        write(&self.pinned).extend(models.iter().map(|m| m.id.clone()));
+        self.add_builtin(&mut write(&self.docs), models);
+    }
+
+    /// A built-in voice for each of `models` not listed as one yet.
+    fn add_builtin(&self, voices: &mut BTreeMap<String, Voice>, models: &[ModelInfo]) {
         for m in models {
             if voices.get(&m.id).is_some_and(|v| v.builtin) {
                 continue;
@@ -250,23 +259,6 @@ impl DocCache<Voice> {
                 },
             );
         }
-    }
-
-    /// Whether [`DocCache::sync_builtin`] would change anything: a built-in voice to drop (neither pinned nor
-    /// announced), or an announced model without its built-in voice.
-    fn builtin_stale(&self, models: &[ModelInfo]) -> bool {
-        let pinned = read(&self.pinned);
-        let voices = read(&self.docs);
-        voices
-            .values()
-            .any(|v| v.builtin && !pinned.contains(&v.model) && !models.iter().any(|m| m.id == v.model))
-            || models.iter().any(|m| !voices.get(&m.id).is_some_and(|v| v.builtin))
-    }
-
-    /// Adds built-in voices for `models` that stay listed even while no worker announces them.
-    pub fn pin_builtin(&self, models: &[ModelInfo]) {
-        write(&self.pinned).extend(models.iter().map(|m| m.id.clone()));
-        self.sync_builtin(models);
     }
 }
 
@@ -342,6 +334,19 @@ mod tests {
         // Announced again: listed again.
         store.sync_builtin(&[model("hot")]);
         assert!(store.get("hot").is_some());
+    }
+
+    #[test]
+    fn pinning_later_keeps_the_announced_voices() {
+        let store = VoiceCache::default();
+        store.sync_builtin(&[model("hot")]);
+        store.pin_builtin(&[model("installed")]);
+        assert!(store.get("hot").is_some_and(|v| v.builtin), "pinning dropped a voice a worker announces");
+        assert!(store.get("installed").is_some_and(|v| v.builtin));
+        // The pinned voice outlives its announcement; the other does not.
+        store.sync_builtin(&[]);
+        assert!(store.get("installed").is_some());
+        assert!(store.get("hot").is_none());
     }
 
     fn item(text: &str, alias: &str) -> PronunciationItem {

@@ -344,22 +344,23 @@ impl Artifacts {
             .and_then(|mut doc| doc.check(id).map(|()| doc));
         match parsed {
             Ok(doc) => {
+                // Counted before it is logged: whoever reads the log finds the metric already counted.
                 if T::cache(self).put_stored(doc, got.etag) {
-                    tracing::info!(store = %self.store, %path, "Artifact loaded.");
                     count("loaded");
+                    tracing::info!(store = %self.store, %path, "Artifact loaded.");
                 } else {
-                    tracing::warn!(store = %self.store, %path, "Skipped: a built-in voice has this id.");
                     count("invalid");
+                    tracing::warn!(store = %self.store, %path, "Skipped: a built-in voice has this id.");
                 }
             }
             Err(why) => {
                 let kept = T::cache(self).etag(id).is_some();
+                count("invalid");
+                lock(&self.invalid).insert((T::KIND, id.to_owned()), got.etag);
                 tracing::warn!(
                     store = %self.store, %path, error = %why, kept_previous = kept,
                     "Malformed artifact skipped."
                 );
-                count("invalid");
-                lock(&self.invalid).insert((T::KIND, id.to_owned()), got.etag);
             }
         }
         true

@@ -72,16 +72,23 @@ impl OutputFile {
     }
 
     /// Finishes the output: `finish` may rewrite the regular file before it is synced and renamed into place
-    /// (a WAV header's sizes, [`crate::finalize_wav_file`]).
+    /// (a WAV header's sizes, [`crate::finalize_wav_file`]). On failure the temporary file is removed and the
+    /// destination left as it was.
     pub fn commit(self, finish: impl FnOnce(&mut File) -> io::Result<()>) -> io::Result<()> {
         match self {
             Self::Stdout(_) => Ok(()),
             Self::Special(mut file) => file.flush(),
             Self::File { tmp, dest, file } => {
-                let mut file = file.into_inner().map_err(io::IntoInnerError::into_error)?;
-                finish(&mut file)?;
-                file.sync_all()?;
-                std::fs::rename(&tmp, &dest).map_err(at("write", &dest))
+                let committed = (|| {
+                    let mut file = file.into_inner().map_err(io::IntoInnerError::into_error)?;
+                    finish(&mut file)?;
+                    file.sync_all()?;
+                    std::fs::rename(&tmp, &dest).map_err(at("write", &dest))
+                })();
+                if committed.is_err() {
+                    let _ = std::fs::remove_file(&tmp);
+                }
+                committed
             }
         }
     }
@@ -114,6 +121,13 @@ mod tests {
         out.abandon();
         assert_eq!(std::fs::read(&dest).unwrap(), b"abc", "an abandoned output leaves the old file");
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "no temporary file is left");
+
+        let mut out = OutputFile::open(&dest).unwrap();
+        out.write(b"broken").unwrap();
+        let failed = out.commit(|_| Err(io::Error::other("finishing failed")));
+        assert!(failed.is_err());
+        assert_eq!(std::fs::read(&dest).unwrap(), b"abc", "a failed commit leaves the old file");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "a failed commit leaves no temporary file");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

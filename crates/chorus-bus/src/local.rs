@@ -49,10 +49,14 @@ impl Drop for SlotGuard {
     }
 }
 
+/// The registered workers now (the lock is not held while they are asked anything).
+fn snapshot(workers: &RwLock<Vec<Arc<dyn Worker>>>) -> Vec<Arc<dyn Worker>> {
+    workers.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+}
+
 /// Announces the models `workers` serve now.
 fn announce_workers(workers: &RwLock<Vec<Arc<dyn Worker>>>, to: &watch::Sender<Vec<ModelInfo>>) {
-    let workers = workers.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-    announce(to, served_models(workers.iter().map(|w| w.status())));
+    announce(to, served_models(snapshot(workers).iter().map(|w| w.status())));
 }
 
 /// The bus `chorus serve` uses: API and workers in one process.
@@ -104,7 +108,7 @@ impl LocalBus {
     }
 
     fn snapshot(&self) -> Vec<Arc<dyn Worker>> {
-        self.workers.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        snapshot(&self.workers)
     }
 
     /// One attempt: the least-loaded worker of the model with a free slot takes the job.

@@ -91,7 +91,10 @@ async fn export(args: ExportArgs) -> Result<()> {
         out.push(b'\n');
     }
     let mut file = OutputFile::open(&args.to)?;
-    file.write(&out)?;
+    if let Err(e) = file.write(&out) {
+        file.abandon();
+        return Err(e.into());
+    }
     file.commit(|_| Ok(()))?;
     let voices = records.iter().filter(|r| matches!(r, Record::Voice(_))).count();
     println!(
